@@ -1,0 +1,82 @@
+"""Typed errors. Each says what is wrong and what to do; the CLI prints the message and exits with `exit_code`."""
+from __future__ import annotations
+
+
+class EdgeportError(Exception):
+    """Base class. `exit_code` is what the CLI returns (2: bad input, 1: a check failed, 3: a target failed)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UnknownNameError(EdgeportError, KeyError):
+    """A name that is not in a registry; the message lists the valid ones."""
+
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]):
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
+        self.kind, self.name, self.valid = kind, name, tuple(valid)
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return self.message
+
+
+class ModelBuildError(EdgeportError):
+    """Bad builder arguments, or a user factory that does not return an nn.Module."""
+
+
+class CheckpointError(EdgeportError):
+    """A checkpoint that cannot be read, needs trust, or does not fit the model."""
+
+
+class InputShapeError(EdgeportError):
+    """An input shape of the wrong rank or with non-positive sizes."""
+
+
+class ExportError(EdgeportError):
+    """The exporter itself failed."""
+
+
+class UnsupportedOpError(ExportError):
+    """An ONNX op the converter has no lowering for; names the op type and node."""
+
+    def __init__(self, op_type: str, node_name: str, supported: list[str] | tuple[str, ...], detail: str = ""):
+        msg = f"unsupported ONNX op {op_type!r} at node {node_name!r}"
+        if detail:
+            msg += f": {detail}"
+        msg += f"; supported ops: {', '.join(sorted(supported))}"
+        super().__init__(msg)
+        self.op_type, self.node_name, self.supported = op_type, node_name, tuple(supported)
+
+
+class ParityError(EdgeportError):
+    """An artifact does not compute what its reference computes. Carries the numbers."""
+
+    exit_code = 1
+
+    def __init__(self, artifact: str, metric: str, value: float, threshold: float, *, detail: str = ""):
+        msg = f"{artifact}: {metric} = {value:.6g} misses the threshold {threshold:.6g}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+        self.artifact, self.metric, self.value, self.threshold = artifact, metric, value, threshold
+
+
+class CalibrationError(EdgeportError):
+    """Calibration data that is missing, empty, unreadable or of the wrong shape."""
+
+
+class TargetError(EdgeportError):
+    """A device target that is malformed, unreachable or failed; names the target."""
+
+    exit_code = 3
+
+
+class OutputDirError(EdgeportError):
+    """The output directory is a file or cannot be written."""

