@@ -272,3 +272,140 @@ def augshufflenet_x1_5(
     *, num_classes: int = 10, channel_shuffle: bool = True, split_ratio: float = 0.375, shuffle_groups: int = 2
 ) -> ShuffleNetV2:
     return _aug("x1_5", num_classes, channel_shuffle, split_ratio, shuffle_groups)
+
+
+# ---- ShuffleNetV1, ImageNet ---------------------------------------------------------------------------------------
+# Zhang et al., "ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices", CVPR 2018
+# (arXiv:1707.01083). Module names and the unit's layer order follow Megvii's reference (megvii-model/ShuffleNet-Series
+# ShuffleNetV1), so its state dicts load as-is: the shuffle sits after the depthwise conv there, which computes the
+# same function as the paper's shuffle-before-depthwise (a depthwise conv commutes with a channel permutation).
+V1_PAPER = "Zhang et al., ShuffleNet, CVPR 2018 (arXiv:1707.01083)"
+
+# (groups, width) -> (stem, stage2, stage3, stage4): paper Table 1 at 1.0x, Megvii's 0.5x (which halves the stem too).
+V1_WIDTHS = {
+    (1, "x1_0"): (24, 144, 288, 576),
+    (2, "x1_0"): (24, 200, 400, 800),
+    (3, "x1_0"): (24, 240, 480, 960),
+    (4, "x1_0"): (24, 272, 544, 1088),
+    (8, "x1_0"): (24, 384, 768, 1536),
+    (3, "x0_5"): (12, 120, 240, 480),
+    (8, "x0_5"): (16, 192, 384, 768),
+}
+
+
+class ShuffleV1Unit(nn.Module):
+    """ShuffleNetV1 unit: 1x1 group conv (bottleneck = oup/4) + BN + ReLU -> 3x3 dw (stride) + BN -> shuffle(g) ->
+    1x1 group conv + BN. Stride 1: relu(x + branch). Stride 2: cat(avgpool3x3s2p1(x), relu(branch)), so the branch
+    makes oup - inp channels. `first_group_ungrouped`: the first 1x1 conv of stage 2 is dense (its input has 24 ch)."""
+
+    def __init__(self, inp: int, oup: int, *, stride: int, groups: int, first_group_ungrouped: bool = False,
+                 shuffle: bool = True):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError("stride must be 1 or 2")
+        self.stride, self.groups, self.shuffle = stride, groups, shuffle
+        mid = oup // 4
+        outputs = oup - inp if stride == 2 else oup
+        g1 = 1 if first_group_ungrouped else groups
+        self.branch_main_1 = nn.Sequential(
+            nn.Conv2d(inp, mid, 1, 1, 0, groups=g1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), nn.BatchNorm2d(mid),
+        )
+        self.branch_main_2 = nn.Sequential(nn.Conv2d(mid, outputs, 1, 1, 0, groups=groups, bias=False), nn.BatchNorm2d(outputs))
+        self.branch_proj = nn.AvgPool2d(3, 2, 1) if stride == 2 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branch_main_1(x)
+        if self.shuffle and self.groups > 1:
+            out = channel_shuffle(out, self.groups)
+        out = self.branch_main_2(out)
+        if self.stride == 1:
+            return torch.relu(x + out)
+        return torch.cat((self.branch_proj(x), torch.relu(out)), dim=1)
+
+
+class ShuffleNetV1(nn.Module):
+    """Input: float32 (N, 3, 224, 224) RGB, ImageNet mean/std. Output: logits (N, num_classes).
+
+    conv 3x3 s2 -> maxpool 3x3 s2 -> stages of (4, 8, 4) units (the first of each stride 2) -> GAP -> FC (no bias,
+    as Megvii's)."""
+
+    def __init__(self, widths: tuple[int, int, int, int], *, groups: int, num_classes: int = 1000,
+                 channel_shuffle: bool = True):
+        super().__init__()
+        stem, *stages = widths
+        self.first_conv = nn.Sequential(nn.Conv2d(3, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True))
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        units: list[nn.Module] = []
+        inp = stem
+        for idx, (repeats, oup) in enumerate(zip(STAGE_REPEATS, stages)):
+            for i in range(repeats):
+                units.append(ShuffleV1Unit(
+                    inp, oup, stride=2 if i == 0 else 1, groups=groups,
+                    first_group_ungrouped=(idx == 0 and i == 0), shuffle=channel_shuffle,
+                ))
+                inp = oup
+        self.features = nn.Sequential(*units)
+        self.classifier = nn.Sequential(nn.Linear(inp, num_classes, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(self.maxpool(self.first_conv(x)))
+        return self.classifier(x.mean((2, 3)))
+
+
+# (groups, width) -> MFLOPs (multiply-adds) and the source. Megvii's re-trained table gives 0.5x g3/g8 and 1.0x g3/g8;
+# the 1.0x g1/g2/g4 figures are the paper's Table 2 complexity column (recalled, models.md marks them R).
+_V1_PUBLISHED_MACS = {
+    (1, "x1_0"): 143e6, (2, "x1_0"): 140e6, (3, "x1_0"): 138e6, (4, "x1_0"): 133e6, (8, "x1_0"): 138e6,
+    (3, "x0_5"): 38e6, (8, "x0_5"): 40e6,
+}
+
+
+def _v1_spec(groups: int, width: str) -> ModelSpec:
+    megvii = (groups, width) in {(3, "x1_0"), (8, "x1_0"), (3, "x0_5"), (8, "x0_5")}
+    return ModelSpec(
+        name=f"shufflenet_v1_g{groups}_{width}", family="shufflenet_v1", input_shape=(3, 224, 224), num_classes=1000,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=V1_PAPER, resize=256, crop=224, test_input_shape=(3, 64, 64),
+        published_macs=_V1_PUBLISHED_MACS[(groups, width)],
+        notes=("MACs: Megvii's re-trained table" if megvii else "MACs: paper Table 2 (recalled, unverified)")
+        + "; no exact published parameter count (Megvii: 0.7M/1.0M/1.9M/2.4M for 0.5x g3/g8, 1.0x g3/g8)",
+    )
+
+
+def _v1(groups: int, width: str, num_classes: int, channel_shuffle: bool) -> ShuffleNetV1:
+    return ShuffleNetV1(V1_WIDTHS[(groups, width)], groups=groups, num_classes=num_classes, channel_shuffle=channel_shuffle)
+
+
+@register_model(_v1_spec(1, "x1_0"))
+def shufflenet_v1_g1_x1_0(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(1, "x1_0", num_classes, channel_shuffle)
+
+
+@register_model(_v1_spec(2, "x1_0"))
+def shufflenet_v1_g2_x1_0(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(2, "x1_0", num_classes, channel_shuffle)
+
+
+@register_model(_v1_spec(3, "x1_0"))
+def shufflenet_v1_g3_x1_0(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(3, "x1_0", num_classes, channel_shuffle)
+
+
+@register_model(_v1_spec(4, "x1_0"))
+def shufflenet_v1_g4_x1_0(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(4, "x1_0", num_classes, channel_shuffle)
+
+
+@register_model(_v1_spec(8, "x1_0"))
+def shufflenet_v1_g8_x1_0(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(8, "x1_0", num_classes, channel_shuffle)
+
+
+@register_model(_v1_spec(3, "x0_5"))
+def shufflenet_v1_g3_x0_5(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(3, "x0_5", num_classes, channel_shuffle)
+
+
+@register_model(_v1_spec(8, "x0_5"))
+def shufflenet_v1_g8_x0_5(*, num_classes: int = 1000, channel_shuffle: bool = True) -> ShuffleNetV1:
+    return _v1(8, "x0_5", num_classes, channel_shuffle)
