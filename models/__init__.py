@@ -11,6 +11,7 @@ from ._spec import IMAGENET_MEAN, IMAGENET_STD, Layout, ModelEntry, ModelSpec, T
 from . import shufflenet  # noqa: E402,F401
 from . import mobilenet  # noqa: E402,F401
 from . import efficientnet  # noqa: E402,F401
+from . import mnasnet  # noqa: E402,F401
 
 __all__ = [
     "MODELS", "build_model", "get_model_entry", "get_spec", "model_names", "register_model",
