@@ -1,0 +1,113 @@
+"""The export step: a resolved source -> DIR/model.onnx (verified on ORT) + report.json sections."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeport.export.analysis import count_macs, op_histogram_onnx
+from edgeport.export.checkpoint import LoadedSource
+from edgeport.export.onnx_export import DEFAULT_OPSET, Exporter, export_onnx, simplify_onnx, verify_onnx
+from edgeport.models.layers import count_params
+from edgeport.report import Report, prepare_out_dir
+
+ONNX_NAME = "model.onnx"
+
+
+def verification_inputs(spec, *, n: int = 4, seed: int = 20181) -> list[np.ndarray]:
+    """Inputs for the ORT-vs-torch check: standard-normal NCHW float32 (the range of normalised images), fixed seed.
+
+    Structural parity (does ONNX compute what torch computes) does not depend on image content; meaning-level checks
+    on real photographs are `edgeport validate`'s job.
+    """
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((1, *spec.input_shape), dtype=np.float32) for _ in range(n)]
+
+
+def export_step(
+    *,
+    source: LoadedSource,
+    out_dir: str | Path,
+    exporter: Exporter | str = Exporter.DYNAMO,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = False,
+    n_verify: int = 4,
+) -> Report:
+    """Write DIR/model.onnx and fill report.json `source`, `model`, `artifacts.onnx`, `ops.onnx`, `parity.onnx`.
+
+    The ONNX file is exported and verified in a staging directory and moved into DIR only when verification passes,
+    so a failure leaves no model.onnx behind.
+    """
+    out = prepare_out_dir(out_dir)
+    spec = source.spec
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=out, prefix=".stage-") as stage:
+        staged = Path(stage) / ONNX_NAME
+        if source.onnx_path is not None:
+            model = simplify_onnx(onnx.load(str(source.onnx_path)))
+            onnx.save(model, str(staged))
+            verification = None
+        else:
+            model = export_onnx(
+                source.module, input_shape=spec.input_shape, path=staged, opset=opset, exporter=exporter,
+                dynamic_batch=dynamic_batch,
+            )
+            verification = verify_onnx(
+                source.module, onnx_path=staged, inputs=verification_inputs(spec, n=n_verify),
+                rel_tol=spec.tolerances.fp32_rel, min_cosine=spec.tolerances.fp32_cosine,
+            )
+        seconds = time.perf_counter() - t0
+        macs = count_macs(_static_copy(model, spec)) if dynamic_batch else count_macs(model)
+        shutil.move(str(staged), str(out / ONNX_NAME))
+    report = Report.load(out)
+    report.set("source", source.report())
+    report.set(
+        "model",
+        {
+            "name": source.name,
+            "family": spec.family,
+            "input_shape": [1, *spec.input_shape],
+            "num_classes": spec.num_classes,
+            "mean": list(spec.mean),
+            "std": list(spec.std),
+            "params": count_params(source.module) if source.module is not None else None,
+            "macs": macs,
+        },
+    )
+    report.merge("artifacts", {"onnx": ONNX_NAME})
+    report.merge(
+        "artifact_info",
+        {"onnx": {"precision": "fp32", "layout": "nchw", "io_dtype": "float32", "opset": _opset(model),
+                  "exporter": str(Exporter(exporter)) if source.onnx_path is None else "user", "dynamic_batch": dynamic_batch}},
+    )
+    report.merge("ops", {"onnx": op_histogram_onnx(model)})
+    report.merge("conversion", {"onnx_seconds": round(seconds, 3)})
+    if verification is not None:
+        report.merge(
+            "parity",
+            {"onnx": {"max_abs_err": verification.max_abs_err, "rel_err": verification.rel_err,
+                      "cosine": verification.cosine, "n_samples": verification.n_samples, "reference": "torch",
+                      "inputs": "standard normal, seed 20181"}},
+        )
+    report.save()
+    return report
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _static_copy(model: onnx.ModelProto, spec) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in list(m.graph.input) + list(m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    for vi in list(m.graph.value_info):
+        m.graph.value_info.remove(vi)
+    return m

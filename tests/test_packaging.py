@@ -1,0 +1,37 @@
+"""The distribution: every package folder is listed in pyproject, imports live under `edgeport`, CLI entry point."""
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_package_folder_is_listed():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    mapping = cfg["package-dir"]
+    found = set()
+    for pkg, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder)
+            found.add(".".join([pkg, *rel.parts]) if rel.parts else pkg)
+    assert found <= listed, f"package folders missing from pyproject packages: {sorted(found - listed)}"
+    assert listed <= found, f"listed packages without a folder: {sorted(listed - found)}"
+
+
+def test_no_generic_top_level_imports():
+    bad = []
+    for py in ROOT.glob("*/**/*.py"):
+        if py.parts[len(ROOT.parts)] in ("tests", "benchmarks", ".ci", "docs"):
+            continue
+        for line in py.read_text().splitlines():
+            if re.match(r"\s*(from|import)\s+(models|export|calibration|runtime)(\.|\s)", line):
+                bad.append(f"{py.relative_to(ROOT)}: {line.strip()}")
+    assert not bad, "use edgeport.<pkg> or relative imports:\n" + "\n".join(bad)
+
+
+def test_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "edgeport.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("edgeport ")
