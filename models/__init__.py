@@ -12,6 +12,7 @@ from . import shufflenet  # noqa: E402,F401
 from . import mobilenet  # noqa: E402,F401
 from . import efficientnet  # noqa: E402,F401
 from . import mnasnet  # noqa: E402,F401
+from . import ghostnet  # noqa: E402,F401
 
 __all__ = [
     "MODELS", "build_model", "get_model_entry", "get_spec", "model_names", "register_model",
