@@ -86,6 +86,9 @@ def _atomic_save(model: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    from edgeport.report import _umask
+
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         onnx.save(model, tmp)
         os.replace(tmp, path)
