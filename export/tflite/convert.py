@@ -1,0 +1,308 @@
+"""ONNX -> TFLite: graph passes, NHWC lowering, TFLiteConverter per precision, atomic writes, op histograms.
+
+    >>> from edgeport.export.tflite import convert
+    >>> res = convert("model.onnx", out_dir="out", precisions=["fp32", "int8"], calibration=calib)
+    >>> res.artifacts["int8"]            # Path("out/model_int8.tflite")
+"""
+from __future__ import annotations
+
+import enum
+import importlib.util
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import onnx
+import tensorflow as tf
+
+from edgeport.errors import CalibrationError, ExportError
+
+from ._build import InputLayout, Lowered, lower_graph
+from ._graph import OnnxGraph
+from ._lowering import NHWC
+
+
+class Precision(str, enum.Enum):
+    """fp32; fp16 (weights stored fp16); dynamic (int8 weights, float activations); int8 (full integer)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class IODtype(str, enum.Enum):
+    """Input/output tensor type of the full-integer model."""
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+    FLOAT = "float"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_IO_TF = {IODtype.INT8: tf.int8, IODtype.UINT8: tf.uint8, IODtype.FLOAT: tf.float32}
+SHUFFLE_PASS_MODULE = "edgeport.export.tflite.shuffle_pass"
+
+
+def artifact_filename(precision: Precision | str) -> str:
+    return f"model_{Precision(precision).value}.tflite"
+
+
+@dataclass
+class TensorOrigin:
+    """Where a TFLite tensor comes from: the ONNX tensor, its layout (tflite = transpose(onnx, perm)), and the
+    channel permutation the shuffle pass applied to that ONNX tensor (None if none)."""
+
+    onnx_name: str
+    perm: tuple[int, ...]
+    channel_perm: list[int] | None = None
+
+    def as_dict(self) -> dict:
+        return {"onnx_name": self.onnx_name, "perm": list(self.perm), "channel_perm": self.channel_perm}
+
+
+@dataclass
+class ConversionResult:
+    """What `convert` wrote and learned. Paths are absolute; `ops` and `float_tensors` are keyed by precision."""
+
+    out_dir: Path
+    artifacts: dict[str, Path]
+    ops: dict[str, dict[str, int]]
+    timings: dict[str, float]
+    input_layout: InputLayout
+    io_dtype: IODtype
+    input_names: list[str]
+    input_shapes: dict[str, tuple[int, ...]]
+    output_names: list[str]
+    output_perms: dict[str, tuple[int, ...]]
+    float_tensors: dict[str, list[str]] = field(default_factory=dict)
+    tensor_map: dict[str, dict[str, TensorOrigin]] = field(default_factory=dict)
+    channel_permutations: dict[str, list[int]] = field(default_factory=dict)
+    shuffle_pass_applied: bool = False
+    layout_transposes: int = 0
+    boundary_transposes: int = 0
+    calibration_samples: int = 0
+
+
+def shuffle_pass_available() -> bool:
+    return importlib.util.find_spec(SHUFFLE_PASS_MODULE) is not None
+
+
+def _load_model(onnx_model_or_path) -> onnx.ModelProto:
+    if isinstance(onnx_model_or_path, onnx.ModelProto):
+        return onnx_model_or_path
+    path = Path(onnx_model_or_path)
+    if not path.is_file():
+        raise ExportError(f"ONNX file {str(path)!r} does not exist", hint="export it first with `edgeport export`")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ExportError(f"{str(path)!r} is not a readable ONNX model: {e}") from e
+
+
+def _representative(lowered: Lowered, calibration, input_layout: InputLayout, limit: int | None):
+    try:
+        n = len(calibration)
+    except TypeError:
+        raise CalibrationError("calibration data must be an iterable of {input_name: array} with len()") from None
+    if n == 0:
+        raise CalibrationError("calibration data is empty", hint="INT8 needs representative inputs")
+
+    def gen():
+        for k, sample in enumerate(calibration):
+            if limit is not None and k >= limit:
+                break
+            if not isinstance(sample, Mapping):
+                raise CalibrationError(f"calibration sample {k} is a {type(sample).__name__}, not a dict")
+            row = []
+            for name in lowered.input_names:
+                if name not in sample:
+                    raise CalibrationError(f"calibration sample {k} lacks input {name!r} "
+                                           f"(has {sorted(sample)})")
+                arr = np.asarray(sample[name], np.float32)
+                want = lowered.input_shapes[name]
+                if arr.ndim == 4 and input_layout is InputLayout.NHWC:
+                    arr = arr.transpose(NHWC)
+                if tuple(arr.shape) != tuple(want):
+                    raise CalibrationError(f"calibration sample {k} input {name!r} has shape {arr.shape}; expected "
+                                           f"{want} after layout conversion (samples are NCHW float32)")
+                row.append(np.ascontiguousarray(arr))
+            yield row
+
+    return gen, n if limit is None else min(n, limit)
+
+
+def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None, io_dtype=IODtype.INT8) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([lowered.function])
+    if precision is Precision.FP16:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision is Precision.DYNAMIC:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision is Precision.INT8:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = _IO_TF[io_dtype]
+        conv.inference_output_type = _IO_TF[io_dtype]
+    try:
+        return conv.convert()
+    except CalibrationError:
+        raise
+    except Exception as e:  # the TF converter raises ConverterError/RuntimeError/ValueError
+        raise ExportError(f"TFLite conversion ({precision}) failed: {e}") from e
+
+
+def _interpreter(model_content: bytes | None = None, model_path: str | None = None):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    return Interpreter(model_content=model_content, model_path=model_path,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
+def _histogram_of(interp) -> dict[str, int]:
+    return dict(sorted(Counter(d["op_name"] for d in interp._get_ops_details() if d["op_name"] != "DELEGATE")
+                       .items()))
+
+
+def op_histogram(tflite_path: str | os.PathLike) -> dict[str, int]:
+    """{TFLite builtin op name: count} of the model's operators (read from the flatbuffer, no delegate)."""
+    return _histogram_of(_interpreter(model_path=str(tflite_path)))
+
+
+def _float_tensors(interp, io_dtype: IODtype) -> list[str]:
+    """Names of float32 activation tensors left in a full-integer model (I/O excluded when io is float)."""
+    io = set()
+    if io_dtype is IODtype.FLOAT:
+        io = {d["index"] for d in interp.get_input_details()} | {d["index"] for d in interp.get_output_details()}
+    consts = set()
+    for op in interp._get_ops_details():
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") and io_dtype is IODtype.FLOAT:
+            io.update(int(i) for i in op["inputs"]) if op["op_name"] == "QUANTIZE" else io.update(
+                int(i) for i in op["outputs"])
+    out = []
+    for d in interp.get_tensor_details():
+        if d["dtype"] == np.float32 and d["index"] not in io and d["index"] not in consts:
+            out.append(d["name"])
+    return out
+
+
+def tensor_map(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]]) -> dict[str, TensorOrigin]:
+    """TFLite tensor name -> TensorOrigin, for tensors whose producing op kept an ONNX tensor's name scope.
+
+    TFLite names a tensor after the ops fused into it ("scope/Relu;scope/add;other/Conv2D"); the first component's
+    scope is the op that produced the tensor, and scopes are the ONNX output tensor names (sanitised)."""
+    out = {}
+    for d in interp.get_tensor_details():
+        name = d["name"]
+        first = name.split(";")[0]
+        scope = first.split("/")[0]
+        onnx_name = lowered.scope_to_onnx.get(scope)
+        if onnx_name is None or onnx_name not in lowered.layouts:
+            continue
+        out[name] = TensorOrigin(onnx_name, tuple(lowered.layouts[onnx_name]), channel_perms.get(onnx_name))
+    return out
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def convert(
+    onnx_model_or_path: onnx.ModelProto | str | os.PathLike,
+    *,
+    out_dir: str | os.PathLike,
+    precisions: Iterable[Precision | str] = (Precision.FP32,),
+    calibration: Iterable[Mapping[str, np.ndarray]] | None = None,
+    io_dtype: IODtype | str = IODtype.INT8,
+    input_layout: InputLayout | str = InputLayout.NHWC,
+    max_calibration_samples: int | None = None,
+) -> ConversionResult:
+    """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
+
+    Inputs of the TFLite models: 4-D inputs NHWC float32 (or NCHW with `input_layout="nchw"`); int8/uint8 for
+    `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in the input layout.
+    `calibration` (needed for int8): an iterable with len() of {input_name: float32 NCHW array (batch 1)}.
+    Files: `model_<precision>.tflite`. All models are converted in memory first, then each file is written
+    atomically; an unsupported op raises UnsupportedOpError before anything is written.
+    """
+    t0 = time.perf_counter()
+    precs = [Precision(p) for p in precisions]
+    if not precs:
+        raise ExportError("no precision requested", hint=f"choose from {[p.value for p in Precision]}")
+    io_dtype = IODtype(io_dtype)
+    input_layout = InputLayout(input_layout)
+    if Precision.INT8 in precs and calibration is None:
+        raise CalibrationError("int8 needs calibration data (an iterable of {input_name: NCHW float32 array})")
+    out_dir = Path(out_dir)
+    timings: dict[str, float] = {}
+    model = _load_model(onnx_model_or_path)
+    timings["load_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    channel_perms: dict[str, list[int]] = {}
+    applied = False
+    if shuffle_pass_available():
+        from edgeport.export.tflite.shuffle_pass import remove_channel_shuffles
+
+        model, channel_perms = remove_channel_shuffles(model)
+        applied = True
+    timings["passes_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    graph = OnnxGraph.from_model(model)
+    lowered = lower_graph(graph, input_layout=input_layout)
+    timings["lower_s"] = time.perf_counter() - t
+
+    blobs: dict[Precision, bytes] = {}
+    n_cal = 0
+    for p in precs:
+        t = time.perf_counter()
+        rep = None
+        if p is Precision.INT8:
+            rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
+        blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype)
+        timings[f"convert_{p.value}_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifacts, ops, floats, tmaps = {}, {}, {}, {}
+    for p, blob in blobs.items():
+        interp = _interpreter(model_content=blob)
+        ops[p.value] = _histogram_of(interp)
+        tmaps[p.value] = tensor_map(interp, lowered, channel_perms)
+        if p is Precision.INT8:
+            floats[p.value] = _float_tensors(interp, io_dtype)
+    for p, blob in blobs.items():
+        path = out_dir / artifact_filename(p)
+        _atomic_write(path, blob)
+        artifacts[p.value] = path.resolve()
+    timings["write_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    return ConversionResult(
+        out_dir=out_dir.resolve(), artifacts=artifacts, ops=ops, timings=timings, input_layout=input_layout,
+        io_dtype=io_dtype, input_names=lowered.input_names, input_shapes=lowered.input_shapes,
+        output_names=lowered.output_names, output_perms=lowered.output_perms, float_tensors=floats,
+        tensor_map=tmaps, channel_permutations=channel_perms, shuffle_pass_applied=applied,
+        layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
+        calibration_samples=n_cal)

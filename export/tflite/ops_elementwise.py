@@ -1,0 +1,150 @@
+"""Element-wise ops: broadcasting binary arithmetic and activations. Constants are laid out to match the
+activation's tracked layout, so broadcasting never needs a transpose."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ._lowering import Value, identity, lowering, unsupported
+
+_F = np.float32
+
+
+def _expand(ctx, v: Value, rank: int) -> Value:
+    """Prepend size-1 ONNX axes so v has `rank` (numpy broadcasting alignment); a RESHAPE when needed."""
+    k = rank - v.rank
+    if k == 0:
+        return v
+    perm = tuple(range(k)) + tuple(p + k for p in v.perm)
+    tf_shape = [((1,) * k + v.shape)[p] for p in perm]
+    return Value(tf.reshape(v.tensor, tf_shape), perm, (1,) * k + v.shape)
+
+
+def _operands(ctx, node, names) -> tuple[list, tuple[int, ...], tuple[int, ...]]:
+    """Inputs as tf tensors / numpy constants in one common layout; returns (operands, perm, onnx_out_shape)."""
+    raw = [ctx.get(n) for n in names]
+    shapes = [v.shape if isinstance(v, Value) else np.shape(v) for v in raw]
+    out_shape = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    r = len(out_shape)
+    acts = [v for v in raw if isinstance(v, Value)]
+    if not acts:
+        raise unsupported(node, "all inputs are constants (should have been folded)")
+    full = [v for v in acts if v.rank == r]
+    ref = next((v for v in full if v.perm != identity(r)), full[0] if full else None)
+    perm = ref.perm if ref is not None else identity(r)
+    dtype = acts[0].tensor.dtype.as_numpy_dtype
+    ops = []
+    for v in raw:
+        if isinstance(v, Value):
+            ops.append(ctx.to_perm(_expand(ctx, v, r), perm))
+        else:
+            arr = np.asarray(v).astype(dtype)
+            ops.append(arr if arr.size == 1 and arr.ndim == 0 else ctx.const_in_layout(arr, r, perm))
+    return ops, perm, out_shape
+
+
+def _binary(fn):
+    def lower(ctx, node, attrs):
+        (a, b), perm, shape = _operands(ctx, node, node.input[:2])
+        return [Value(fn(a, b), perm, shape)]
+    return lower
+
+
+lowering("Add")(_binary(lambda a, b: tf.math.add(a, b)))
+lowering("Sub")(_binary(lambda a, b: tf.math.subtract(a, b)))
+lowering("Mul")(_binary(lambda a, b: tf.math.multiply(a, b)))
+lowering("Div")(_binary(lambda a, b: tf.math.divide(a, b)))
+
+
+def _variadic(fn):
+    def lower(ctx, node, attrs):
+        ops, perm, shape = _operands(ctx, node, [n for n in node.input if n])
+        y = ops[0] if isinstance(ops[0], tf.Tensor) else tf.constant(ops[0])
+        for o in ops[1:]:
+            y = fn(y, o)
+        if len(ops) == 1:
+            y = tf.identity(y)
+        return [Value(y, perm, shape)]
+    return lower
+
+
+lowering("Max")(_variadic(tf.math.maximum))
+lowering("Min")(_variadic(tf.math.minimum))
+lowering("Sum")(_variadic(tf.math.add))
+
+
+def _unary(fn):
+    def lower(ctx, node, attrs):
+        x = ctx.act(node, 0)
+        return [Value(fn(x.tensor, attrs), x.perm, x.shape)]
+    return lower
+
+
+lowering("Relu")(_unary(lambda x, a: tf.nn.relu(x)))
+lowering("Sigmoid")(_unary(lambda x, a: tf.math.sigmoid(x)))
+lowering("Tanh")(_unary(lambda x, a: tf.math.tanh(x)))
+lowering("Neg")(_unary(lambda x, a: tf.math.negative(x)))
+lowering("Abs")(_unary(lambda x, a: tf.math.abs(x)))
+lowering("Exp")(_unary(lambda x, a: tf.math.exp(x)))
+lowering("Sqrt")(_unary(lambda x, a: tf.math.sqrt(x)))
+lowering("Identity")(_unary(lambda x, a: tf.identity(x)))
+lowering("LeakyRelu")(_unary(lambda x, a: tf.nn.leaky_relu(x, alpha=float(a.get("alpha", 0.01)))))
+lowering("Elu")(_unary(lambda x, a: tf.nn.elu(x) if float(a.get("alpha", 1.0)) == 1.0
+                       else tf.where(x > 0, x, _F(a.get("alpha", 1.0)) * (tf.math.exp(x) - 1.0))))
+lowering("HardSwish")(_unary(lambda x, a: x * tf.nn.relu6(x + 3.0) * _F(1.0 / 6.0)))
+
+
+@lowering("HardSigmoid")
+def hard_sigmoid(ctx, node, attrs):
+    x = ctx.act(node, 0)
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    if abs(alpha - 1.0 / 6.0) < 1e-7 and beta == 0.5:
+        y = tf.nn.relu6(x.tensor + 3.0) * _F(1.0 / 6.0)
+    else:
+        y = tf.math.minimum(tf.nn.relu(x.tensor * _F(alpha) + _F(beta)), _F(1.0))
+    return [Value(y, x.perm, x.shape)]
+
+
+@lowering("Clip")
+def clip(ctx, node, attrs):
+    x = ctx.act(node, 0)
+    if "min" in attrs or "max" in attrs:  # opset < 11
+        lo, hi = attrs.get("min"), attrs.get("max")
+    else:
+        lo, hi = ctx.const(node, 1), ctx.const(node, 2)
+    lo = None if lo is None else float(np.asarray(lo))
+    hi = None if hi is None else float(np.asarray(hi))
+    t = x.tensor
+    if lo == 0.0 and hi == 6.0:
+        y = tf.nn.relu6(t)
+    elif lo == 0.0 and hi is None:
+        y = tf.nn.relu(t)
+    else:
+        y = t
+        if hi is not None:
+            y = tf.math.minimum(y, _F(hi))
+        if lo is not None:
+            y = tf.math.maximum(y, _F(lo))
+        if lo is None and hi is None:
+            y = tf.identity(y)
+    return [Value(y, x.perm, x.shape)]
+
+
+@lowering("PRelu")
+def prelu(ctx, node, attrs):
+    x = ctx.act(node, 0)
+    slope = ctx.get(node.input[1])
+    if isinstance(slope, Value):
+        s = ctx.to_perm(_expand(ctx, slope, x.rank), x.perm)
+        neg = -s
+    else:
+        s = np.asarray(slope, _F)
+        neg = -ctx.const_in_layout(s, x.rank, x.perm)
+        if neg.size == 1:
+            neg = neg.reshape(())
+        else:  # TFLite PRELU wants alpha without the leading size-1 batch axes
+            while neg.ndim > 1 and neg.shape[0] == 1:
+                neg = neg[0]
+    # this exact form is pattern-matched into one PRELU op by the TFLite converter
+    y = tf.nn.relu(x.tensor) + neg * tf.nn.relu(tf.math.negative(x.tensor))
+    return [Value(y, x.perm, x.shape)]

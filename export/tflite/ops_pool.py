@@ -1,0 +1,103 @@
+"""Pooling: MaxPool (pads, ceil_mode), AveragePool (pads, ceil_mode, count_include_pad both ways, exact at the
+borders), GlobalAveragePool, GlobalMaxPool. 2-D only, on NHWC tensors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from ._lowering import NHWC, Value, lowering, unsupported
+from ._padding import choose_padding, onnx_pads, out_sizes
+
+_F = np.float32
+_NEG = float(np.finfo(np.float32).min)
+
+
+def _params(node, attrs, x: Value):
+    if x.rank != 4:
+        raise unsupported(node, f"only 2-D pooling (4-D NCHW input) is lowered, got rank {x.rank}")
+    k = list(attrs["kernel_shape"])
+    s = list(attrs.get("strides", [1, 1]))
+    d = list(attrs.get("dilations", [1, 1]))
+    if d != [1, 1]:
+        raise unsupported(node, "dilated pooling is not lowered (TFLite pools have no dilation)")
+    ceil = bool(int(attrs.get("ceil_mode", 0)))
+    begin, end = onnx_pads(attrs, x.shape[2:], k, s, d, ceil_mode=ceil)
+    return k, s, begin, end
+
+
+def _pad(x, begin, end, value):
+    return tf.pad(x, [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]], constant_values=value)
+
+
+@lowering("MaxPool")
+def max_pool(ctx, node, attrs):
+    xv = ctx.act(node, 0)
+    if len(node.output) > 1 and node.output[1]:
+        raise unsupported(node, "the Indices output of MaxPool is not lowered")
+    k, s, begin, end = _params(node, attrs, xv)
+    mode = choose_padding(xv.shape[2:], begin, end, k, s, [1, 1])
+    x = ctx.to_perm(xv, NHWC)
+    if mode == "EXPLICIT":
+        x = _pad(x, begin, end, _NEG)  # padding never wins a max (PADV2 with the lowest float)
+        mode = "VALID"
+    y = tf.nn.max_pool2d(x, k, s, mode)
+    oh, ow = out_sizes(xv.shape[2:], begin, end, k, s, [1, 1])
+    return [Value(y, NHWC, (xv.shape[0], xv.shape[1], oh, ow))]
+
+
+def _divisor(n_out, stride, k, lo, hi, begin):
+    """Per output index: how many window elements fall inside [lo, hi) (input coordinates)."""
+    out = []
+    for o in range(n_out):
+        a = o * stride - begin
+        out.append(max(min(a + k, hi) - max(a, lo), 0))
+    return np.asarray(out, np.float64)
+
+
+@lowering("AveragePool")
+def average_pool(ctx, node, attrs):
+    xv = ctx.act(node, 0)
+    k, s, begin, end = _params(node, attrs, xv)
+    include = bool(int(attrs.get("count_include_pad", 0)))
+    h, w = xv.shape[2:]
+    oh, ow = out_sizes((h, w), begin, end, k, s, [1, 1])
+    mode = choose_padding((h, w), begin, end, k, s, [1, 1])
+    x = ctx.to_perm(xv, NHWC)
+    shape = (xv.shape[0], xv.shape[1], oh, ow)
+    if mode == "VALID" or (mode == "SAME" and not include):
+        return [Value(tf.nn.avg_pool2d(x, k, s, mode), NHWC, shape)]
+    # general: zero-pad, average over full windows, rescale by (window size / true divisor) where they differ
+    if include:
+        n = len(k)
+        pads = list(attrs.get("pads", [0] * (2 * n))) if attrs.get("auto_pad", "NOTSET") == "NOTSET" else \
+            begin + end
+        bounds = [(-begin[0], h + pads[n + 0]), (-begin[1], w + pads[n + 1])]
+    else:
+        bounds = [(0, h), (0, w)]
+    dh = _divisor(oh, s[0], k[0], *bounds[0], begin[0])
+    dw = _divisor(ow, s[1], k[1], *bounds[1], begin[1])
+    y = tf.nn.avg_pool2d(_pad(x, begin, end, 0.0), k, s, "VALID")
+    scale = (k[0] * k[1]) / np.outer(dh, dw)
+    if not np.allclose(scale, 1.0):
+        y = y * scale.astype(_F)[None, :, :, None]
+    return [Value(y, NHWC, shape)]
+
+
+@lowering("GlobalAveragePool")
+def global_average_pool(ctx, node, attrs):
+    xv = ctx.act(node, 0)
+    if xv.rank != 4:
+        raise unsupported(node, "only 4-D inputs are lowered")
+    y = tf.math.reduce_mean(ctx.to_perm(xv, NHWC), axis=[1, 2], keepdims=True)
+    return [Value(y, NHWC, xv.shape[:2] + (1, 1))]
+
+
+@lowering("GlobalMaxPool")
+def global_max_pool(ctx, node, attrs):
+    xv = ctx.act(node, 0)
+    if xv.rank != 4:
+        raise unsupported(node, "only 4-D inputs are lowered")
+    y = tf.math.reduce_max(ctx.to_perm(xv, NHWC), axis=[1, 2], keepdims=True)
+    return [Value(y, NHWC, xv.shape[:2] + (1, 1))]

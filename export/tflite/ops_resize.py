@@ -1,0 +1,155 @@
+"""Resize (and the old Upsample): nearest and linear, every ONNX coordinate transformation mode except
+tf_crop_and_resize, every nearest rounding mode.
+
+Because shapes are static, the source coordinates ONNX asks for are computed here in numpy and compared with
+what TFLite's RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR compute for each (align_corners, half_pixel_centers)
+setting; the native op is used when one matches exactly, otherwise an exact GATHER-based form (slower, correct).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ._lowering import NHWC, Value, lowering, unsupported
+
+_F = np.float32
+
+
+def _onnx_coords(mode: str, out: int, inn: int, scale: float) -> np.ndarray:
+    i = np.arange(out, dtype=np.float64)
+    if mode == "half_pixel":
+        return (i + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (i + 0.5) / scale - 0.5 if out > 1 else np.zeros(out)
+    if mode == "align_corners":
+        return i * (inn - 1) / (out - 1) if out > 1 else np.zeros(out)
+    if mode == "asymmetric":
+        return i / scale
+    if mode == "half_pixel_symmetric":
+        adj = out / (scale * inn)
+        center = inn / 2.0
+        offset = center * (1 - adj)
+        return offset + (i + 0.5) / scale - 0.5
+    raise ValueError(mode)
+
+
+def _nearest(x: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "round_prefer_floor":
+        r = np.ceil(x - 0.5)
+    elif mode == "round_prefer_ceil":
+        r = np.floor(x + 0.5)
+    elif mode == "floor":
+        r = np.floor(x)
+    elif mode == "ceil":
+        r = np.ceil(x)
+    else:
+        raise ValueError(mode)
+    return r
+
+
+def _tf_nearest(out, inn, align, half):
+    i = np.arange(out, dtype=np.float32)
+    scale = np.float32((inn - 1) / (out - 1)) if (align and out > 1) else np.float32(inn / out)
+    off = np.float32(0.5 if half else 0.0)
+    v = (i + off) * scale
+    idx = np.sign(v) * np.floor(np.abs(v) + 0.5) if align else np.floor(v)
+    idx = np.minimum(idx, inn - 1)
+    return np.maximum(idx, 0) if half else idx
+
+
+def _tf_linear_coords(out, inn, align, half):
+    i = np.arange(out, dtype=np.float64)
+    scale = (inn - 1) / (out - 1) if (align and out > 1) else inn / out
+    return (i + 0.5) * scale - 0.5 if half else i * scale
+
+
+def _gather_axis(ctx, t, axis, idx):
+    return tf.gather(t, np.asarray(idx, np.int32), axis=axis)
+
+
+@lowering("Resize", "Upsample")
+def resize(ctx, node, attrs):
+    x = ctx.act(node, 0)
+    r = x.rank
+    mode = attrs.get("mode", "nearest")
+    if node.op_type == "Upsample" or ctx.graph.opset < 11:
+        ctm, nmode = "asymmetric", "floor"
+        if node.op_type == "Resize" and mode == "nearest":
+            nmode = "round_prefer_floor"
+        scales = attrs.get("scales")
+        if scales is None:
+            scales = ctx.const(node, 1)
+        sizes = None
+    else:
+        ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
+        nmode = attrs.get("nearest_mode", "round_prefer_floor")
+        scales = ctx.const(node, 2)
+        sizes = ctx.const(node, 3)
+        if int(attrs.get("antialias", 0)):
+            raise unsupported(node, "antialias is not lowered")
+        if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
+            raise unsupported(node, "keep_aspect_ratio_policy other than stretch is not lowered")
+    if mode not in ("nearest", "linear", "bilinear"):
+        raise unsupported(node, f"mode {mode!r} is not lowered (nearest and linear are)")
+    if ctm == "tf_crop_and_resize":
+        raise unsupported(node, "coordinate_transformation_mode tf_crop_and_resize is not lowered")
+    axes = list(attrs.get("axes", range(r)))
+    axes = [a % r for a in axes]
+    out_shape = list(x.shape)
+    scale_of = [1.0] * r
+    if sizes is not None and np.size(sizes):
+        for a, s in zip(axes, np.asarray(sizes).reshape(-1)):
+            out_shape[a] = int(s)
+            scale_of[a] = int(s) / x.shape[a]
+    else:
+        for a, s in zip(axes, np.asarray(scales, np.float64).reshape(-1)):
+            out_shape[a] = int(np.floor(x.shape[a] * float(np.float32(s))))
+            scale_of[a] = float(np.float32(s))
+    changed = [a for a in range(r) if out_shape[a] != x.shape[a] or
+               not np.allclose(_onnx_coords(ctm, out_shape[a], x.shape[a], scale_of[a]), np.arange(x.shape[a]))]
+    if not changed:
+        return [Value(tf.identity(x.tensor), x.perm, x.shape)]
+    linear = mode in ("linear", "bilinear")
+    # native 2-D path: only H and W change, tensor in NHWC
+    if r == 4 and set(changed) <= {2, 3}:
+        for align in (False, True):
+            for half in (False, True):
+                if align and half:
+                    continue
+                ok = True
+                for a in (2, 3):
+                    inn, out = x.shape[a], out_shape[a]
+                    c = _onnx_coords(ctm, out, inn, scale_of[a])
+                    if linear:
+                        ok &= np.allclose(np.clip(c, 0, inn - 1),
+                                          np.clip(_tf_linear_coords(out, inn, align, half), 0, inn - 1), atol=1e-5)
+                    else:
+                        want = np.clip(_nearest(c, nmode), 0, inn - 1)
+                        ok &= np.array_equal(want, _tf_nearest(out, inn, align, half))
+                if ok:
+                    t = ctx.to_perm(x, NHWC)
+                    size = [out_shape[2], out_shape[3]]
+                    if linear:
+                        y = tf.compat.v1.image.resize_bilinear(t, size, align_corners=align, half_pixel_centers=half)
+                    else:
+                        y = tf.compat.v1.image.resize_nearest_neighbor(t, size, align_corners=align,
+                                                                       half_pixel_centers=half)
+                    return [Value(y, NHWC, tuple(out_shape))]
+    # exact fallback: per-axis gathers (and linear blends), in the current layout
+    t = x.tensor
+    for a in changed:
+        inn, out = x.shape[a], out_shape[a]
+        c = _onnx_coords(ctm, out, inn, scale_of[a])
+        ax = x.tf_axis(a)
+        if not linear:
+            t = _gather_axis(ctx, t, ax, np.clip(_nearest(c, nmode), 0, inn - 1).astype(np.int64))
+            continue
+        c = np.clip(c, 0, inn - 1)
+        i0 = np.floor(c).astype(np.int64)
+        i1 = np.minimum(i0 + 1, inn - 1)
+        w = (c - i0).astype(_F)
+        shape = [1] * r
+        shape[ax] = out
+        w = w.reshape(shape)
+        t = _gather_axis(ctx, t, ax, i0) * (1 - w) + _gather_axis(ctx, t, ax, i1) * w
+    return [Value(t, x.perm, tuple(out_shape))]
