@@ -14,6 +14,7 @@ from . import efficientnet  # noqa: E402,F401
 from . import mnasnet  # noqa: E402,F401
 from . import ghostnet  # noqa: E402,F401
 from . import fbnet  # noqa: E402,F401
+from . import espnet  # noqa: E402,F401
 
 __all__ = [
     "MODELS", "build_model", "get_model_entry", "get_spec", "model_names", "register_model",
