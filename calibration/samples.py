@@ -1,0 +1,134 @@
+"""The calibration-data protocol: a sized iterable of `{input_name: float32 ndarray (1, C, H, W)}`.
+
+Every quantizer (TFLite, ONNX Runtime) and the validator consume a `SampleSet`. Arrays are in torch layout (NCHW),
+batch 1, RGB, normalised as the model spec says ((x/255 - mean) / std); `SampleSet.nhwc(i)` gives the TFLite layout.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Callable, Iterator
+
+import numpy as np
+
+from edgeport.errors import CalibrationError
+
+
+class Split(str, enum.Enum):
+    """Which part of a source: calibration samples and validation samples never overlap."""
+
+    CALIBRATION = "calibration"
+    VALIDATION = "validation"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class CalibrationMethod(str, enum.Enum):
+    """How activation ranges are chosen from the calibration samples.
+
+    MINMAX: the observed min/max (TFLite's and ORT's default). PERCENTILE: clip outliers at a percentile of the
+    absolute activations. ENTROPY: KL-divergence threshold (ONNX Runtime only).
+    """
+
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    ENTROPY = "entropy"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class SampleSet:
+    """`len()` samples, each a float32 (1, C, H, W) array; iteration yields `{input_name: array}`.
+
+    `loader(i)` produces sample i (already preprocessed); results are cached, so iterating twice (calibration then
+    validation of several artifacts) reads every image once. `labels` (one int per sample) is set when the source
+    knows the classes. `info()` is what report.json records.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_name: str,
+        shape: tuple[int, int, int],
+        length: int,
+        loader: Callable[[int], np.ndarray],
+        source: str,
+        split: Split,
+        seed: int | None = None,
+        labels: list[int] | None = None,
+        description: str = "",
+        ids: list[str] | None = None,
+    ):
+        if length <= 0:
+            raise CalibrationError(f"{source}: no samples", hint="point --calibration at data with at least one image")
+        if labels is not None and len(labels) != length:
+            raise ValueError(f"{len(labels)} labels for {length} samples")
+        self.input_name = input_name
+        self.shape = tuple(int(s) for s in shape)
+        self._length = length
+        self._loader = loader
+        self._cache: dict[int, np.ndarray] = {}
+        self.source = source
+        self.split = Split(split)
+        self.seed = seed
+        self.labels = labels
+        self.description = description
+        # A stable identity per sample (file path, photo + crop, array index): proves two sets are disjoint.
+        self.ids = ids or [f"{source}:{split}:{i}" for i in range(length)]
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if not 0 <= i < self._length:
+            raise IndexError(i)
+        if i not in self._cache:
+            x = np.asarray(self._loader(i), dtype=np.float32)
+            if x.ndim == 3:
+                x = x[None]
+            if x.shape != (1, *self.shape):
+                raise CalibrationError(
+                    f"{self.source}: sample {i} has shape {x.shape}, expected {(1, *self.shape)} (NCHW)"
+                )
+            self._cache[i] = np.ascontiguousarray(x)
+        return self._cache[i]
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for i in range(self._length):
+            yield {self.input_name: self[i]}
+
+    def nhwc(self, i: int) -> np.ndarray:
+        """Sample i as float32 (1, H, W, C), the TFLite input layout."""
+        return np.ascontiguousarray(self[i].transpose(0, 2, 3, 1))
+
+    def array(self) -> np.ndarray:
+        """All samples stacked: float32 (N, C, H, W)."""
+        return np.concatenate([self[i] for i in range(self._length)], axis=0)
+
+    def take(self, n: int) -> "SampleSet":
+        """The first n samples; CalibrationError when there are fewer than n."""
+        if n > self._length:
+            raise CalibrationError(
+                f"{self.source}: {n} {self.split} samples asked, only {self._length} available",
+                hint="lower --num-calibration or add data",
+            )
+        parent = self
+        return SampleSet(
+            input_name=self.input_name, shape=self.shape, length=n, loader=lambda i: parent[i], source=self.source,
+            split=self.split, seed=self.seed, labels=None if self.labels is None else self.labels[:n],
+            description=self.description, ids=self.ids[:n],
+        )
+
+    def info(self) -> dict:
+        """What report.json records for this set."""
+        out = {"source": self.source, "split": str(self.split), "count": len(self), "seed": self.seed,
+               "input_name": self.input_name, "shape": list(self.shape)}
+        if self.description:
+            out["description"] = self.description
+        if self.labels is not None:
+            out["labelled"] = True
+        return out
+
+    def __repr__(self) -> str:
+        return f"SampleSet({self.source!r}, {self.split}, n={len(self)}, shape={self.shape}, seed={self.seed})"
