@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import importlib.util
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import onnx
 import tensorflow as tf
 
 from edgeport.errors import CalibrationError, ExportError
+from edgeport.report import atomic_write_bytes
 
 from ._build import InputLayout, Lowered, lower_graph
 from ._graph import OnnxGraph
@@ -214,20 +214,6 @@ def tensor_map(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]])
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def convert(
     onnx_model_or_path: onnx.ModelProto | str | os.PathLike,
     *,
@@ -265,7 +251,8 @@ def convert(
     if shuffle_pass_available():
         from edgeport.export.tflite.shuffle_pass import remove_channel_shuffles
 
-        model, channel_perms = remove_channel_shuffles(model)
+        # the pass wants a shape-inferred graph (graph outputs typed with shapes)
+        model, channel_perms = remove_channel_shuffles(OnnxGraph.from_model(model).model)
         applied = True
     timings["passes_s"] = time.perf_counter() - t
 
@@ -295,7 +282,7 @@ def convert(
             floats[p.value] = _float_tensors(interp, io_dtype)
     for p, blob in blobs.items():
         path = out_dir / artifact_filename(p)
-        _atomic_write(path, blob)
+        atomic_write_bytes(path, blob)
         artifacts[p.value] = path.resolve()
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0

@@ -1,0 +1,253 @@
+"""Every lowering of the ONNX -> TFLite converter against ONNX Runtime, on tiny one-node (or few-node) graphs,
+with several attribute combinations. fp32 TFLite must match ORT to 1e-5 relative; layout-only cases must emit no
+TRANSPOSE."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from _tflite_helpers import make_model, run_ort, run_tflite
+from edgeport.errors import UnsupportedOpError
+from edgeport.export.tflite import convert, supported_ops
+
+R = np.random.default_rng(0)
+
+
+def rnd(*shape, scale=1.0):
+    return (R.standard_normal(shape) * scale).astype(np.float32)
+
+
+N = helper.make_node
+X4 = rnd(1, 4, 9, 10)   # odd/even spatial on purpose
+X8 = rnd(1, 8, 8, 8)
+
+# (id, nodes, inputs, initializers, allow_transpose)
+CASES = [
+    # ---- Conv
+    ("conv3x3_p1", [N("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+     {"x": X4}, {"w": rnd(6, 4, 3, 3), "b": rnd(6)}, False),
+    ("conv3x3_s2_p1_even", [N("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {"x": X8}, {"w": rnd(5, 8, 3, 3)}, False),
+    ("conv3x3_s2_p1_odd", [N("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {"x": X4}, {"w": rnd(5, 4, 3, 3)}, False),
+    ("conv_asym_pads", [N("Conv", ["x", "w"], ["y"], pads=[0, 2, 1, 0])], {"x": X4}, {"w": rnd(3, 4, 3, 2)}, False),
+    ("conv_dilated", [N("Conv", ["x", "w"], ["y"], dilations=[2, 2], pads=[2, 2, 2, 2])],
+     {"x": X4}, {"w": rnd(4, 4, 3, 3)}, False),
+    ("conv_5x5_s2_p2", [N("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[2, 2, 2, 2])],
+     {"x": X8}, {"w": rnd(4, 8, 5, 5)}, False),
+    ("conv_grouped_g2", [N("Conv", ["x", "w", "b"], ["y"], group=2, pads=[1, 1, 1, 1])],
+     {"x": X8}, {"w": rnd(6, 4, 3, 3), "b": rnd(6)}, False),
+    ("conv_grouped_1x1_g4", [N("Conv", ["x", "w"], ["y"], group=4)], {"x": X8}, {"w": rnd(12, 2, 1, 1)}, False),
+    ("conv_depthwise", [N("Conv", ["x", "w", "b"], ["y"], group=8, pads=[1, 1, 1, 1], strides=[2, 2])],
+     {"x": X8}, {"w": rnd(8, 1, 3, 3), "b": rnd(8)}, False),
+    ("conv_depthwise_mult2_dil2", [N("Conv", ["x", "w"], ["y"], group=4, dilations=[2, 2], pads=[2, 2, 2, 2])],
+     {"x": X4}, {"w": rnd(8, 1, 3, 3)}, False),
+    ("conv_same_upper_s2", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER", strides=[2, 2])],
+     {"x": X4}, {"w": rnd(3, 4, 3, 3)}, False),
+    ("conv_same_lower_s2", [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2])],
+     {"x": X8}, {"w": rnd(3, 8, 4, 4)}, False),
+    # ---- ConvTranspose
+    ("convT_k3_s2_p1_op1", [N("ConvTranspose", ["x", "w", "b"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1],
+                              output_padding=[1, 1])], {"x": X4}, {"w": rnd(4, 3, 3, 3), "b": rnd(3)}, False),
+    ("convT_k4_s2_p1", [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {"x": X8}, {"w": rnd(8, 2, 4, 4)}, False),
+    ("convT_k2_s2", [N("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2])], {"x": X4}, {"w": rnd(4, 5, 2, 2)}, False),
+    # ---- BatchNormalization
+    ("batchnorm", [N("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)],
+     {"x": X4}, {"s": rnd(4), "b": rnd(4), "m": rnd(4), "v": np.abs(rnd(4)) + 0.5}, False),
+    # ---- Gemm / MatMul
+    ("gemm_transB", [N("Flatten", ["x"], ["f"]), N("Gemm", ["f", "w", "b"], ["y"], transB=1)],
+     {"x": rnd(1, 6, 1, 1)}, {"w": rnd(5, 6), "b": rnd(5)}, False),
+    ("gemm_alpha_beta", [N("Gemm", ["x", "w", "b"], ["y"], alpha=0.5, beta=2.0)],
+     {"x": rnd(3, 6)}, {"w": rnd(6, 4), "b": rnd(1, 4)}, False),
+    ("matmul_const", [N("MatMul", ["x", "w"], ["y"])], {"x": rnd(2, 6)}, {"w": rnd(6, 3)}, False),
+    ("matmul_act", [N("MatMul", ["x", "z"], ["y"])], {"x": rnd(2, 3, 6), "z": rnd(2, 6, 4)}, {}, False),
+    # ---- element-wise, broadcasting against NHWC activations
+    ("add_chan_const", [N("Add", ["x", "c"], ["y"])], {"x": X4}, {"c": rnd(4, 1, 1)}, False),
+    ("add_two_acts", [N("Add", ["x", "z"], ["y"])], {"x": X4, "z": rnd(1, 4, 9, 10)}, {}, False),
+    ("sub_const_first", [N("Sub", ["c", "x"], ["y"])], {"x": X4}, {"c": rnd(1, 4, 1, 10)}, False),
+    ("mul_scalar", [N("Mul", ["x", "c"], ["y"])], {"x": X4}, {"c": np.array(1.5, np.float32)}, False),
+    ("div_by_gap", [N("GlobalAveragePool", ["x"], ["g"]), N("Add", ["g", "one"], ["g1"]),
+                    N("Div", ["x", "g1"], ["y"])], {"x": np.abs(X4)}, {"one": np.array(1.0, np.float32)}, False),
+    ("se_mul", [N("ReduceMean", ["x", "ax"], ["g"], keepdims=1), N("Sigmoid", ["g"], ["s"]),
+                N("Mul", ["x", "s"], ["y"])], {"x": X4}, {"ax": np.array([2, 3], np.int64)}, False),
+    ("max_min_variadic", [N("Max", ["x", "z", "c"], ["m"]), N("Min", ["m", "c2"], ["y"])],
+     {"x": X4, "z": rnd(1, 4, 9, 10)}, {"c": rnd(10), "c2": np.array(0.7, np.float32)}, False),
+    ("sum3", [N("Sum", ["x", "z", "c"], ["y"])], {"x": X4, "z": rnd(1, 4, 9, 10)}, {"c": rnd(4, 1, 1)}, False),
+    # ---- activations
+    ("relu", [N("Relu", ["x"], ["y"])], {"x": X4}, {}, False),
+    ("clip_relu6", [N("Clip", ["x", "lo", "hi"], ["y"])], {"x": X4 * 4},
+     {"lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}, False),
+    ("clip_generic", [N("Clip", ["x", "lo", "hi"], ["y"])], {"x": X4},
+     {"lo": np.array(-0.5, np.float32), "hi": np.array(0.8, np.float32)}, False),
+    ("clip_min_only", [N("Clip", ["x", "lo"], ["y"])], {"x": X4}, {"lo": np.array(-0.2, np.float32)}, False),
+    ("prelu_channel", [N("PRelu", ["x", "s"], ["y"])], {"x": X4}, {"s": rnd(4, 1, 1)}, False),
+    ("prelu_scalar", [N("PRelu", ["x", "s"], ["y"])], {"x": X4}, {"s": np.array([0.25], np.float32)}, False),
+    ("leaky_relu", [N("LeakyRelu", ["x"], ["y"], alpha=0.1)], {"x": X4}, {}, False),
+    ("sigmoid", [N("Sigmoid", ["x"], ["y"])], {"x": X4}, {}, False),
+    ("silu_pattern", [N("Sigmoid", ["x"], ["s"]), N("Mul", ["x", "s"], ["y"])], {"x": X4}, {}, False),
+    ("hard_sigmoid_default", [N("HardSigmoid", ["x"], ["y"])], {"x": X4 * 4}, {}, False),
+    ("hard_sigmoid_torch", [N("HardSigmoid", ["x"], ["y"], alpha=1 / 6, beta=0.5)], {"x": X4 * 4}, {}, False),
+    ("hard_swish", [N("HardSwish", ["x"], ["y"])], {"x": X4 * 4}, {}, False),
+    ("tanh", [N("Tanh", ["x"], ["y"])], {"x": X4}, {}, False),
+    ("elu", [N("Elu", ["x"], ["y"], alpha=0.7)], {"x": X4}, {}, False),
+    ("unary_chain", [N("Abs", ["x"], ["a"]), N("Sqrt", ["a"], ["b"]), N("Neg", ["b"], ["c"]),
+                     N("Exp", ["c"], ["d"]), N("Identity", ["d"], ["y"])], {"x": X4}, {}, False),
+    # ---- concat / split / slice on the channel axis and others
+    ("concat_c", [N("Concat", ["x", "z"], ["y"], axis=1)], {"x": X4, "z": rnd(1, 2, 9, 10)}, {}, False),
+    ("concat_h_const", [N("Concat", ["x", "c"], ["y"], axis=2)], {"x": X4}, {"c": rnd(1, 4, 2, 10)}, False),
+    ("concat_neg_axis", [N("Concat", ["x", "z"], ["y"], axis=-1)], {"x": X4, "z": rnd(1, 4, 9, 3)}, {}, False),
+    ("split_c_equal", [N("Split", ["x"], ["a", "b"], axis=1, num_outputs=2), N("Sub", ["a", "b"], ["y"])],
+     {"x": X8}, {}, False),
+    ("split_c_uneven", [N("Split", ["x", "s"], ["a", "b", "c"], axis=1), N("Concat", ["c", "a", "b"], ["y"], axis=1)],
+     {"x": X8}, {"s": np.array([2, 5, 1], np.int64)}, False),
+    ("split_w", [N("Split", ["x"], ["a", "b"], axis=3, num_outputs=2), N("Add", ["a", "b"], ["y"])],
+     {"x": X4}, {}, False),
+    ("slice_channels", [N("Slice", ["x", "st", "en", "ax"], ["y"])], {"x": X8},
+     {"st": np.array([2], np.int64), "en": np.array([6], np.int64), "ax": np.array([1], np.int64)}, False),
+    ("slice_hw_step2", [N("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], {"x": X4},
+     {"st": np.array([1, 0], np.int64), "en": np.array([9, 100], np.int64), "ax": np.array([2, 3], np.int64),
+      "sp": np.array([2, 3], np.int64)}, False),
+    ("slice_negative", [N("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], {"x": X4},
+     {"st": np.array([-1], np.int64), "en": np.array([-100], np.int64), "ax": np.array([-1], np.int64),
+      "sp": np.array([-2], np.int64)}, False),
+    # ---- reshape family
+    ("flatten_after_gap", [N("GlobalAveragePool", ["x"], ["g"]), N("Flatten", ["g"], ["y"])], {"x": X4}, {}, False),
+    ("reshape_after_gap", [N("GlobalMaxPool", ["x"], ["g"]), N("Reshape", ["g", "s"], ["y"])],
+     {"x": X4}, {"s": np.array([1, -1], np.int64)}, False),
+    ("flatten_spatial", [N("Flatten", ["x"], ["y"], axis=1)], {"x": X4}, {}, True),
+    ("squeeze_unsqueeze", [N("ReduceMean", ["x", "ax"], ["g"], keepdims=1), N("Squeeze", ["g", "sq"], ["s"]),
+                           N("Unsqueeze", ["s", "sq"], ["y"])], {"x": X4},
+     {"ax": np.array([2, 3], np.int64), "sq": np.array([2, 3], np.int64)}, False),
+    ("channel_shuffle_g2", [N("Reshape", ["x", "s1"], ["r"]), N("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+                            N("Reshape", ["t", "s2"], ["y"])], {"x": X8},
+     {"s1": np.array([1, 2, 4, 8, 8], np.int64), "s2": np.array([1, 8, 8, 8], np.int64)}, True),
+    ("transpose_then_conv", [N("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]), N("Relu", ["t"], ["y"])],
+     {"x": X4}, {}, True),
+    ("transpose_nchw_to_nhwc_out", [N("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], {"x": X4}, {}, True),
+    ("transpose_3d", [N("Transpose", ["x"], ["t"], perm=[0, 2, 1]), N("MatMul", ["t", "w"], ["y"])],
+     {"x": rnd(1, 5, 6)}, {"w": rnd(5, 3)}, True),
+    # ---- pad
+    ("pad_constant", [N("Pad", ["x", "p", "v"], ["y"], mode="constant")], {"x": X4},
+     {"p": np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "v": np.array(0.5, np.float32)}, False),
+    ("pad_reflect", [N("Pad", ["x", "p"], ["y"], mode="reflect")], {"x": X4},
+     {"p": np.array([0, 0, 2, 1, 0, 0, 1, 2], np.int64)}, False),
+    ("pad_axes_channels", [N("Pad", ["x", "p", "", "ax"], ["y"])], {"x": X4},
+     {"p": np.array([1, 3], np.int64), "ax": np.array([1], np.int64)}, False),
+    # ---- pools
+    ("maxpool_k3s2p1_even", [N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {"x": X8}, {}, False),
+    ("maxpool_k3s2p1_odd", [N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {"x": X4}, {}, False),
+    ("maxpool_k2s2_ceil", [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+     {"x": X4}, {}, False),
+    ("maxpool_k3s1_same", [N("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], auto_pad="SAME_UPPER")], {"x": X4}, {},
+     False),
+    ("avgpool_include_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                               count_include_pad=1)], {"x": X4}, {}, False),
+    ("avgpool_exclude_pad", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+     {"x": X8}, {}, False),
+    ("avgpool_s1_same_exclude", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])],
+     {"x": X4}, {}, False),
+    ("avgpool_ceil_include", [N("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                                ceil_mode=1, count_include_pad=1)], {"x": X8}, {}, False),
+    ("avgpool_ceil_exclude", [N("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+     {"x": X4}, {}, False),
+    ("global_avg", [N("GlobalAveragePool", ["x"], ["y"])], {"x": X4}, {}, False),
+    ("global_max", [N("GlobalMaxPool", ["x"], ["y"])], {"x": X4}, {}, False),
+    # ---- reductions / softmax
+    ("reducemean_hw_keep0", [N("ReduceMean", ["x", "ax"], ["y"], keepdims=0)], {"x": X4},
+     {"ax": np.array([2, 3], np.int64)}, False),
+    ("reducemean_c", [N("ReduceMean", ["x", "ax"], ["y"], keepdims=1)], {"x": X4}, {"ax": np.array([1], np.int64)},
+     False),
+    ("reducemax_c_keep0", [N("ReduceMax", ["x", "ax"], ["y"], keepdims=0)], {"x": X4},
+     {"ax": np.array([1], np.int64)}, True),
+    ("reducesum_min", [N("ReduceSum", ["x", "ax"], ["s"], keepdims=1), N("ReduceMin", ["s", "ax2"], ["y"])],
+     {"x": X4}, {"ax": np.array([3], np.int64), "ax2": np.array([1], np.int64)}, False),
+    ("softmax_c", [N("Softmax", ["x"], ["y"], axis=1)], {"x": X4}, {}, False),
+    ("softmax_2d", [N("Softmax", ["x"], ["y"])], {"x": rnd(2, 7)}, {}, False),
+    ("logsoftmax_2d", [N("LogSoftmax", ["x"], ["y"], axis=1)], {"x": rnd(2, 7)}, {}, False),
+    # ---- resize
+    ("resize_nearest_x2_asym_floor", [N("Resize", ["x", "", "sc"], ["y"], mode="nearest",
+                                        coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     {"x": X4}, {"sc": np.array([1, 1, 2, 2], np.float32)}, False),
+    ("resize_nearest_3to7_torch", [N("Resize", ["x", "", "", "sz"], ["y"], mode="nearest",
+                                     coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     {"x": rnd(1, 4, 3, 3)}, {"sz": np.array([1, 4, 7, 7], np.int64)}, False),
+    ("resize_nearest_half_pixel", [N("Resize", ["x", "", "sc"], ["y"], mode="nearest")],
+     {"x": X4}, {"sc": np.array([1, 1, 2, 2], np.float32)}, False),
+    ("resize_nearest_down_half_pixel", [N("Resize", ["x", "", "", "sz"], ["y"], mode="nearest")],
+     {"x": X8}, {"sz": np.array([1, 8, 4, 4], np.int64)}, False),
+    ("resize_linear_half_pixel", [N("Resize", ["x", "", "sc"], ["y"], mode="linear")],
+     {"x": X4}, {"sc": np.array([1, 1, 2, 2], np.float32)}, False),
+    ("resize_linear_align_corners", [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear",
+                                       coordinate_transformation_mode="align_corners")],
+     {"x": X4}, {"sz": np.array([1, 4, 17, 13], np.int64)}, False),
+    ("resize_linear_pytorch_half_pixel", [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear",
+                                            coordinate_transformation_mode="pytorch_half_pixel")],
+     {"x": rnd(1, 4, 3, 3)}, {"sz": np.array([1, 4, 7, 7], np.int64)}, False),
+    ("resize_linear_asymmetric", [N("Resize", ["x", "", "sc"], ["y"], mode="linear",
+                                    coordinate_transformation_mode="asymmetric")],
+     {"x": X4}, {"sc": np.array([1, 1, 1.5, 2], np.float32)}, False),
+    ("resize_nearest_ceil_fallback", [N("Resize", ["x", "", "", "sz"], ["y"], mode="nearest",
+                                        coordinate_transformation_mode="half_pixel", nearest_mode="ceil")],
+     {"x": rnd(1, 4, 3, 3)}, {"sz": np.array([1, 4, 7, 7], np.int64)}, False),
+    # ---- constants and static shapes
+    ("constant_shape_reshape", [N("Constant", [], ["c"], value=helper.make_tensor("v", 1, [4, 1, 1], [1, 2, 3, 4])),
+                                N("Mul", ["x", "c"], ["m"]), N("Shape", ["m"], ["s"]),
+                                N("Reshape", ["m", "s"], ["y"])], {"x": X4}, {}, False),
+]
+
+
+def _check(case_id, nodes, inputs, inits, allow_transpose, tmp_path, *, input_layout="nhwc"):
+    model = make_model(nodes, inputs, inits, ("y",))
+    ref = run_ort(model, inputs)
+    res = convert(model, out_dir=tmp_path, precisions=["fp32"], input_layout=input_layout)
+    got = run_tflite(res.artifacts["fp32"], res, inputs)
+    for r, g in zip(ref, got):
+        assert r.shape == g.shape, (case_id, r.shape, g.shape)
+        scale = max(float(np.abs(r).max()), 1e-6)
+        err = float(np.abs(r - g).max())
+        assert err <= 1e-5 * max(scale, 1.0), f"{case_id}: max abs err {err:.3g} (max|ref| {scale:.3g})"
+    if not allow_transpose:
+        assert "TRANSPOSE" not in res.ops["fp32"], (case_id, res.ops["fp32"])
+        assert res.layout_transposes == 0
+    return res
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_lowering_matches_ort(case, tmp_path):
+    _check(*case, tmp_path)
+
+
+def test_every_lowering_has_a_case():
+    covered = {n.op_type for c in CASES for n in c[1]}
+    missing = sorted(set(supported_ops()) - covered - {"Upsample"})
+    assert not missing, f"lowerings without a unit case: {missing}"
+
+
+@pytest.mark.parametrize("case_id", ["conv3x3_s2_p1_even", "concat_c", "flatten_after_gap"])
+def test_nchw_input_layout(case_id, tmp_path):
+    case = next(c for c in CASES if c[0] == case_id)
+    res = _check(case[0], case[1], case[2], case[3], True, tmp_path, input_layout="nchw")
+    assert res.input_shapes["x"] == case[2]["x"].shape
+    assert res.layout_transposes == 0
+
+
+def test_channel_shuffle_is_one_nhwc_transpose(tmp_path):
+    """Without the shuffle pass absorbing it, a g=2 shuffle costs exactly one TRANSPOSE, not layout round trips."""
+    case = next(c for c in CASES if c[0] == "channel_shuffle_g2")
+    res = _check(*case, tmp_path)
+    assert res.ops["fp32"].get("TRANSPOSE", 0) <= 1
+
+
+def test_unsupported_op_names_op_and_node_and_writes_nothing(tmp_path):
+    x = rnd(1, 4, 5, 5)
+    model = make_model([N("Relu", ["x"], ["r"]), N("Erf", ["r"], ["y"], name="my_erf_node")], {"x": x})
+    with pytest.raises(UnsupportedOpError) as ei:
+        convert(model, out_dir=tmp_path / "out", precisions=["fp32", "fp16"])
+    msg = str(ei.value)
+    assert "'Erf'" in msg and "my_erf_node" in msg and "Conv" in msg
+    assert ei.value.op_type == "Erf" and ei.value.node_name == "my_erf_node"
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
