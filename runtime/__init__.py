@@ -1,0 +1,17 @@
+"""Latency on x86 and ARM: one engine interface, honest statistics, local / ssh / adb targets, device parity.
+
+    >>> from edgeport.runtime import bench, BenchSettings, parse_target
+    >>> bench(out_dir="out/shufflenet", target=parse_target("ssh://pi@raspberrypi"), settings=BenchSettings(threads=(1, 4)))
+"""
+from edgeport.runtime.bench import BenchOutcome, BenchSettings, bench
+from edgeport.runtime.engines import ENGINES, Engine, EngineKind, open_engine, run
+from edgeport.runtime.layout import to_artifact_layout
+from edgeport.runtime.parity import compare_outputs
+from edgeport.runtime.results import LATENCY_FIELDS, append_latency, latency_table, print_latency_table
+from edgeport.runtime.targets import TARGETS, TargetKind, TargetOptions, parse_target
+
+__all__ = [
+    "BenchOutcome", "BenchSettings", "bench", "ENGINES", "Engine", "EngineKind", "open_engine", "run",
+    "to_artifact_layout", "compare_outputs", "LATENCY_FIELDS", "append_latency", "latency_table",
+    "print_latency_table", "TARGETS", "TargetKind", "TargetOptions", "parse_target",
+]

@@ -1,0 +1,162 @@
+"""`edgeport bench DIR`: time DIR's artifacts on a target and check the target's outputs against this machine's.
+
+Data flow: report.json `artifacts` -> a job folder (job.json, artifacts, parity.npz, device_runner.py) -> target ->
+runner JSON -> `latency` entries (appended to report.json) + `device_parity` (target outputs vs the same artifact
+run here with the same engine).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.errors import EdgeportError, OutputDirError, TargetError
+from edgeport.report import Report
+from edgeport.runtime.engines import ENGINES, EngineKind, open_engine, run
+from edgeport.runtime.layout import to_artifact_layout
+from edgeport.runtime.parity import compare_outputs
+from edgeport.runtime.results import make_entry
+from edgeport.runtime.targets import Target, TargetOptions
+
+DEFAULT_ENGINES = ("onnxruntime", "tflite")
+PARITY_SAMPLES = 4
+# Same artifact, two machines: ARM and x86 kernels may round differently, but must agree this closely.
+DEVICE_PARITY_MIN_COSINE = 0.999
+DEVICE_PARITY_MIN_TOP1 = 1.0
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    engines: tuple[str, ...] = DEFAULT_ENGINES
+    threads: tuple[int, ...] = (1,)
+    warmup: int = 5
+    runs: int = 50
+    time_budget_s: float | None = None
+    pin: str | None = None
+    artifacts: tuple[str, ...] | None = None  # report.json artifact names; None: all present
+    parity: bool = True
+    rss: bool = True
+    seed: int = 0
+
+
+@dataclass
+class BenchOutcome:
+    entries: list[dict]
+    device_parity: list[dict] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+    interpreters: dict = field(default_factory=dict)
+
+    @property
+    def parity_ok(self) -> bool:
+        return all(p["ok"] for p in self.device_parity)
+
+
+def select_artifacts(report: Report, out_dir: Path, names: tuple[str, ...] | None, engines) -> dict[str, Path]:
+    """report.json artifact name -> existing .onnx/.tflite path that one of `engines` runs."""
+    listed = report.get("artifacts") or {}
+    if not listed:
+        raise OutputDirError(f"{out_dir}/report.json lists no artifacts: run `edgeport export` into {out_dir} first")
+    if names:
+        unknown = [n for n in names if n not in listed]
+        if unknown:
+            raise OutputDirError(f"artifacts {unknown} are not in {out_dir}/report.json; it has {sorted(listed)}")
+    suffixes = {s for e in engines for s in ENGINES.get(e).suffixes}
+    chosen = {}
+    for name, fname in listed.items():
+        if names and name not in names:
+            continue
+        path = out_dir / fname
+        if path.suffix in suffixes and path.is_file():
+            chosen[name] = path
+    if not chosen:
+        raise OutputDirError(f"no artifact in {out_dir} runs on engines {list(engines)} "
+                             f"(.onnx -> onnxruntime*, .tflite -> tflite*)")
+    return chosen
+
+
+def _nchw_shape(report: Report, engine) -> tuple[int, ...]:
+    model = report.get("model") or {}
+    if model.get("input_shape"):
+        return tuple(int(s) for s in model["input_shape"])
+    shape = engine.input_specs()[0][1]
+    return shape  # no spec: the artifact's own layout is used as is
+
+
+def build_job(*, report: Report, out_dir: Path, job_dir: Path, settings: BenchSettings) -> dict:
+    """Write job.json, artifacts and parity.npz into job_dir. Returns {key: x86 reference outputs (S, ...)}."""
+    engines = [e for e in settings.engines if ENGINES.get(e).kind is not EngineKind.TORCH]
+    arts = select_artifacts(report, out_dir, settings.artifacts, engines)
+    rng = np.random.default_rng(settings.seed + 20181)
+    parity_inputs, references = {}, {}
+    for name, path in arts.items():
+        (job_dir / path.name).write_bytes(path.read_bytes())
+        if not settings.parity:
+            continue
+        usable = [e for e in engines if path.suffix in ENGINES.get(e).suffixes]
+        local = None
+        for engine_name in usable:
+            try:
+                local = open_engine(engine_name, path, threads=1)
+            except TargetError:
+                continue
+            nchw = _nchw_shape(report, local)
+            art_shape = local.input_specs()[0][1]
+            if name not in parity_inputs:
+                if len(nchw) == 4 and tuple(nchw) != tuple(art_shape):
+                    samples = rng.standard_normal((PARITY_SAMPLES, *nchw[1:]), dtype=np.float32)
+                    parity_inputs[name] = to_artifact_layout(samples, artifact_shape=art_shape, nchw_shape=nchw,
+                                                             artifact=name)
+                else:
+                    parity_inputs[name] = rng.standard_normal((PARITY_SAMPLES, *art_shape[1:]), dtype=np.float32)
+            outs = [run(local, [s[None]])[0] for s in parity_inputs[name]]
+            references[f"{name}|{engine_name}"] = np.stack(outs)
+    if parity_inputs:
+        np.savez(job_dir / "parity.npz", **parity_inputs)
+    job = {"artifacts": [{"name": n, "file": p.name} for n, p in arts.items()], "engines": engines,
+           "threads": [int(t) for t in settings.threads], "warmup": settings.warmup, "runs": settings.runs,
+           "time_budget_s": settings.time_budget_s, "pin": settings.pin,
+           "parity_inputs": "parity.npz" if parity_inputs else None, "rss": settings.rss, "seed": settings.seed}
+    (job_dir / "job.json").write_text(json.dumps(job, indent=1))
+    return references
+
+
+def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = BenchSettings(),
+          options: TargetOptions = TargetOptions(), save: bool = True) -> BenchOutcome:
+    """Run the benchmark of DIR's artifacts on `target`; append `latency` and `device_parity` to DIR/report.json."""
+    out_dir = Path(out_dir)
+    report = Report.load(out_dir, create=False)
+    with tempfile.TemporaryDirectory(prefix="edgeport-job-") as tmp:
+        job_dir = Path(tmp)
+        references = build_job(report=report, out_dir=out_dir, job_dir=job_dir, settings=settings)
+        data = target.run_job(job_dir, options=options)
+    machine = data["machine"]
+    device = target.device_name(machine)
+    entries = [make_entry(target=target.url, device=device, result=r, machine=machine) for r in data["results"]]
+    parity = []
+    for key, outs in data.get("outputs", {}).items():
+        artifact, engine = key.split("|")
+        ref = references.get(key)
+        if ref is None:  # e.g. tflite_runtime only on the device: compare with any engine of this kind here
+            ref = next((v for k, v in references.items() if k.startswith(artifact + "|")), None)
+        if ref is None:
+            continue
+        dev = np.asarray(outs[0], np.float32)
+        metrics = compare_outputs(dev, ref)
+        ok = metrics["cosine"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_agreement"] >= DEVICE_PARITY_MIN_TOP1
+        parity.append({"target": target.url, "device": device, "artifact": artifact, "engine": engine,
+                       "reference": "this machine, same artifact", **metrics, "ok": bool(ok),
+                       "device_arch": machine.get("arch")})
+    if save:
+        report = Report.load(out_dir, create=False)
+        report.append("latency", entries)
+        if parity:
+            report.append("device_parity", parity)
+        report.save()
+    return BenchOutcome(entries=entries, device_parity=parity, machine=machine,
+                        interpreters=data.get("interpreters", {}))
+
+
+__all__ = ["BenchSettings", "BenchOutcome", "bench", "build_job", "select_artifacts", "EdgeportError"]

@@ -1,0 +1,82 @@
+"""`edgeport bench DIR --target local|ssh://user@host[:port]|adb://SERIAL`: latency + device parity."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgeport.errors import EdgeportError
+from edgeport.runtime.engines import ENGINES
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 1,2") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: thread counts must be >= 1")
+    return vals
+
+
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bench", help="latency of DIR's artifacts on local / ssh:// / adb:// targets, "
+                                            "with the target's outputs checked against this machine")
+    p.add_argument("dir", help="output directory of `edgeport export` (holds report.json)")
+    p.add_argument("--target", default="local", help="local | ssh://user@host[:port] | adb://SERIAL")
+    p.add_argument("--engine", default="onnxruntime,tflite",
+                   help=f"comma list of engines: {', '.join(n for n in ENGINES.names() if n != 'torch')}")
+    p.add_argument("--artifact", default=None, help="comma list of report.json artifact names (default: all)")
+    p.add_argument("--threads", type=_int_list, default=(1,), help="comma list, e.g. 1,2,4")
+    p.add_argument("--runs", type=int, default=50, help="timed inferences per configuration")
+    p.add_argument("--warmup", type=int, default=5, help="untimed inferences per configuration first")
+    p.add_argument("--time-budget", type=float, default=None, metavar="S",
+                   help="time rounds until S seconds have passed (overrides --runs; at least 3 rounds)")
+    p.add_argument("--pin", default=None, metavar="CPUS", help="pin to CPUs: 0,1 | 4-7 | big")
+    p.add_argument("--benchmark-binary", default=None, metavar="PATH",
+                   help="adb: TFLite benchmark_model binary to push and run instead of the Python runner")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="limit per remote step (seconds)")
+    p.add_argument("--device-python", default=None, help="Python on the device (default: python3 / python)")
+    p.add_argument("--ssh-config", default=None, help="ssh -F file (default: your ~/.ssh/config)")
+    p.add_argument("--remote-dir", default=None, help="parent folder for the temp folder on the device")
+    p.add_argument("--no-parity", action="store_true", help="skip the device-vs-this-machine output check")
+    p.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def cmd_bench(args, con=None) -> int:
+    """Returns 0, or 1 when the device's outputs disagree with this machine's. Raises EdgeportError subclasses."""
+    from rich.console import Console
+
+    from edgeport.runtime.bench import BenchSettings, bench
+    from edgeport.runtime.results import latency_table
+    from edgeport.runtime.targets import TargetOptions, parse_target
+
+    target = parse_target(args.target)
+    engines = tuple(e.strip() for e in args.engine.split(",") if e.strip())
+    for e in engines:
+        ENGINES.get(e)
+    if args.runs < 1 or args.warmup < 0:
+        raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
+    settings = BenchSettings(engines=engines, threads=tuple(args.threads), warmup=args.warmup, runs=args.runs,
+                             time_budget_s=args.time_budget, pin=args.pin,
+                             artifacts=tuple(args.artifact.split(",")) if args.artifact else None,
+                             parity=not args.no_parity, rss=not args.no_rss)
+    options = TargetOptions(timeout_s=args.timeout, python=args.device_python, ssh_config=args.ssh_config,
+                            remote_tmp=args.remote_dir, benchmark_binary=args.benchmark_binary)
+    outcome = bench(out_dir=args.dir, target=target, settings=settings, options=options)
+    rich = getattr(con, "rich", None) or Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    quiet = getattr(con, "quiet", False)
+    m = outcome.machine
+    if not quiet:
+        rich.print(f"[bold]{target.url}[/bold]: {m.get('arch')} {m.get('cpu_model')}, {m.get('cores')} cores; "
+                   f"{', '.join(f'{k}: {v}' for k, v in m.get('runtimes', {}).items())}")
+        rich.print(latency_table(outcome.entries, title=f"latency on {target.url} (ms)"))
+        for p in outcome.device_parity:
+            verdict = "[green]agrees[/green]" if p["ok"] else "[red]DISAGREES[/red]"
+            rich.print(f"parity {p['artifact']} ({p['engine']}) {p['device_arch']} vs this machine: {verdict} "
+                       f"(cosine {p['cosine']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}, "
+                       f"{p['samples']} samples)")
+    if con is not None and getattr(con, "json_mode", False):
+        con.emit_json({"latency": outcome.entries, "device_parity": outcome.device_parity})
+    return 0 if outcome.parity_ok else 1

@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""The benchmark runner: Python stdlib + numpy + one interpreter (ONNX Runtime and/or a TFLite interpreter).
+
+This one file is copied to devices (Raspberry Pi over ssh, Android over adb) and run there; the host imports the
+same file (`edgeport.runtime.device_runner`), so host and device numbers come from one implementation. It must not
+import edgeport, torch or anything but the stdlib, numpy and the interpreter it is asked for.
+
+    python3 device_runner.py --discover                  # JSON: python, numpy, machine, interpreters found
+    python3 device_runner.py JOB.json [--deadline S]      # runs the job, prints "EDGEPORT-RESULT <json>" on stdout
+    python3 device_runner.py JOB.json --probe I           # one configuration alone in this process: peak RSS
+
+JOB.json (paths relative to the job file's folder):
+    {"artifacts": [{"name": "tflite_int8", "file": "m_int8.tflite"}],
+     "engines": ["tflite", "onnxruntime"], "threads": [1, 2], "warmup": 5, "runs": 50, "time_budget_s": null,
+     "pin": "0,1" | "big" | null, "parity_inputs": "parity.npz" | null, "rss": true, "seed": 0}
+parity.npz holds, per artifact name, float32 samples stacked on a leading axis (S, *input_shape) in the
+artifact's own layout; the result carries each configuration's float outputs for them.
+
+Timing: every configuration is loaded first, then timed in rounds: each round runs one inference of every
+configuration, in an order rotated per round, so slow drift (thermal, other load) hits all configurations alike.
+A timed inference is set-input + invoke + read-output with inputs already in the model's dtype.
+Peak RSS: ru_maxrss of a separate process per configuration (`--probe`) that loads it and runs first + warm-up
+inferences; it includes the Python + numpy + runtime baseline of that process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import signal
+import sys
+import time
+
+import numpy as np
+
+RESULT_MARKER = "EDGEPORT-RESULT "
+TFLITE_MODULES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+RSS_METHOD = "ru_maxrss of one process per configuration (load + first + warm-up inferences; includes Python/numpy)"
+
+
+class RunnerError(Exception):
+    """Something a user can fix on the device (missing interpreter, bad artifact). Printed as one line."""
+
+
+# ---- engines ---------------------------------------------------------------------------------------------------
+
+def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, np.float64) / scale + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    return ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
+
+
+class OrtEngine:
+    """ONNX Runtime InferenceSession. Inputs/outputs float32 (as the artifact declares)."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, path: str, *, threads: int, graph_optimization: str = "all", providers=None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RunnerError(f"onnxruntime is not installed for {sys.executable} ({exc}); "
+                              f"pip install onnxruntime, or bench only .tflite artifacts") from None
+        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = levels[graph_optimization]
+        self.session = ort.InferenceSession(path, sess_options=opts,
+                                            providers=list(providers or ["CPUExecutionProvider"]))
+        self.runtime = f"onnxruntime {ort.__version__}"
+        self._inputs = self.session.get_inputs()
+        self._outputs = [o.name for o in self.session.get_outputs()]
+
+    def input_specs(self) -> list[tuple[str, tuple, str]]:
+        return [(i.name, tuple(d if isinstance(d, int) else 1 for d in i.shape),
+                 "float32" if i.type == "tensor(float)" else i.type) for i in self._inputs]
+
+    def prepare(self, inputs: list[np.ndarray]):
+        return {i.name: np.ascontiguousarray(x, dtype=np.float32) for i, x in zip(self._inputs, inputs)}
+
+    def invoke(self, feed):
+        return self.session.run(self._outputs, feed)
+
+    def decode(self, raw) -> list[np.ndarray]:
+        return [np.asarray(r, np.float32) for r in raw]
+
+
+def _tflite_interpreter_class(module: str):
+    if module == "ai_edge_litert":
+        from ai_edge_litert import interpreter as mod
+        from importlib.metadata import version
+        return mod, f"ai_edge_litert {version('ai-edge-litert')}"
+    if module == "tflite_runtime":
+        import tflite_runtime
+        from tflite_runtime import interpreter as mod
+        return mod, f"tflite_runtime {tflite_runtime.__version__}"
+    import tensorflow as tf
+    return tf.lite, f"tensorflow.lite {tf.__version__}"
+
+
+class TfliteEngine:
+    """A TFLite interpreter: ai_edge_litert, else tflite_runtime (where it works: it needs numpy<2), else tf.lite.
+
+    Quantized inputs/outputs (int8/uint8/int16) are converted with the tensor's own scale and zero point, so the
+    caller always gives and gets float32. `delegate` "xnnpack" (the interpreter's default) or "none" (builtin
+    kernels only).
+    """
+
+    kind = "tflite"
+
+    def __init__(self, path: str, *, threads: int, delegate: str = "xnnpack", modules=TFLITE_MODULES):
+        errors = []
+        for module in modules:
+            try:
+                mod, runtime = _tflite_interpreter_class(module)
+            except Exception as exc:  # noqa: BLE001 - ImportError, or a broken wheel raising anything
+                errors.append(f"{module}: {type(exc).__name__}: {exc}")
+                continue
+            kwargs = {"model_path": path, "num_threads": int(threads)}
+            if delegate == "none":
+                kwargs["experimental_op_resolver_type"] = mod.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES \
+                    if hasattr(mod, "experimental") else mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            try:
+                interp = mod.Interpreter(**kwargs)
+                interp.allocate_tensors()
+            except Exception as exc:  # noqa: BLE001 - e.g. tflite_runtime 2.14 + numpy 2: SystemError
+                errors.append(f"{module}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                continue
+            self.interpreter, self.runtime, self.module = interp, runtime, module
+            break
+        else:
+            raise RunnerError("no working TFLite interpreter for " + sys.executable + ": " + "; ".join(errors)
+                              + " (pip install ai-edge-litert, or tflite-runtime with numpy<2)")
+        self._in = self.interpreter.get_input_details()
+        self._out = self.interpreter.get_output_details()
+
+    def input_specs(self) -> list[tuple[str, tuple, str]]:
+        return [(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name) for d in self._in]
+
+    def prepare(self, inputs: list[np.ndarray]):
+        feed = []
+        for d, x in zip(self._in, inputs):
+            dtype = np.dtype(d["dtype"])
+            if dtype.kind in "iu":
+                scale, zp = d["quantization"]
+                if not scale:
+                    raise RunnerError(f"input {d['name']} is {dtype.name} without quantization parameters")
+                x = _quantize(x, dtype, scale, zp)
+            feed.append(np.ascontiguousarray(np.asarray(x, dtype).reshape(d["shape"])))
+        return feed
+
+    def invoke(self, feed):
+        for d, x in zip(self._in, feed):
+            self.interpreter.set_tensor(d["index"], x)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(d["index"]) for d in self._out]
+
+    def decode(self, raw) -> list[np.ndarray]:
+        out = []
+        for d, r in zip(self._out, raw):
+            if np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0]:
+                scale, zp = d["quantization"]
+                out.append(_dequantize(r, scale, zp))
+            else:
+                out.append(np.asarray(r, np.float32))
+        return out
+
+
+def artifact_engine_kind(path: str) -> str:
+    return "tflite" if path.endswith(".tflite") else "onnxruntime"
+
+
+# Engine name -> (kind, options). The package's registry (edgeport.runtime.engines) names the same entries.
+RUNNER_ENGINES = {
+    "onnxruntime": ("onnxruntime", {"graph_optimization": "all"}),
+    "onnxruntime-basic": ("onnxruntime", {"graph_optimization": "basic"}),
+    "tflite": ("tflite", {"delegate": "xnnpack"}),
+    "tflite-builtin": ("tflite", {"delegate": "none"}),
+}
+
+
+def open_engine(name: str, path: str, *, threads: int, tflite_modules=TFLITE_MODULES):
+    kind, options = RUNNER_ENGINES[name]
+    if kind == "onnxruntime":
+        return OrtEngine(path, threads=threads, **options)
+    return TfliteEngine(path, threads=threads, modules=tflite_modules, **options)
+
+
+# ---- statistics ------------------------------------------------------------------------------------------------
+
+def summarize(times_ms) -> dict:
+    """p50/p90/p99 (linear interpolation), mean, std (population), min of a list of milliseconds."""
+    t = np.asarray(times_ms, np.float64)
+    if t.size == 0:
+        raise RunnerError("no timed runs")
+    p50, p90, p99 = np.percentile(t, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(t.mean()),
+            "std_ms": float(t.std()), "min_ms": float(t.min())}
+
+
+def random_inputs(specs, seed: int) -> list[np.ndarray]:
+    """Float32 inputs ~ N(0, 1) of each input's shape (a normalised image's range); quantized by prepare()."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(np.float32) for _, shape, _ in specs]
+
+
+def parse_pin(pin) -> list[int] | None:
+    """'0,1' / '4-7' / 'big' (the cores with the highest cpuinfo_max_freq) -> sorted CPU ids."""
+    if pin in (None, ""):
+        return None
+    pin = str(pin)
+    if pin == "big":
+        freqs = {}
+        for cpu in sorted(os.sched_getaffinity(0)):
+            try:
+                with open(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq") as fh:
+                    freqs[cpu] = int(fh.read().strip())
+            except OSError:
+                pass
+        if not freqs:
+            raise RunnerError("--pin big: this device exposes no cpufreq max frequencies; give CPU ids, e.g. 4-7")
+        top = max(freqs.values())
+        return sorted(c for c, f in freqs.items() if f == top)
+    cpus = set()
+    for part in pin.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            raise RunnerError(f"bad CPU list {pin!r}; use e.g. 0,1 or 4-7 or big") from None
+    return sorted(cpus)
+
+
+def machine_description(runtimes: dict | None = None) -> dict:
+    cpu_model = platform.processor() or ""
+    cpuinfo = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                cpuinfo.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    cpu_model = cpuinfo.get("model name") or cpuinfo.get("Model") or cpuinfo.get("Hardware") or cpu_model
+    if "CPU part" in cpuinfo:
+        cpu_model = f"{cpu_model} (implementer {cpuinfo.get('CPU implementer')}, part {cpuinfo['CPU part']})".strip()
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = list(range(os.cpu_count() or 1))
+    return {"arch": platform.machine(), "cpu_model": cpu_model, "cores": os.cpu_count(), "affinity": affinity,
+            "system": f"{platform.system()} {platform.release()}", "hostname": platform.node(),
+            "python": platform.python_version(), "numpy": np.__version__, "runtimes": dict(runtimes or {}),
+            "rss_method": RSS_METHOD}
+
+
+def discover() -> dict:
+    found = {}
+    for module in ("onnxruntime",) + TFLITE_MODULES:
+        try:
+            if module == "onnxruntime":
+                import onnxruntime
+                found[module] = onnxruntime.__version__
+            else:
+                found[module] = _tflite_interpreter_class(module)[1]
+        except Exception as exc:  # noqa: BLE001
+            found[module] = None
+            found[module + "_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    return {"python": sys.executable, "machine": machine_description(), "interpreters": found}
+
+
+# ---- the job ---------------------------------------------------------------------------------------------------
+
+def _configs(job: dict, root: str) -> list[dict]:
+    configs = []
+    for art in job["artifacts"]:
+        path = os.path.join(root, art["file"])
+        for engine in job["engines"]:
+            if RUNNER_ENGINES[engine][0] != artifact_engine_kind(path):
+                continue
+            for threads in job["threads"]:
+                configs.append({"artifact": art["name"], "path": path, "engine": engine, "threads": int(threads)})
+    if not configs:
+        raise RunnerError("no (artifact, engine) pair matches: .onnx runs on onnxruntime*, .tflite on tflite*")
+    return configs
+
+
+def _load(cfg: dict, modules) -> tuple:
+    t0 = time.perf_counter()
+    engine = open_engine(cfg["engine"], cfg["path"], threads=cfg["threads"], tflite_modules=modules)
+    return engine, (time.perf_counter() - t0) * 1e3
+
+
+def probe(job: dict, root: str, index: int) -> dict:
+    cfg = _configs(job, root)[index]
+    engine, _ = _load(cfg, job.get("tflite_modules") or TFLITE_MODULES)
+    feed = engine.prepare(random_inputs(engine.input_specs(), job.get("seed", 0)))
+    for _ in range(1 + max(int(job.get("warmup", 0)), 2)):
+        engine.invoke(feed)
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
+    """Load every configuration, time them in interleaved rounds, return {"machine", "results", "outputs"}."""
+    cpus = parse_pin(job.get("pin"))
+    if cpus is not None:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError as exc:
+            raise RunnerError(f"cannot pin to CPUs {cpus}: {exc}") from None
+    modules = job.get("tflite_modules") or TFLITE_MODULES
+    configs = _configs(job, root)
+    warmup, runs = int(job.get("warmup", 5)), int(job.get("runs", 50))
+    budget = job.get("time_budget_s")
+    parity = {}
+    if job.get("parity_inputs"):
+        with np.load(os.path.join(root, job["parity_inputs"])) as npz:
+            parity = {k: npz[k] for k in npz.files}
+    runtimes, loaded = {}, []
+    for cfg in configs:
+        engine, load_ms = _load(cfg, modules)
+        runtimes[cfg["engine"]] = engine.runtime
+        feed = engine.prepare(random_inputs(engine.input_specs(), job.get("seed", 0)))
+        t0 = time.perf_counter()
+        engine.invoke(feed)
+        first_ms = (time.perf_counter() - t0) * 1e3
+        loaded.append({"cfg": cfg, "engine": engine, "feed": feed, "load_ms": load_ms, "first_ms": first_ms,
+                       "times": []})
+    for r in range(warmup):  # warm-up, interleaved like the timed rounds
+        for item in loaded:
+            item["engine"].invoke(item["feed"])
+    clock = time.perf_counter
+    start, n_rounds = clock(), 0
+    while True:
+        if budget is None and n_rounds >= runs:
+            break
+        if budget is not None and n_rounds >= 3 and clock() - start >= float(budget):
+            break
+        k = n_rounds % len(loaded)
+        for item in loaded[k:] + loaded[:k]:
+            engine, feed = item["engine"], item["feed"]
+            t0 = clock()
+            engine.invoke(feed)
+            item["times"].append((clock() - t0) * 1e3)
+        n_rounds += 1
+    results, outputs, seen = [], {}, set()
+    for i, item in enumerate(loaded):
+        cfg = item["cfg"]
+        entry = {"engine": cfg["engine"], "artifact": cfg["artifact"], "threads": cfg["threads"],
+                 "warmup": warmup, "runs": len(item["times"]), **summarize(item["times"]),
+                 "load_ms": item["load_ms"], "first_ms": item["first_ms"], "peak_rss_mb": None}
+        if rss_probe is not None:
+            entry["peak_rss_mb"] = rss_probe(i)
+        results.append(entry)
+        key = f"{cfg['artifact']}|{cfg['engine']}"
+        if cfg["artifact"] in parity and key not in seen:
+            seen.add(key)
+            engine = item["engine"]
+            per_output = None
+            for sample in parity[cfg["artifact"]]:
+                outs = engine.decode(engine.invoke(engine.prepare([sample[None]])))
+                if per_output is None:
+                    per_output = [[] for _ in outs]
+                for acc, o in zip(per_output, outs):
+                    acc.append(o.tolist())
+            outputs[key] = per_output
+    return {"machine": machine_description(runtimes), "results": results, "outputs": outputs}
+
+
+def _subprocess_probe(job_path: str):
+    import subprocess
+
+    def run(index: int) -> float | None:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), job_path, "--probe", str(index)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in proc.stdout.splitlines():
+            if line.startswith(RESULT_MARKER):
+                return json.loads(line[len(RESULT_MARKER):])["peak_rss_mb"]
+        raise RunnerError(f"RSS probe {index} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+
+    return run
+
+
+def _kill_group(signum, frame):  # pragma: no cover - exercised by the hang tests through a subprocess
+    sys.stderr.write("edgeport runner: deadline reached, killing its process group\n")
+    sys.stderr.flush()
+    os.killpg(0, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--discover"]:
+        print(RESULT_MARKER + json.dumps(discover()), flush=True)
+        return 0
+    if not argv:
+        sys.stderr.write(__doc__)
+        return 2
+    job_path = os.path.abspath(argv[0])
+    root = os.path.dirname(job_path)
+    try:
+        with open(job_path) as fh:
+            job = json.load(fh)
+        if "--probe" in argv:
+            out = probe(job, root, int(argv[argv.index("--probe") + 1]))
+        else:
+            try:
+                os.setpgrp()  # the runner and its probes form one group the host can kill
+            except OSError:
+                pass
+            with open(os.path.join(root, "runner.pid"), "w") as fh:
+                fh.write(str(os.getpgrp()))
+            if "--deadline" in argv:
+                signal.signal(signal.SIGALRM, _kill_group)
+                signal.alarm(max(1, int(float(argv[argv.index("--deadline") + 1]))))
+            out = run_job(job, root, rss_probe=_subprocess_probe(job_path) if job.get("rss", True) else None)
+    except RunnerError as exc:
+        print(RESULT_MARKER + json.dumps({"error": str(exc)}), flush=True)
+        return 3
+    except Exception as exc:  # noqa: BLE001 - a broken artifact or runtime: one line back to the host
+        import traceback
+
+        traceback.print_exc()
+        print(RESULT_MARKER + json.dumps({"error": f"runner failed: {type(exc).__name__}: {exc}"}), flush=True)
+        return 4
+    print(RESULT_MARKER + json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
