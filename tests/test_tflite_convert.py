@@ -1,0 +1,170 @@
+"""End-to-end ONNX -> TFLite conversion of every zoo model: fp32 parity vs torch, the TRANSPOSE audit, the
+precisions/IO variants, atomic writes, and INT8 quality on the real EfficientNet-Lite0 checkpoint."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from _tflite_helpers import run_tflite
+from edgeport.errors import CalibrationError
+from edgeport.export.onnx_export import export_onnx
+from edgeport.export.tflite import Precision, convert, op_histogram
+from edgeport.models import build_model, get_model_entry, get_spec, model_names
+
+ZOO = model_names()
+# Models whose architecture contains a channel shuffle; the TRANSPOSE audit runs them with channel_shuffle=False.
+SHUFFLE_FAMILIES = {"shufflenet_v1", "shufflenet_v2", "augshufflenet"}
+TESTED = set(ZOO)
+
+
+def _shape(name):
+    spec = get_spec(name)
+    return (1,) + tuple(spec.test_input_shape or spec.input_shape)
+
+
+def _export(name, tmp_path, **kw):
+    torch.manual_seed(0)
+    model = build_model(name, **kw)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, input_shape=_shape(name), path=path)
+    return model, path
+
+
+def _parity(model, res, shape, seed=0):
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    got = run_tflite(res.artifacts["fp32"], res, {res.input_names[0]: x.numpy()})[0]
+    cos = float((ref * got).sum() / (np.linalg.norm(ref) * np.linalg.norm(got) + 1e-30))
+    return cos, float(np.abs(ref - got).max()), float(np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path):
+    model, path = _export(name, tmp_path)
+    res = convert(path, out_dir=tmp_path, precisions=["fp32"])
+    cos, err, peak = _parity(model, res, _shape(name))
+    assert cos >= 0.99999, f"{name}: cosine {cos:.7f}"
+    assert err <= 1e-4 * peak, f"{name}: max abs err {err:.3g} > 1e-4 x max|logit| {peak:.3g}"
+    assert op_histogram(res.artifacts["fp32"]) == res.ops["fp32"]
+    if get_spec(name).family not in SHUFFLE_FAMILIES:
+        assert res.ops["fp32"].get("TRANSPOSE", 0) == 0, f"{name}: {res.ops['fp32']}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ZOO if get_spec(n).family in SHUFFLE_FAMILIES and
+                                        "channel_shuffle" in inspect.signature(get_model_entry(n).builder).parameters))
+def test_shuffle_models_without_shuffle_have_no_transpose(name, tmp_path):
+    model, path = _export(name, tmp_path, channel_shuffle=False)
+    res = convert(path, out_dir=tmp_path, precisions=["fp32"])
+    assert res.ops["fp32"].get("TRANSPOSE", 0) == 0, res.ops["fp32"]
+    cos, err, peak = _parity(model, res, _shape(name))
+    assert cos >= 0.99999 and err <= 1e-4 * peak
+
+
+def test_every_registered_model_is_tested():
+    missing = sorted(set(model_names()) - TESTED)
+    assert not missing, f"registered models without a conversion test: {missing}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_fp32_parity_full_size(name, tmp_path):
+    spec = get_spec(name)
+    torch.manual_seed(0)
+    model = build_model(name)
+    shape = (1,) + tuple(spec.input_shape)
+    export_onnx(model, input_shape=shape, path=tmp_path / "m.onnx")
+    res = convert(tmp_path / "m.onnx", out_dir=tmp_path, precisions=["fp32"])
+    cos, err, peak = _parity(model, res, shape)
+    assert cos >= 0.99999 and err <= 1e-4 * peak, (cos, err, peak)
+
+
+def _calib(shape, n, seed=0):
+    from edgeport.calibration import Split, load_samples
+
+    spec = get_spec("mobilenet_v2")
+    return load_samples("default", model_spec=spec, input_shape=shape[1:], num=n, seed=seed, split=Split.CALIBRATION)
+
+
+@pytest.mark.parametrize("io_dtype,np_dtype", [("int8", np.int8), ("uint8", np.uint8), ("float", np.float32)])
+def test_all_precisions_and_io_types(io_dtype, np_dtype, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model, path = _export("mobilenet_v2", tmp_path)
+    res = convert(path, out_dir=tmp_path / "out", precisions=list(Precision), calibration=_calib(_shape("mobilenet_v2"), 8),
+                  io_dtype=io_dtype)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "model_dynamic.tflite", "model_fp16.tflite", "model_fp32.tflite", "model_int8.tflite"]
+    it = Interpreter(model_path=str(res.artifacts["int8"]))
+    assert it.get_input_details()[0]["dtype"] == np_dtype
+    assert it.get_input_details()[0]["shape"].tolist() == [1, 64, 64, 3]
+    assert res.float_tensors["int8"] == []
+    assert res.calibration_samples == 8
+    assert set(res.timings) >= {"lower_s", "convert_fp32_s", "convert_int8_s", "total_s"}
+
+
+def test_tensor_map_names_onnx_tensors(tmp_path):
+    model, path = _export("mobilenet_v2", tmp_path)
+    res = convert(path, out_dir=tmp_path, precisions=["fp32"])
+    import onnx
+
+    names = {o for n in onnx.load(str(path)).graph.node for o in n.output}
+    tmap = res.tensor_map["fp32"]
+    assert len(tmap) >= 40
+    assert all(o.onnx_name in names for o in tmap.values())
+    assert any(o.perm == (0, 2, 3, 1) for o in tmap.values())
+
+
+def test_int8_without_calibration_and_bad_samples_write_nothing(tmp_path):
+    model, path = _export("shufflenet_v2_cifar_x0_5", tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(CalibrationError):
+        convert(path, out_dir=out, precisions=["fp32", "int8"])
+    with pytest.raises(CalibrationError, match="lacks input"):
+        convert(path, out_dir=out, precisions=["fp32", "int8"], calibration=[{"wrong": np.zeros((1, 3, 32, 32))}])
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_int8_lite0_real_checkpoint(lite0_checkpoint, tmp_path):
+    """Full-integer INT8 of the real Lite0 checkpoint on held-out real-photo crops: same top-1 as fp32 on >= 90%,
+    logit SQNR >= 18 dB."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgeport.calibration import Split, load_samples
+    from edgeport.models.efficientnet import from_lukemelas
+
+    spec = get_spec("efficientnet_lite0")
+    model = build_model("efficientnet_lite0")
+    model.load_state_dict(from_lukemelas(torch.load(lite0_checkpoint, map_location="cpu")))
+    export_onnx(model.eval(), input_shape=(1, 3, 224, 224), path=tmp_path / "m.onnx")
+    cal = load_samples("default", model_spec=spec, split=Split.CALIBRATION)
+    val = load_samples("default", model_spec=spec, split=Split.VALIDATION)
+    res = convert(tmp_path / "m.onnx", out_dir=tmp_path, precisions=["fp32", "int8"], calibration=cal)
+
+    def run(path):
+        it = Interpreter(model_path=str(path))
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0], it.get_output_details()[0]
+        ys = []
+        for s in val:
+            x = s["input"].transpose(0, 2, 3, 1)
+            if i["dtype"] != np.float32:
+                sc, zp = i["quantization"]
+                x = np.clip(np.round(x / sc + zp), -128, 127).astype(i["dtype"])
+            it.set_tensor(i["index"], x)
+            it.invoke()
+            y = it.get_tensor(o["index"]).astype(np.float32)
+            if o["dtype"] != np.float32:
+                sc, zp = o["quantization"]
+                y = (y - zp) * sc
+            ys.append(y[0])
+        return np.array(ys)
+
+    f, q = run(res.artifacts["fp32"]), run(res.artifacts["int8"])
+    agree = float((f.argmax(1) == q.argmax(1)).mean())
+    sqnr = float(10 * np.log10((f ** 2).sum() / ((f - q) ** 2).sum()))
+    assert agree >= 0.90 and sqnr >= 18.0, f"top-1 agreement {agree:.3f}, SQNR {sqnr:.2f} dB"
