@@ -1,0 +1,160 @@
+"""Per-layer INT8 attribution across the framework boundary: every activation of the INT8 TFLite model against the
+same tensor of the float ONNX model, on the same inputs.
+
+Mapping (documented by the converter, /work/notes/converter-interface.md): the ONNX model is lowered again with
+the same passes to recover `tensor_map` {tflite tensor: TensorOrigin(onnx_name, perm, channel_perm)}; the TFLite
+value is dequantized with its scale/zero-point, transposed back with inverse(perm) (NHWC -> NCHW) and compared with
+`onnx_value[:, channel_perm]` when the shuffle pass permuted that tensor's channels. The float reference is ONNX
+Runtime on the ORIGINAL model with every intermediate tensor exposed (onnx_taps.TappedSession).
+
+SQNR per layer = 10 log10(sum ref^2 / sum (int8 - ref)^2) over all samples. It measures the error ACCUMULATED up
+to that tensor (inputs of both models are the same image, not the same intermediate), so a sharp drop between
+consecutive layers points at the layer that loses information.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .onnx_taps import TappedSession
+from .runners import quantize_input, tflite_interpreter, to_tflite_layout
+
+WORST = 10
+
+
+def _tensor_map(onnx_path: Path, interp, input_layout: str):
+    from edgeport.export.tflite.convert import shuffle_pass_available, tensor_map
+    from edgeport.export.tflite._build import lower_graph
+    from edgeport.export.tflite._graph import OnnxGraph
+
+    model = onnx.load(str(onnx_path))
+    perms: dict[str, list[int]] = {}
+    if shuffle_pass_available():
+        from edgeport.export.tflite.shuffle_pass import remove_channel_shuffles
+
+        model, perms = remove_channel_shuffles(model)
+    from edgeport._native import captured_native_output
+
+    with captured_native_output():
+        lowered = lower_graph(OnnxGraph.from_model(model), input_layout=input_layout)
+    return tensor_map(interp, lowered, perms), perms
+
+
+def _dequant(value: np.ndarray, detail: dict) -> np.ndarray:
+    q = detail.get("quantization_parameters") or {}
+    scales, zps = q.get("scales"), q.get("zero_points")
+    if value.dtype == np.float32 or scales is None or len(scales) == 0:
+        return value.astype(np.float32)
+    if len(scales) > 1:
+        return None  # per-channel (weights): not an activation
+    return (value.astype(np.float32) - float(zps[0])) * float(scales[0])
+
+
+def attribute_layers(
+    *,
+    onnx_path: str | Path,
+    tflite_path: str | Path,
+    samples: np.ndarray,
+    input_layout: str = "nhwc",
+    plot_path: str | Path | None = None,
+    worst: int = WORST,
+) -> dict:
+    """samples: float32 (N, C, H, W), preprocessed. Returns {"layers": [...in depth order], "worst": [...],
+    "n_layers", "n_samples", "unmapped", "plot"} with per-layer `onnx_tensor`, `node`, `op_type`, `depth`,
+    `tflite_tensor`, `sqnr_db`, `channel_perm` (bool)."""
+    onnx_path, tflite_path = Path(onnx_path), Path(tflite_path)
+    interp = tflite_interpreter(tflite_path, preserve_all_tensors=True)
+    tmap, perms = _tensor_map(onnx_path, interp, input_layout)
+    tapped = TappedSession(onnx_path)
+    depth = {n: i for i, n in enumerate(tapped.order)}
+    details = {d["name"]: d for d in interp.get_tensor_details()}
+    produced = set()
+    for op in interp._get_ops_details():
+        produced.update(int(i) for i in op["outputs"])
+    # one TFLite tensor per ONNX tensor: an op output, int8 or float, the last one produced in op order
+    chosen: dict[str, tuple[str, object]] = {}
+    for tname, origin in tmap.items():
+        d = details.get(tname)
+        if d is None or d["index"] not in produced or d["dtype"] not in (np.int8, np.uint8, np.float32, np.int16):
+            continue
+        if origin.onnx_name not in depth:
+            continue
+        chosen[origin.onnx_name] = (tname, origin)
+    unmapped = [n for n in tapped.order if n not in chosen and tapped.op_types.get(n) != "Input"]
+    inp = interp.get_input_details()[0]
+    sig = {n: 0.0 for n in chosen}
+    noise = {n: 0.0 for n in chosen}
+    skipped: set[str] = set()
+    feed_name = tapped.input_names[0]
+    for i in range(len(samples)):
+        x = samples[i:i + 1]
+        ref = tapped.run({feed_name: x})
+        interp.set_tensor(inp["index"], quantize_input(to_tflite_layout(x, inp["shape"]), inp))
+        interp.invoke()
+        for oname, (tname, origin) in chosen.items():
+            if oname in skipped:
+                continue
+            d = details[tname]
+            v = _dequant(interp.get_tensor(d["index"]), d)
+            if v is None:
+                skipped.add(oname)
+                continue
+            perm = tuple(origin.perm)
+            if len(perm) == v.ndim:
+                v = np.transpose(v, np.argsort(perm))
+            r = ref[oname]
+            if origin.channel_perm is not None and r.ndim >= 2:
+                r = r[:, origin.channel_perm]
+            if v.shape != r.shape:
+                skipped.add(oname)
+                continue
+            r64 = r.astype(np.float64)
+            sig[oname] += float(np.sum(r64 * r64))
+            noise[oname] += float(np.sum((v.astype(np.float64) - r64) ** 2))
+    rows = []
+    for oname in sorted(chosen, key=lambda n: depth[n]):
+        if oname in skipped:
+            continue
+        s, e = sig[oname], noise[oname]
+        sq = math.inf if e == 0 else (-math.inf if s == 0 else 10 * math.log10(s / e))
+        rows.append({"depth": depth[oname], "onnx_tensor": oname, "node": tapped.producers[oname],
+                     "op_type": tapped.op_types[oname], "tflite_tensor": chosen[oname][0], "sqnr_db": sq,
+                     "channel_perm": chosen[oname][1].channel_perm is not None})
+    finite = [r for r in rows if r["op_type"] != "Input"]
+    worst_rows = sorted(finite, key=lambda r: r["sqnr_db"])[:worst]
+    plot = None
+    if plot_path is not None and rows:
+        plot = str(_plot(rows, Path(plot_path), title=f"INT8 TFLite vs float ONNX: {onnx_path.parent.name}"))
+    return {"n_layers": len(rows), "n_samples": int(len(samples)), "unmapped": len(unmapped),
+            "shuffle_permuted": len(perms), "layers": rows, "worst": worst_rows, "plot": plot,
+            "definition": "SQNR (dB) of the dequantized INT8 TFLite tensor vs the float ONNX tensor, accumulated error"}
+
+
+def _plot(rows: list[dict], path: Path, *, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["depth"] for r in rows]
+    ys = [min(r["sqnr_db"], 80.0) for r in rows]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(xs, ys, "-o", ms=3)
+    for r in sorted(rows, key=lambda r: r["sqnr_db"])[:3]:
+        ax.annotate(r["node"], (r["depth"], r["sqnr_db"]), fontsize=7, rotation=20)
+    ax.set_xlabel("depth (ONNX node order)")
+    ax.set_ylabel("SQNR (dB)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    from edgeport.report import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
