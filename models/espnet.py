@@ -188,14 +188,15 @@ class EESPNet(nn.Module):
         return self.classifier(self.dropout(out.mean((2, 3))))
 
 
-_V2_PUBLISHED = {"0_5": (0.5, 28.4e6), "1_0": (1.0, 85.7e6), "1_5": (1.5, 168.6e6), "2_0": (2.0, 284.8e6)}
+_V2_PUBLISHED = {"0_5": (1_240_000, 28.4e6), "1_0": (1_670_000, 85.7e6), "1_5": (2_310_000, 168.6e6),
+                 "2_0": (3_490_000, 284.8e6)}  # README: params (rounded), MFLOPs
 
 
 def _v2_spec(tag: str) -> ModelSpec:
     return ModelSpec(
         name=f"espnetv2_s{tag}", family="espnetv2", input_shape=(3, 224, 224), num_classes=1000, mean=IMAGENET_MEAN,
         std=IMAGENET_STD, paper=V2_PAPER, resize=256, crop=224, test_input_shape=(3, 64, 64),
-        published_macs=_V2_PUBLISHED[tag][1], macs_tolerance=0.06,
+        published_params=_V2_PUBLISHED[tag][0], published_macs=_V2_PUBLISHED[tag][1], macs_tolerance=0.06,
         notes=("MFLOPs and params (1.24/1.67/2.31/3.49M) from the ESPNetv2 imagenet README. Our count is higher by "
                "exactly the final FC (1024x1000, 1280x1000 at s=2): the README leaves the classifier out. Fixed-size "
                "export only"),
@@ -369,7 +370,7 @@ class ESPNet(nn.Module):
     ModelSpec(
         name="espnet", family="espnet", input_shape=(3, 256, 512), num_classes=20, mean=CITYSCAPES_MEAN,
         std=CITYSCAPES_STD, paper=V1_PAPER, task=Task.SEGMENTATION, resize=256, crop=None, dataset="cityscapes",
-        test_input_shape=(3, 64, 128),
+        test_input_shape=(3, 64, 128), published_params=360_000,
         notes=("segmentation, output (N, classes, H, W). Default input 256x512 (a quarter of Cityscapes' 1024x512 "
                "paper resolution); any H, W that are multiples of 8 build (pass input_shape at export). 20 classes: "
                "Cityscapes' 19 plus the ignore label, as the reference trains. Paper: about 0.36M params (recalled); "

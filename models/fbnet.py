@@ -189,18 +189,20 @@ def _v1(blocks, head_channels: int, num_classes: int) -> FBNet:
                  bias=True, num_classes=num_classes)
 
 
-def _spec(name: str, paper: str, macs: float | None, tol: float, notes: str, size: int = 224) -> ModelSpec:
+def _spec(name: str, paper: str, macs: float | None, tol: float, notes: str, size: int = 224,
+          params: int | None = None) -> ModelSpec:
     return ModelSpec(
         name=name, family="fbnet", input_shape=(3, size, size), num_classes=1000, mean=IMAGENET_MEAN,
         std=IMAGENET_STD, paper=paper, resize=int(round(size / 0.875)), crop=size, test_input_shape=(3, 64, 64),
-        published_macs=macs, macs_tolerance=tol, notes=notes,
+        published_macs=macs, macs_tolerance=tol, published_params=params, notes=notes,
     )
 
 
-_V1_NOTE = "MACs: paper Table 2 (249/295/375M); params 4.3/4.5/5.5M (recalled, models.md marks them R)"
+_V1_NOTE = ("MACs: paper Table 2 (249/295/375M); params 4.3/4.5/5.5M (recalled, models.md marks them R); "
+            "FBNet-B is 4.82M against the recalled 4.5M, so no published params are set for it")
 
 
-@register_model(_spec("fbnet_a", V1_PAPER, 249e6, 0.06, _V1_NOTE))
+@register_model(_spec("fbnet_a", V1_PAPER, 249e6, 0.06, _V1_NOTE, params=4_300_000))
 def fbnet_a(*, num_classes: int = 1000) -> FBNet:
     return _v1(FBNET_A, 1504, num_classes)
 
@@ -210,7 +212,7 @@ def fbnet_b(*, num_classes: int = 1000) -> FBNet:
     return _v1(FBNET_B, 1984, num_classes)
 
 
-@register_model(_spec("fbnet_c", V1_PAPER, 375e6, 0.06, _V1_NOTE))
+@register_model(_spec("fbnet_c", V1_PAPER, 375e6, 0.06, _V1_NOTE, params=5_500_000))
 def fbnet_c(*, num_classes: int = 1000) -> FBNet:
     return _v1(FBNET_C, 1984, num_classes)
 
@@ -249,14 +251,15 @@ def _v2(blocks, num_classes: int) -> FBNet:
 
 
 @register_model(_spec("fbnetv2_f4", V2_PAPER, 238.35e6, 0.03,
-                      "MACs: the definition's comment (238.35M, 6.99M params as counted by mobile-vision)"))
+                      "MACs: the definition's comment (238.35M, 6.99M params as counted by mobile-vision)",
+                      params=6_990_000))
 def fbnetv2_f4(*, num_classes: int = 1000) -> FBNet:
     return _v2(FBNETV2_F4, num_classes)
 
 
 @register_model(_spec("fbnetv2_l2", V2_PAPER, 423.91e6, 0.03,
                       "MACs: the definition's comment (423.9M, 8.50M params as counted by mobile-vision), input 256",
-                      size=256))
+                      size=256, params=8_500_000))
 def fbnetv2_l2(*, num_classes: int = 1000) -> FBNet:
     return _v2(FBNETV2_L2, num_classes)
 
@@ -277,7 +280,8 @@ FBNETV3_B = (
 
 @register_model(_spec("fbnetv3_b", V3_PAPER, 461e6, 0.03,
                       "input 248 (the definition's input_size). MACs: the paper's 461M for FBNetV3-B (recalled, not "
-                      "re-verified here); timm reports 8.6M params for its fbnetv3_b (same blocks)", size=248))
+                      "re-verified here); timm reports 8.6M params for its fbnetv3_b (same blocks)", size=248,
+                      params=8_600_000))
 def fbnetv3_b(*, num_classes: int = 1000) -> FBNet:
     return FBNet(FBNETV3_B, stem=16, stem_act="hswish", head="pool", head_channels=1984, head_act="hswish",
                  head_expansion=6, less_se_channels=True, num_classes=num_classes)

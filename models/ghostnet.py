@@ -169,33 +169,33 @@ class GhostNet(nn.Module):
         return self.classifier(self.dropout(x.flatten(1)))
 
 
-def _spec(name: str, paper: str, macs: float, tol: float, notes: str) -> ModelSpec:
+def _spec(name: str, paper: str, macs: float, tol: float, notes: str, params: int) -> ModelSpec:
     return ModelSpec(
         name=name, family="ghostnet", input_shape=(3, 224, 224), num_classes=1000, mean=IMAGENET_MEAN,
         std=IMAGENET_STD, paper=paper, resize=256, crop=224, test_input_shape=(3, 64, 64),
-        published_macs=macs, macs_tolerance=tol, notes=notes,
+        published_macs=macs, macs_tolerance=tol, published_params=params, notes=notes,
     )
 
 
 _V1_NOTE = "MACs and params (2.6M / 5.2M / 7.3M) from the paper's Table 7; no exact published parameter count"
 
 
-@register_model(_spec("ghostnet_x0_5", V1_PAPER, 42e6, 0.06, _V1_NOTE))
+@register_model(_spec("ghostnet_x0_5", V1_PAPER, 42e6, 0.06, _V1_NOTE, 2_600_000))
 def ghostnet_x0_5(*, num_classes: int = 1000) -> GhostNet:
     return GhostNet(width=0.5, num_classes=num_classes)
 
 
-@register_model(_spec("ghostnet_x1_0", V1_PAPER, 141e6, 0.06, _V1_NOTE))
+@register_model(_spec("ghostnet_x1_0", V1_PAPER, 141e6, 0.06, _V1_NOTE, 5_200_000))
 def ghostnet_x1_0(*, num_classes: int = 1000) -> GhostNet:
     return GhostNet(width=1.0, num_classes=num_classes)
 
 
-@register_model(_spec("ghostnet_x1_3", V1_PAPER, 226e6, 0.06, _V1_NOTE))
+@register_model(_spec("ghostnet_x1_3", V1_PAPER, 226e6, 0.06, _V1_NOTE, 7_300_000))
 def ghostnet_x1_3(*, num_classes: int = 1000) -> GhostNet:
     return GhostNet(width=1.3, num_classes=num_classes)
 
 
 @register_model(_spec("ghostnetv2_x1_0", V2_PAPER, 167e6, 0.06,
-                      "MACs and params (6.1M) from the paper's abstract / Table; timm: 6.16M params"))
+                      "MACs and params (6.1M) from the paper's abstract / Table; timm: 6.16M params", 6_100_000))
 def ghostnetv2_x1_0(*, num_classes: int = 1000) -> GhostNet:
     return GhostNet(width=1.0, num_classes=num_classes, v2=True)

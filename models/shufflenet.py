@@ -361,12 +361,17 @@ _V1_PUBLISHED_MACS = {
 }
 
 
+# Megvii's rounded parameter counts (0.5x g3's "0.7M" is left out: 717k rounds to it but is 2.5% above)
+_V1_PUBLISHED_PARAMS = {(3, "x1_0"): 1_900_000, (8, "x1_0"): 2_400_000, (8, "x0_5"): 1_000_000}
+
+
 def _v1_spec(groups: int, width: str) -> ModelSpec:
     megvii = (groups, width) in {(3, "x1_0"), (8, "x1_0"), (3, "x0_5"), (8, "x0_5")}
     return ModelSpec(
         name=f"shufflenet_v1_g{groups}_{width}", family="shufflenet_v1", input_shape=(3, 224, 224), num_classes=1000,
         mean=IMAGENET_MEAN, std=IMAGENET_STD, paper=V1_PAPER, resize=256, crop=224, test_input_shape=(3, 64, 64),
         published_macs=_V1_PUBLISHED_MACS[(groups, width)],
+        published_params=_V1_PUBLISHED_PARAMS.get((groups, width)),
         notes=("MACs: Megvii's re-trained table" if megvii else "MACs: paper Table 2 (recalled, unverified)")
         + "; no exact published parameter count (Megvii: 0.7M/1.0M/1.9M/2.4M for 0.5x g3/g8, 1.0x g3/g8)",
     )
