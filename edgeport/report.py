@@ -16,7 +16,7 @@ from edgeport.errors import OutputDirError
 SCHEMA_VERSION = 1
 REPORT_NAME = "report.json"
 TOP_KEYS = ("schema_version", "tool", "source", "model", "artifacts", "artifact_info", "ops", "calibration",
-            "conversion", "parity", "layers", "accuracy", "latency", "failures", "steps")
+            "conversion", "parity", "layers", "accuracy", "latency", "device_parity", "failures", "steps")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -44,20 +44,50 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def prepare_out_dir(out: str | os.PathLike) -> Path:
-    """Create `out` if needed; raise OutputDirError if it is a file or not writable."""
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Raise OutputDirError if `out` is a file, lies under a file, or cannot be created or written; creates nothing."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"output directory {out} exists and is a file", hint="choose another --out")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe != out and not probe.is_dir():
+        raise OutputDirError(f"cannot create output directory {out}: {probe} is a file", hint="choose another --out")
+    if not _writable(probe):
+        what = "output directory" if probe == out else f"cannot create output directory {out}: parent"
+        raise OutputDirError(f"{what} {probe} is not writable", hint="choose another --out or fix permissions")
+    return out
+
+
+def _writable(d: Path) -> bool:
+    """access(2) also refuses read-only mounts and immutable (chattr +i) folders, for root too."""
+    return os.access(d, os.W_OK | os.X_OK)
+
+
+# Leftovers of an interrupted run (temp files, staging folders): never valid artifacts, removed on the next run.
+LEFTOVER_GLOBS = (".*.tmp", "*.tmp", ".stage-*", ".*.prepared.onnx")
+
+
+def prepare_out_dir(out: str | os.PathLike) -> Path:
+    """Create `out` if needed; raise OutputDirError if it is a file or not writable. Removes leftovers."""
+    out = check_out_dir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputDirError(f"cannot create output directory {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
+    if not _writable(out):
         raise OutputDirError(f"output directory {out} is not writable", hint="choose another --out or fix permissions")
-    # Leftovers of an interrupted run: temp files are never valid artifacts.
-    for tmp in out.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    import shutil
+
+    for pattern in LEFTOVER_GLOBS:
+        for tmp in out.glob(pattern):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
     return out
 
 

@@ -1,0 +1,417 @@
+"""report.json -> report.md and a self-contained report.html (plots embedded as PNG data URIs, no external URL).
+
+Plots (also written as DIR/report_<name>.png for report.md): latency per artifact and target (p50 bars with p90
+whiskers), top-1 agreement or accuracy and SQNR vs latency per artifact, per-layer INT8 SQNR along the depth of the
+network (worst layers named), and the op histogram of each artifact with layout TRANSPOSE ops in red.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from edgeport.report import Report, atomic_write_bytes, atomic_write_text
+
+TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
+PLOTS = ("latency", "tradeoff", "layers", "ops")
+TITLES = {"latency": "Latency per artifact and target", "tradeoff": "Agreement and SQNR vs latency",
+          "layers": "Per-layer INT8 SQNR along the network", "ops": "Op histogram per artifact"}
+ARTIFACT_COLORS = {"onnx": "#4C78A8", "tflite_fp32": "#F58518", "tflite_fp16": "#EECA3B", "tflite_dynamic": "#B279A2",
+                   "tflite_int8": "#54A24B", "onnx_int8": "#72B7B2", "onnx_fp16": "#FF9DA6"}
+TARGET_HATCH = ("", "//", "..", "xx", "\\\\", "++")
+
+
+def _fig():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _fig().close(fig)
+    return buf.getvalue()
+
+
+def _color(artifact: str, i: int = 0) -> str:
+    return ARTIFACT_COLORS.get(artifact, f"C{i % 10}")
+
+
+def _timed(latency: list[dict]) -> list[dict]:
+    return [e for e in latency or [] if e.get("p50_ms") is not None]
+
+
+def plot_latency(latency: list[dict]) -> bytes | None:
+    """Grouped bars: one group per artifact, one bar per (target, engine, threads); bar = p50, whisker to p90."""
+    ok = _timed(latency)
+    if not ok:
+        return None
+    plt = _fig()
+    arts = list(dict.fromkeys(e["artifact"] for e in ok))
+    configs = list(dict.fromkeys((e["target"], e["threads"]) for e in ok))
+    width = 0.8 / len(configs)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.5 * len(arts) * max(1, len(configs) / 2)), 4))
+    top = max(e["p90_ms"] or e["p50_ms"] for e in ok)
+    for ci, (target, threads) in enumerate(configs):
+        for ai, art in enumerate(arts):
+            e = next((e for e in ok if e["artifact"] == art and e["target"] == target and e["threads"] == threads), None)
+            if e is None:
+                continue
+            x = ai + (ci - (len(configs) - 1) / 2) * width
+            p90 = e.get("p90_ms") or e["p50_ms"]
+            ax.bar(x, e["p50_ms"], width * 0.92, color=_color(art, ai), hatch=TARGET_HATCH[ci % len(TARGET_HATCH)],
+                   edgecolor="#333", linewidth=0.5)
+            ax.errorbar(x, e["p50_ms"], yerr=[[0], [p90 - e["p50_ms"]]], color="#222", capsize=4, linewidth=1)
+            ax.text(x, p90 + top * 0.02, f"{e['p50_ms']:.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(arts)), [f"{a}\n({next(e['engine'] for e in ok if e['artifact'] == a)})" for a in arts],
+                  fontsize=8)
+    ax.set_ylabel("ms per inference (bar p50, whisker p90)")
+    ax.set_ylim(0, top * 1.18)
+    if len(configs) > 1:
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(facecolor="white", edgecolor="#333", hatch=TARGET_HATCH[i % len(TARGET_HATCH)],
+                                 label=f"{t} · {n} thread{'s' if n > 1 else ''}") for i, (t, n) in enumerate(configs)],
+                  fontsize=7, loc="upper left")
+    else:
+        t, n = configs[0]
+        ax.set_title(f"{t} · {n} thread{'s' if n > 1 else ''}", fontsize=8, color="#555")
+    fig.suptitle("Latency per artifact and target", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = None) -> bytes | None:
+    """Left: accuracy (labelled samples) or top-1 agreement with torch vs p50; right: SQNR vs p50."""
+    ok = _timed(latency)
+    acc = ((accuracy or {}).get("artifacts") or {}) if isinstance(accuracy, dict) else {}
+    points = []
+    for e in ok:
+        par = parity.get(e["artifact"], {})
+        a = acc.get(e["artifact"], {}).get("accuracy")
+        y1 = a if a is not None else par.get("top1_agreement")
+        points.append((e, y1, par.get("sqnr_db")))
+    points = [p for p in points if p[1] is not None or p[2] is not None]
+    if not points:
+        return None
+    plt = _fig()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    markers = "osD^v<>"
+    configs = list(dict.fromkeys((e["target"], e["threads"]) for e, _, _ in points))
+    arts = list(dict.fromkeys(e["artifact"] for e, _, _ in points))
+    for e, y1, y2 in points:
+        m = markers[configs.index((e["target"], e["threads"])) % len(markers)]
+        c = _color(e["artifact"], arts.index(e["artifact"]))
+        for ax, y in ((ax1, y1), (ax2, y2)):
+            if y is None or y == float("inf"):
+                continue
+            ax.scatter([e["p50_ms"]], [100 * y if ax is ax1 else y], marker=m, s=55, color=c, edgecolor="#222",
+                       linewidth=0.5, zorder=3)
+            ax.annotate(e["artifact"], (e["p50_ms"], 100 * y if ax is ax1 else y), textcoords="offset points",
+                        xytext=(5, 4), fontsize=7)
+    ax1.set_ylabel("accuracy on labelled held-out samples (%)" if acc else "top-1 agreement with torch (%)")
+    ax2.set_ylabel("SQNR vs torch logits (dB)")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("p50 latency (ms)")
+        ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
+    y1s = [100 * y for _, y, _ in points if y is not None]
+    if y1s:
+        pad = max(1.0, 0.3 * (max(y1s) - min(y1s)))
+        ax1.set_ylim(max(0.0, min(y1s) - pad), min(101.0, max(y1s) + pad))
+    ax2.margins(y=0.15)
+    if len(configs) > 1:
+        from matplotlib.lines import Line2D
+
+        ax2.legend(handles=[Line2D([], [], marker=markers[i % len(markers)], linestyle="", color="#888",
+                                   label=f"{t} · {n}T") for i, (t, n) in enumerate(configs)], fontsize=7)
+    fig.suptitle(("Accuracy" if acc else "Agreement with torch") + " and SQNR vs latency (up and left is better)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes | None:
+    """SQNR of every mapped layer (TFLite INT8 vs float ONNX) in network depth order; the worst 3 named."""
+    rows = [r for r in ((layers or {}).get("layers") or []) if r.get("sqnr_db") is not None]
+    if not rows:
+        return None
+    plt = _fig()
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    xs = [r.get("depth", i) for i, r in enumerate(rows)]
+    ys = [min(float(r["sqnr_db"]), 80.0) for r in rows]
+    ax.plot(xs, ys, color="#4C78A8", linewidth=1, zorder=2)
+    kinds = list(dict.fromkeys(r.get("op_type", "?") for r in rows))
+    for k_i, kind in enumerate(kinds):
+        sel = [i for i, r in enumerate(rows) if r.get("op_type", "?") == kind]
+        ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], s=14, color=f"C{k_i % 10}", label=kind, zorder=3)
+    worst = sorted(range(len(ys)), key=lambda i: ys[i])[:3]
+    for rank, i in enumerate(worst):
+        ax.annotate(f"{rows[i].get('node') or rows[i].get('onnx_tensor', '?')} ({ys[i]:.1f} dB)", (xs[i], ys[i]),
+                    fontsize=7, textcoords="offset points", xytext=(6, -12 - 9 * rank), color="#C0392B",
+                    arrowprops={"arrowstyle": "-", "color": "#C0392B", "linewidth": 0.6})
+    if threshold_db is not None:
+        ax.axhline(threshold_db, color="#E45756", linestyle="--", linewidth=0.8)
+        ax.text(xs[0], threshold_db, f" threshold on the INT8 output: {threshold_db:g} dB", fontsize=7, color="#E45756",
+                va="bottom")
+    ax.set_xlabel("depth (ONNX node index, input → output)")
+    ax.set_ylabel("SQNR INT8 vs float (dB)")
+    ax.set_title(f"Per-layer INT8 error: {len(rows)} layers on {(layers or {}).get('n_samples', '?')} samples",
+                 fontsize=10)
+    ax.legend(fontsize=7, ncol=min(6, len(kinds)), loc="upper right")
+    ax.margins(y=0.2)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
+    """Horizontal op-count bars, one panel per artifact; TRANSPOSE in red (layout changes are what NHWC avoids)."""
+    if not ops:
+        return None
+    plt = _fig()
+    n = len(ops)
+    cols = min(n, 4)
+    nrows = (n + cols - 1) // cols
+    height = max(3.0, 0.22 * max(min(len(h), 14) for h in ops.values()) + 1.2)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.9 * cols, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (art, hist) in zip(axes.flat, ops.items()):
+        items = sorted(hist.items(), key=lambda kv: (kv[0] in TRANSPOSE_OPS, kv[1]))[-14:]
+        if not any(k in TRANSPOSE_OPS for k, _ in items):
+            items = items  # nothing to highlight
+        names = [k for k, _ in items]
+        colors = ["#E45756" if k in TRANSPOSE_OPS else "#9DB9D3" for k in names]
+        ax.barh(names, [v for _, v in items], color=colors)
+        for y, (_, v) in enumerate(items):
+            ax.text(v, y, f" {v}", va="center", fontsize=7)
+        t = sum(v for k, v in hist.items() if k in TRANSPOSE_OPS)
+        lt = ((info or {}).get(art) or {}).get("layout_transposes")
+        sub = f"{sum(hist.values())} ops, {t} transpose" + (f" ({lt} layout)" if lt is not None else "")
+        ax.set_title(f"{art}\n{sub}", fontsize=8, color="#C0392B" if t else "#222")
+        ax.tick_params(labelsize=7)
+        ax.margins(x=0.18)
+    fig.suptitle("Op histogram per artifact (TRANSPOSE in red)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(v, digits=4):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v == float("inf"):
+            return "inf"
+        if abs(v) >= 100 or v == 0:
+            return f"{v:.1f}"
+        if abs(v) < 1e-3:
+            return f"{v:.2e}"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _pct(v):
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def summary_rows(data: dict, out: Path | None = None) -> tuple[list[str], list[list[str]]]:
+    """One row per artifact: size, ops (transposes), parity, accuracy, p50/p90 per target (also the CLI's table)."""
+    acc = (data.get("accuracy") or {}).get("artifacts") or {}
+    lat = _timed(data.get("latency", []))
+    configs = list(dict.fromkeys((e["target"], e["threads"]) for e in lat))
+    cols = ["artifact", "file", "KB", "ops (transposes)", "cosine", "top-1 agree", "SQNR dB"]
+    if acc:
+        cols.append("accuracy")
+    cols += [f"p50 / p90 ms · {t} · {n}T" for t, n in configs]
+    rows = []
+    for art, fname in (data.get("artifacts") or {}).items():
+        ops = (data.get("ops") or {}).get(art, {})
+        par = (data.get("parity") or {}).get(art, {})
+        size = "-"
+        if out is not None and (out / fname).is_file():
+            size = f"{(out / fname).stat().st_size / 1024:,.0f}"
+        row = [art, fname, size, f"{sum(ops.values())} ({sum(v for k, v in ops.items() if k in TRANSPOSE_OPS)})",
+               _fmt(par.get("cosine"), 6), _pct(par.get("top1_agreement")), _fmt(par.get("sqnr_db"))]
+        if acc:
+            row.append(_pct(acc.get(art, {}).get("accuracy")))
+        for t, n in configs:
+            e = next((e for e in lat if e["artifact"] == art and e["target"] == t and e["threads"] == n), None)
+            row.append(f"{e['p50_ms']:.3g} / {e['p90_ms']:.3g}" if e else "-")
+        rows.append(row)
+    return cols, rows
+
+
+def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[list[str]]]]:
+    tables = []
+    cols, rows = summary_rows(data, out)
+    if rows:
+        tables.append(("Summary", cols, rows))
+    parity = data.get("parity") or {}
+    if parity:
+        pcols = ["artifact", "max_abs_err", "mean_abs_err", "cosine", "sqnr_db", "top1_agreement", "top5_overlap",
+                 "n_samples", "reference", "check"]
+        prow = []
+        for a, p in parity.items():
+            check = "-" if "passed" not in p else ("ok" if p["passed"] else "FAILED") if p.get(
+                "thresholds_enforced", True) else "not enforced"
+            prow.append([a, *[_fmt(p.get(c)) for c in pcols[1:-1]], check])
+        tables.append(("Parity vs torch (held-out samples)", pcols, prow))
+    acc = data.get("accuracy") or {}
+    if acc.get("artifacts"):
+        tables.append((f"Accuracy on {acc.get('samples', {}).get('count', '?')} labelled held-out samples "
+                       f"({acc.get('samples', {}).get('source', '?')})", ["model", "accuracy", "drop (points)"],
+                       [[a, _pct(v.get("accuracy")), _fmt(v.get("drop_points"))] for a, v in acc["artifacts"].items()]))
+    lat = data.get("latency") or []
+    if lat:
+        lcols = ["target", "device", "engine", "artifact", "threads", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+                 "std_ms", "min_ms", "load_ms", "first_ms", "peak_rss_mb"]
+        tables.append(("Latency", lcols, [[_fmt(e.get(c)) for c in lcols] for e in lat]))
+    dp = data.get("device_parity") or []
+    if dp:
+        tables.append(("Device parity (target outputs vs this machine, same artifact)",
+                       ["target", "artifact", "engine", "cosine", "max_abs", "top1_agreement", "ok"],
+                       [[_fmt(p.get(c)) for c in ("target", "artifact", "engine", "cosine", "max_abs",
+                                                   "top1_agreement", "ok")] for p in dp]))
+    ops = data.get("ops") or {}
+    if ops:
+        info = data.get("artifact_info") or {}
+        tables.append(("Ops", ["artifact", "ops", "types", "transposes", "layout", "io dtype"], [
+            [a, str(sum(h.values())), str(len(h)), str(sum(v for k, v in h.items() if k in TRANSPOSE_OPS)),
+             _fmt((info.get(a) or {}).get("layout")), _fmt((info.get(a) or {}).get("io_dtype"))]
+            for a, h in ops.items()]))
+    worst = (data.get("layers") or {}).get("worst") or []
+    if worst:
+        tables.append(("Worst INT8 layers", ["depth", "onnx node", "op", "onnx tensor", "sqnr_db"],
+                       [[_fmt(w.get("depth")), _fmt(w.get("node")), _fmt(w.get("op_type")), _fmt(w.get("onnx_tensor")),
+                         _fmt(w.get("sqnr_db"))] for w in worst]))
+    steps = data.get("steps") or {}
+    if steps:
+        tables.append(("Steps", ["step", "seconds", "finished", "key"],
+                       [[k, _fmt(v.get("seconds")), _fmt(v.get("finished")), _fmt(v.get("key"))]
+                        for k, v in steps.items()]))
+    fails = data.get("failures") or {}
+    if fails:
+        tables.append(("Failures", ["step / target", "error"], [[k, str(v)] for k, v in fails.items()]))
+    return tables
+
+
+def _headline(data: dict) -> list[str]:
+    model, src, cal = data.get("model") or {}, data.get("source") or {}, data.get("calibration") or {}
+    lines = [
+        f"model {model.get('name')} ({model.get('family')}), input {'x'.join(map(str, model.get('input_shape', [])))}, "
+        f"{(model.get('params') or 0) / 1e6:.2f}M params, {(model.get('macs') or 0) / 1e6:.1f}M MACs",
+        f"source {src.get('kind')}; checkpoint {src.get('checkpoint') or 'none (random init)'}"
+        + (f" (sha256 {src['checkpoint_sha256'][:12]}, {src.get('checkpoint_format')})" if src.get("checkpoint_sha256")
+           else ""),
+    ]
+    c = cal.get("calibration") or {}
+    v = cal.get("validation") or {}
+    if c:
+        lines.append(f"INT8 calibration: {c.get('count')} samples, {c.get('description') or c.get('source')} "
+                     f"({cal.get('method', 'minmax')})")
+    if v:
+        lines.append(f"validation: {v.get('count')} held-out samples, {v.get('description') or v.get('source')}")
+    tool = data.get("tool") or {}
+    lines.append("tools: " + ", ".join(f"{k} {val}" for k, val in tool.items()))
+    return lines
+
+
+CSS = """
+body{font-family:'DejaVu Sans',Arial,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:30px;border-bottom:1px solid #ddd;padding-bottom:3px}
+.meta{color:#555;font-size:13px;margin:2px 0}
+table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:3px 8px;font-size:12.5px}
+th{background:#f3f3f3;text-align:left}td{font-variant-numeric:tabular-nums}
+tr:nth-child(even) td{background:#fafafa}
+img.plot{max-width:100%;border:1px solid #eee;margin:6px 0 12px;display:block}
+.fail{background:#fdecea;border:1px solid #E45756;padding:8px 12px;margin:12px 0;font-size:13px}
+.ok{color:#2e7d32}pre{font-size:11px;max-height:400px;overflow:auto;background:#f7f7f7;padding:8px}
+"""
+
+
+def render(out_dir: str | Path) -> dict[str, Path]:
+    """Write DIR/report.md, DIR/report.html and the plot PNGs from DIR/report.json; returns the paths written."""
+    out = Path(out_dir)
+    data = Report.load(out, create=False).data
+    parity = data.get("parity") or {}
+    th = ((parity.get("tflite_int8") or {}).get("thresholds") or {}).get("sqnr_db")
+    plots = {
+        "latency": plot_latency(data.get("latency", [])),
+        "tradeoff": plot_tradeoff(parity, data.get("latency", []), data.get("accuracy")),
+        "layers": plot_layers(data.get("layers"), th),
+        "ops": plot_ops(data.get("ops") or {}, data.get("artifact_info")),
+    }
+    written: dict[str, Path] = {}
+    for key, png in plots.items():
+        p = out / f"report_{key}.png"
+        if png:
+            atomic_write_bytes(p, png)
+            written[key] = p
+        else:
+            p.unlink(missing_ok=True)  # no stale plot from an earlier run
+    tables = _tables(data, out)
+    name = (data.get("model") or {}).get("name", "model")
+    fails = data.get("failures") or {}
+    # markdown
+    md = [f"# edgeport report: {name}", ""] + [f"- {ln}" for ln in _headline(data)] + [""]
+    if fails:
+        md += ["**Failures:** " + "; ".join(f"`{k}`: {v}" for k, v in fails.items()), ""]
+    for title, cols, rows in tables:
+        md += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+        md.append("")
+    for key, p in written.items():
+        md += [f"## {TITLES[key]}", "", f"![{TITLES[key]}]({p.name})", ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+    # html: tables first (summary), then the plots, then the detail tables
+    esc = html.escape
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+             f"<title>edgeport report: {esc(name)}</title><style>{CSS}</style></head><body>",
+             f"<h1>edgeport report: {esc(name)}</h1>"]
+    parts += [f"<p class='meta'>{esc(ln)}</p>" for ln in _headline(data)]
+    if fails:
+        parts.append("<div class='fail' id='failures'><b>Failures</b><ul>" + "".join(
+            f"<li><code>{esc(k)}</code>: {esc(str(v))}</li>" for k, v in fails.items()) + "</ul></div>")
+
+    def table_html(title, cols, rows):
+        tid = "table-" + "".join(ch if ch.isalnum() else "-" for ch in title.lower().split(" (")[0]).strip("-")
+        return (f"<h2>{esc(title)}</h2><table id='{tid}'><thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols)
+                + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>"
+                                                   for r in rows) + "</tbody></table>")
+
+    if tables and tables[0][0] == "Summary":
+        parts.append(table_html(*tables[0]))
+        rest = tables[1:]
+    else:
+        rest = tables
+    for key, png in plots.items():
+        if png:
+            b64 = base64.b64encode(png).decode()
+            parts.append(f"<h2>{TITLES[key]}</h2><img class='plot' id='plot-{key}' alt='{TITLES[key]}' "
+                         f"src='data:image/png;base64,{b64}'>")
+    for t in rest:
+        parts.append(table_html(*t))
+    parts.append(
+        "<script>window.addEventListener('load',()=>{const imgs=[...document.querySelectorAll('img.plot')];"
+        "imgs.forEach(i=>{i.dataset.naturalWidth=i.naturalWidth;i.dataset.naturalHeight=i.naturalHeight;"
+        "i.dataset.decoded=(i.complete&&i.naturalWidth>0)?'yes':'no';});"
+        "document.body.dataset.plotsLoaded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;"
+        "document.body.dataset.plotsTotal=imgs.length;});</script>"
+    )
+    parts.append(f"<h2>report.json</h2><details><summary>raw data</summary><pre>"
+                 f"{esc(json.dumps(data, indent=1, default=str)[:300000])}</pre></details>")
+    parts.append("</body></html>")
+    atomic_write_text(out / "report.html", "\n".join(parts))
+    written["md"] = out / "report.md"
+    written["html"] = out / "report.html"
+    return written
