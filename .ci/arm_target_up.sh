@@ -12,7 +12,7 @@
 #  3. aarch64 wheels (numpy, ai-edge-litert, onnxruntime) via pip --platform --target; plus a second site with
 #     numpy<2 + tflite-runtime for the `python3-np1` interpreter (tflite_runtime does not work with numpy 2);
 #  4. bin/arm-dev: runs a shell command as aarch64 inside that userland (proot -q qemu-aarch64-static);
-#  5. a key-only OpenSSH server on 127.0.0.1:$SSH_PORT whose sessions run through arm-dev (ForceCommand), with a
+#  5. a key-only OpenSSH server on 127.0.0.1:$SSH_PORT whose sessions run through arm-dev (forced command per key), with a
 #     4 MiB tmpfs at /mnt/full inside the device (for the full-disk test);
 #  6. the project's protocol-level fake adb server (tests/device/fake_adb_server.py) on 127.0.0.1:$ADB_PORT,
 #     serial emu-1, backed by the same userland (the real Debian `adb` client talks to it).
@@ -25,14 +25,16 @@ SSH_PORT=${SSH_PORT:-22022}
 ADB_PORT=${ADB_PORT:-15037}
 HOST_PYTHON=${HOST_PYTHON:-$(command -v python3)}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-T0=$(date +%s.%N)
-log() { printf '[arm_target_up %5.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*"; }
+T0=$(date +%s%N)
+log() { local ms=$(( ($(date +%s%N) - T0) / 1000000 )); printf '[arm_target_up %4d.%01ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
+# Other jobs on the machine may hold the dpkg lock (e.g. a browser install): wait for it instead of failing.
+APT=(apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 
 mkdir -p "$BASE" "$CACHE/debs" "$CACHE/wheels"
 
 # ---- 1. host tools -------------------------------------------------------------------------------------------
 need=()
-for pair in qemu-aarch64-static:qemu-user-static proot:proot sshd:openssh-server ssh:openssh-client adb:adb bc:bc; do
+for pair in qemu-aarch64-static:qemu-user-static proot:proot sshd:openssh-server ssh:openssh-client adb:adb; do
   bin=${pair%%:*}; pkg=${pair##*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done
@@ -41,10 +43,10 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   APT_UPDATE=1
 fi
 if [ ${#need[@]} -gt 0 ] || [ "${APT_UPDATE:-0}" = 1 ]; then
-  apt-get update -qq
+  "${APT[@]}" update -qq
 fi
 if [ ${#need[@]} -gt 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 log "host tools ready"
 
@@ -62,7 +64,7 @@ if [ ! -x "$ROOTFS/usr/bin/python3.11" ]; then
     for p in "${ARM_DEBS[@]}"; do ls "${p}"_*_arm64.deb >/dev/null 2>&1 || missing+=("$p:arm64"); done
     for p in "${ALL_DEBS[@]}"; do ls "${p}"_*_all.deb >/dev/null 2>&1 || missing+=("$p"); done
     if [ ${#missing[@]} -gt 0 ]; then
-      apt-get download -qq "${missing[@]}" 2>/dev/null || { apt-get update -qq; apt-get download -qq "${missing[@]}"; }
+      "${APT[@]}" download -qq "${missing[@]}" 2>/dev/null || { "${APT[@]}" update -qq; "${APT[@]}" download -qq "${missing[@]}"; }
     fi
   )
   rm -rf "$ROOTFS"; mkdir -p "$ROOTFS"
@@ -120,7 +122,8 @@ log "aarch64 userland ready ($(du -sm "$ROOTFS" | cut -f1) MB)"
 PLAT=(--platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64
       --platform manylinux_2_31_aarch64 --platform manylinux_2_34_aarch64 --platform manylinux_2_35_aarch64
       --platform manylinux_2_36_aarch64 --platform manylinux2014_aarch64)
-PIPX=(--only-binary=:all: --python-version 3.11 --implementation cp --quiet --disable-pip-version-check)
+PIPX=(--only-binary=:all: --python-version 3.11 --implementation cp --quiet --disable-pip-version-check --no-warn-conflicts)
+export PIP_ROOT_USER_ACTION=ignore
 SITE=$BASE/site
 if [ ! -d "$SITE/onnxruntime" ] || [ ! -d "$SITE/ai_edge_litert" ]; then
   "$HOST_PYTHON" -m pip download "${PLAT[@]}" "${PIPX[@]}" -d "$CACHE/wheels/np2" numpy ai-edge-litert onnxruntime
@@ -144,15 +147,19 @@ chmod +x "$ROOTFS/usr/local/bin/python3-np1"
 log "aarch64 wheels ready"
 
 # ---- 4. the aarch64 shell ------------------------------------------------------------------------------------------
+# QEMU_CPU defaults to cortex-a72 (a Raspberry Pi 4's core). qemu's `max` model advertises dotprod/i8mm/SVE, and
+# under it XNNPACK's INT8 kernels disagree with x86 by up to ~100 LSB (builtin kernels stay bit-exact): the
+# `armpi-maxcpu` ssh host keeps that device around on purpose, for the test that device parity catches it.
 mkdir -p "$BASE/bin"
 cat > "$BASE/bin/arm-dev" <<EOF
 #!/bin/sh
 # Run "\$1" (or \$SSH_ORIGINAL_COMMAND, or a login shell) as aarch64 inside $ROOTFS.
 cmd=\${1:-\${SSH_ORIGINAL_COMMAND:-}}
-set -- proot -q qemu-aarch64-static -r "$ROOTFS" -b "$CPUINFO:/proc/cpuinfo" -b "$SITE:/usr/lib/python3/dist-packages" \\
+set -- env -i QEMU_CPU=\${QEMU_CPU:-cortex-a72} HOME=/root PATH=/usr/local/bin:/usr/bin:/usr/sbin TMPDIR=/tmp \\
+  proot -q qemu-aarch64-static -r "$ROOTFS" -b "$CPUINFO:/proc/cpuinfo" -b "$SITE:/usr/lib/python3/dist-packages" \\
   -b /dev -b /proc -b /sys -w /root
-if [ -z "\$cmd" ]; then exec env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/usr/sbin TMPDIR=/tmp "\$@" /bin/sh; fi
-exec env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/usr/sbin TMPDIR=/tmp "\$@" /bin/sh -c "\$cmd"
+if [ -z "\$cmd" ]; then exec "\$@" /bin/sh; fi
+exec "\$@" /bin/sh -c "\$cmd"
 EOF
 chmod +x "$BASE/bin/arm-dev"
 out=$("$BASE/bin/arm-dev" 'uname -m && python3 -c "import numpy, ai_edge_litert, onnxruntime; print(numpy.__version__)"')
@@ -164,9 +171,13 @@ SSHD=$BASE/ssh
 mkdir -p "$SSHD"; chmod 700 "$SSHD"
 [ -f "$SSHD/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSHD/ssh_host_ed25519_key"
 [ -f "$SSHD/client_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSHD/client_key"
+[ -f "$SSHD/maxcpu_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSHD/maxcpu_key"
 [ -f "$SSHD/other_key" ] || ssh-keygen -q -t ed25519 -N '' -f "$SSHD/other_key"   # never authorized
-cp "$SSHD/client_key.pub" "$SSHD/authorized_keys"
-cat > "$SSHD/sshd_config" <<EOF
+# Per-key forced commands (sshd also forces them for the sftp subsystem, so scp runs the arm64 sftp-server).
+{ printf 'command="%s",no-pty,no-port-forwarding %s\n' "$BASE/bin/arm-dev" "$(cat "$SSHD/client_key.pub")"
+  printf 'command="env QEMU_CPU=max %s",no-pty,no-port-forwarding %s\n' "$BASE/bin/arm-dev" "$(cat "$SSHD/maxcpu_key.pub")"
+} > "$SSHD/authorized_keys"
+cat > "$SSHD/sshd_config.new" <<EOF
 Port $SSH_PORT
 ListenAddress 127.0.0.1
 HostKey $SSHD/ssh_host_ed25519_key
@@ -179,40 +190,39 @@ PermitRootLogin prohibit-password
 UsePAM no
 StrictModes no
 Subsystem sftp /usr/lib/openssh/sftp-server
-ForceCommand $BASE/bin/arm-dev
 EOF
 # The client side: a config file + known_hosts the tests pass with `ssh -F` (the user's own ~/.ssh/config in real use).
 printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSHD/ssh_host_ed25519_key.pub")" > "$SSHD/known_hosts"
-cat > "$SSHD/ssh_config" <<EOF
-Host armpi
-  HostName 127.0.0.1
-  Port $SSH_PORT
-  User root
-  IdentityFile $SSHD/client_key
-  IdentitiesOnly yes
-  UserKnownHostsFile $SSHD/known_hosts
-  StrictHostKeyChecking yes
-Host armpi-badkey
-  HostName 127.0.0.1
-  Port $SSH_PORT
-  User root
-  IdentityFile $SSHD/other_key
-  IdentitiesOnly yes
-  UserKnownHostsFile $SSHD/known_hosts
-  StrictHostKeyChecking yes
-Host *
-  UserKnownHostsFile $SSHD/known_hosts
-  IdentityFile $SSHD/client_key
-  IdentitiesOnly yes
-EOF
-if [ -f "$SSHD/sshd.pid" ] && kill -0 "$(cat "$SSHD/sshd.pid")" 2>/dev/null; then
+host_block() {  # host_block ALIAS KEY
+  printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n' \
+    "$1" "$SSH_PORT" "$2"
+  printf '  UserKnownHostsFile %s\n  StrictHostKeyChecking yes\n' "$SSHD/known_hosts"
+}
+{ host_block armpi "$SSHD/client_key"
+  host_block armpi-maxcpu "$SSHD/maxcpu_key"
+  host_block armpi-badkey "$SSHD/other_key"
+  # ssh://root@127.0.0.1:PORT also works. Not `Host *`: IdentityFile accumulates over matching blocks, and the
+  # badkey host must offer only its own (unauthorized) key.
+  printf 'Host 127.0.0.1\n  UserKnownHostsFile %s\n  IdentityFile %s\n  IdentitiesOnly yes\n' "$SSHD/known_hosts" "$SSHD/client_key"
+} > "$SSHD/ssh_config"
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if running "$SSHD/sshd.pid" && ! cmp -s "$SSHD/sshd_config.new" "$SSHD/sshd_config"; then
+  log "sshd config changed: restarting sshd and the fake adb server (they share a mount namespace)"
+  BASE=$BASE bash "$REPO/.ci/arm_target_down.sh"
+fi
+mv "$SSHD/sshd_config.new" "$SSHD/sshd_config"
+if running "$SSHD/sshd.pid"; then
   log "sshd already running (pid $(cat "$SSHD/sshd.pid"))"
 else
+  rm -f "$SSHD/sshd.pid"
+  # A private mount namespace: /run for sshd's privsep dir, and a 4 MiB tmpfs at the device's /mnt/full (the
+  # full-disk tests). The fake adb server joins the same namespace below, so both transports see the same device.
   START_SSHD="mount -t tmpfs -o size=4m,mode=1777 edgeport-full '$ROOTFS/mnt/full' && \
     mount -t tmpfs -o mode=755 edgeport-run /run && mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f '$SSHD/sshd_config'"
   if unshare --mount --propagation private true 2>/dev/null; then
     nohup unshare --mount --propagation private sh -c "$START_SSHD" > "$SSHD/sshd.log" 2>&1 &
-  else   # no CAP_SYS_ADMIN: no private /run, no tmpfs (the full-disk test then fails, saying why)
+  else   # no CAP_SYS_ADMIN: no private /run, no tmpfs (the full-disk tests then fail, saying why)
+    log "WARNING: unshare is not permitted: no 4 MiB tmpfs at /mnt/full, the full-disk tests will fail"
     mkdir -p /run/sshd
     nohup /usr/sbin/sshd -D -e -f "$SSHD/sshd_config" > "$SSHD/sshd.log" 2>&1 &
   fi
@@ -226,10 +236,14 @@ log "ssh check: $out"
 # ---- 6. fake adb server ------------------------------------------------------------------------------------------------
 ADBD=$BASE/adb
 mkdir -p "$ADBD"
-if [ -f "$ADBD/server.pid" ] && kill -0 "$(cat "$ADBD/server.pid")" 2>/dev/null; then
+if running "$ADBD/server.pid"; then
   log "fake adb server already running (pid $(cat "$ADBD/server.pid"))"
 else
-  nohup "$HOST_PYTHON" "$REPO/tests/device/fake_adb_server.py" --port "$ADB_PORT" --serial emu-1 \
+  NS=()
+  if nsenter --mount="/proc/$(cat "$SSHD/sshd.pid")/ns/mnt" true 2>/dev/null; then
+    NS=(nsenter --mount="/proc/$(cat "$SSHD/sshd.pid")/ns/mnt" --)
+  fi
+  nohup "${NS[@]}" "$HOST_PYTHON" "$REPO/tests/device/fake_adb_server.py" --port "$ADB_PORT" --serial emu-1 \
     --devroot "$ROOTFS" --shell-runner "$BASE/bin/arm-dev" > "$ADBD/server.log" 2>&1 &
   echo $! > "$ADBD/server.pid"
 fi
@@ -246,6 +260,8 @@ export ARM_ROOTFS=$ROOTFS
 export ARM_SSH_CONFIG=$SSHD/ssh_config
 export ARM_SSH_TARGET=ssh://root@armpi
 export ARM_SSH_BADKEY_TARGET=ssh://root@armpi-badkey
+export ARM_SSH_MAXCPU_TARGET=ssh://root@armpi-maxcpu
+export ARM_FULL_DIR=/mnt/full
 export ARM_SSH_PORT=$SSH_PORT
 export ADB_SERVER_SOCKET=tcp:127.0.0.1:$ADB_PORT
 export ARM_ADB_TARGET=adb://emu-1

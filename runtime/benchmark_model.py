@@ -3,7 +3,11 @@
 The binary is not in any package registry (the user builds it or downloads it from the TFLite site and passes
 `--benchmark-binary`). It prints, per phase, `count=N first=US curr=US min=US max=US avg=US std=US` (newer builds add
 `p5= median= p95=`; lines may carry an `INFO: ` prefix), then `Inference timings in us: Init: .., First inference: ..`
-and a memory line. It reports no p90/p99: those fields stay null (and `p50_ms` is its median where printed).
+and memory lines. It reports no p90/p99: those fields stay null (and `p50_ms` is its median where printed).
+`peak_rss_mb` is its "Overall peak memory footprint (MB) via periodic monitoring" (newer builds) or the `overall=`
+of "Peak memory footprint (MB): init=.. overall=.." (older builds); the "Memory footprint delta" line is a delta, not
+a peak, and is not used. Its defaults run *at least* one second (`--min_secs=1`, `--warmup_min_secs=0.5`): edgeport
+passes 0 for both so `--runs`/`--warmup` mean what they say, and maps `--time-budget S` to `--min_secs=S`.
 """
 from __future__ import annotations
 
@@ -16,8 +20,8 @@ from edgeport.errors import TargetError
 
 _STAT = re.compile(r"count=(\d+)((?:\s+\w+=[-+\d.eE]+)+)")
 _SUMMARY = re.compile(r"Inference timings in us: Init: ([\d.eE+]+), First inference: ([\d.eE+]+)")
-_MEM = re.compile(r"(?:Peak memory footprint|Memory footprint delta from the start of the tool) \(MB\): "
-                  r"init=([\d.eE+]+) overall=([\d.eE+]+)")
+_PEAK_MONITOR = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring: ([\d.eE+]+)")
+_PEAK_OLD = re.compile(r"Peak memory footprint \(MB\): init=([\d.eE+]+) overall=([\d.eE+]+)")
 
 
 def parse_benchmark_output(text: str) -> dict:
@@ -36,18 +40,23 @@ def parse_benchmark_output(text: str) -> dict:
     if summary:
         out["load_ms"] = float(summary.group(1)) / 1e3
         out["first_ms"] = float(summary.group(2)) / 1e3
-    mem = _MEM.search(text)
-    if mem:
-        out["peak_rss_mb"] = float(mem.group(2))
+    peak = _PEAK_MONITOR.search(text)
+    old = _PEAK_OLD.search(text)
+    if peak:
+        out["peak_rss_mb"] = float(peak.group(1))
+    elif old:
+        out["peak_rss_mb"] = float(old.group(2))
     return out
 
 
 def benchmark_command(*, binary: str, graph: str, threads: int, warmup: int, runs: int, xnnpack: bool,
                       time_budget_s: float | None, taskset_mask: str | None) -> str:
-    cmd = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={warmup}",
-           f"--num_runs={runs}", f"--use_xnnpack={'true' if xnnpack else 'false'}"]
-    if time_budget_s:
-        cmd.append(f"--max_secs={time_budget_s:g}")
+    cmd = [binary, f"--graph={graph}", f"--num_threads={threads}", f"--warmup_runs={warmup}", "--warmup_min_secs=0",
+           f"--use_xnnpack={'true' if xnnpack else 'false'}"]
+    if time_budget_s:  # like the Python runner: rounds until S seconds, at least 3
+        cmd += ["--num_runs=3", f"--min_secs={time_budget_s:g}"]
+    else:
+        cmd += [f"--num_runs={runs}", "--min_secs=0"]
     text = " ".join(shlex.quote(c) for c in cmd)
     return f"taskset {taskset_mask} {text}" if taskset_mask else text
 
@@ -55,7 +64,7 @@ def benchmark_command(*, binary: str, graph: str, threads: int, warmup: int, run
 def run_benchmark_model(target, job_dir: Path, remote: str, options) -> dict:
     """Push the binary and the .tflite artifacts, run one benchmark_model per (artifact, engine, threads)."""
     binary = Path(options.benchmark_binary)
-    if not binary.is_file():
+    if not binary.is_file():  # AdbTarget checks this before touching the device; kept for direct callers
         raise TargetError(f"{target.url}: --benchmark-binary {binary} does not exist on this machine",
                           hint="build or download TFLite's benchmark_model for the device's ABI (android_aarch64)")
     job = json.loads((job_dir / "job.json").read_text())
@@ -92,9 +101,14 @@ def run_benchmark_model(target, job_dir: Path, remote: str, options) -> dict:
                 stats.pop("max_ms")
                 results.append({"engine": engine + "(benchmark_model)", "artifact": art["name"],
                                 "threads": int(threads), "warmup": int(job.get("warmup", 5)), **stats})
-    model = target.shell("getprop ro.product.model", options, timeout=30, step="reading the model name")
-    machine = {"arch": "android", "cpu_model": "?", "runtimes": {"tflite": f"benchmark_model ({binary.name})"},
-               "rss_method": "benchmark_model's own memory footprint line (MB)", "pinned_mask": mask}
-    if model and model[0] == 0:
-        machine["device_model"] = model[1].strip()
+    info = target.shell("uname -m; getprop ro.product.model; getprop ro.product.cpu.abi; "
+                        "grep -c ^processor /proc/cpuinfo; grep -m1 -E '^(Hardware|CPU part)' /proc/cpuinfo",
+                        options, timeout=30, step="describing the device")
+    lines = (info[1].splitlines() if info and info[0] == 0 else []) + [""] * 5
+    machine = {"arch": lines[0].strip() or "?", "cpu_model": lines[4].split(":", 1)[-1].strip() or "?",
+               "abi": lines[2].strip() or None, "cores": int(lines[3]) if lines[3].strip().isdigit() else None,
+               "runtimes": {"tflite": f"benchmark_model ({binary.name})"},
+               "rss_method": "benchmark_model's own peak memory footprint line (MB)", "pinned_mask": mask}
+    if lines[1].strip():
+        machine["device_model"] = lines[1].strip()
     return {"machine": machine, "results": results, "outputs": {}}

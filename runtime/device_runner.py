@@ -32,11 +32,19 @@ import signal
 import sys
 import time
 
-import numpy as np
-
 RESULT_MARKER = "EDGEPORT-RESULT "
+
+try:
+    import numpy as np
+except ImportError as _exc:  # on a device: say so in the one line the host reads
+    if __name__ != "__main__":
+        raise
+    print(RESULT_MARKER + json.dumps({"error": f"numpy is not installed for {sys.executable} ({_exc}); "
+                                               f"pip install numpy (or apt install python3-numpy) there"}), flush=True)
+    sys.exit(3)
 TFLITE_MODULES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-RSS_METHOD = "ru_maxrss of one process per configuration (load + first + warm-up inferences; includes Python/numpy)"
+RSS_METHOD = ("VmHWM of one fresh process per configuration (load + first + warm-up inferences; includes "
+              "Python/numpy)")
 
 
 class RunnerError(Exception):
@@ -104,8 +112,10 @@ def _tflite_interpreter_class(module: str):
         import tflite_runtime
         from tflite_runtime import interpreter as mod
         return mod, f"tflite_runtime {tflite_runtime.__version__}"
-    import tensorflow as tf
-    return tf.lite, f"tensorflow.lite {tf.__version__}"
+    if module == "tensorflow":
+        import tensorflow as tf
+        return tf.lite, f"tensorflow.lite {tf.__version__}"
+    raise ImportError(f"{module!r} is not a TFLite interpreter module (use one of {', '.join(TFLITE_MODULES)})")
 
 
 class TfliteEngine:
@@ -307,7 +317,21 @@ def probe(job: dict, root: str, index: int) -> dict:
     feed = engine.prepare(random_inputs(engine.input_specs(), job.get("seed", 0)))
     for _ in range(1 + max(int(job.get("warmup", 0)), 2)):
         engine.invoke(feed)
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    return {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (MB): VmHWM from /proc/self/status. Not ru_maxrss: Linux carries the
+    parent's high-water mark over fork + exec into it, so a probe started by a runner holding every model loaded
+    would report the runner's peak instead of its own."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def run_job(job: dict, root: str, *, rss_probe=None) -> dict:

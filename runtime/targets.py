@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from edgeport.errors import TargetError
+from edgeport.errors import EdgeportError, TargetError
 from edgeport.registry import Registry
 from edgeport.runtime.device_runner import RESULT_MARKER
 
@@ -59,25 +59,32 @@ class Target(Protocol):
 TARGETS: Registry[type] = Registry("target kind")
 
 
+class TargetSpecError(TargetError):
+    """A --target string that is not a target URL: bad input (exit 2), not a device failure (exit 3)."""
+
+    exit_code = 2
+
+
 def parse_target(url: str) -> "Target":
-    """'local' | 'ssh://user@host[:port]' | 'adb://SERIAL' -> a Target. Raises TargetError for anything else."""
+    """'local' | 'ssh://user@host[:port]' | 'adb://SERIAL' -> a Target. Raises TargetSpecError (exit 2) otherwise."""
+    url = str(url).strip()
     if url == "local":
         return TARGETS.get("local")(url=url)
     parts = urlsplit(url)
     if parts.scheme == "ssh":
         if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment or parts.password:
-            raise TargetError(f"target {url!r}: expected ssh://user@host[:port] (host required, no path or password)")
+            raise TargetSpecError(f"target {url!r}: expected ssh://user@host[:port] (host required, no path or password)")
         try:
             port = parts.port
         except ValueError:
-            raise TargetError(f"target {url!r}: the port must be a number 1-65535") from None
+            raise TargetSpecError(f"target {url!r}: the port must be a number 1-65535 (ssh://user@host[:port])") from None
         return TARGETS.get("ssh")(url=url, user=parts.username, host=parts.hostname, port=port)
     if parts.scheme == "adb":
         serial = url[len("adb://"):]
         if not serial or "/" in serial or any(c.isspace() for c in serial):
-            raise TargetError(f"target {url!r}: expected adb://SERIAL (as `adb devices` lists it)")
+            raise TargetSpecError(f"target {url!r}: expected adb://SERIAL (as `adb devices` lists it)")
         return TARGETS.get("adb")(url=url, serial=serial)
-    raise TargetError(f"target {url!r}: use local, ssh://user@host[:port] or adb://SERIAL")
+    raise TargetSpecError(f"target {url!r}: use local, ssh://user@host[:port] or adb://SERIAL")
 
 
 def parse_result(target: str, stdout: str, stderr: str, returncode: int) -> dict:
@@ -86,7 +93,11 @@ def parse_result(target: str, stdout: str, stderr: str, returncode: int) -> dict
     if not lines:
         tail = " | ".join((stderr or stdout).strip().splitlines()[-3:])
         raise TargetError(f"{target}: the runner printed no result (exit {returncode}): {tail}")
-    data = json.loads(lines[-1][len(RESULT_MARKER):])
+    try:
+        data = json.loads(lines[-1][len(RESULT_MARKER):])
+    except ValueError:
+        raise TargetError(f"{target}: the runner's result line is not valid JSON (output cut off?)",
+                          hint="run again; check the device's free memory and disk") from None
     if "error" in data:
         raise TargetError(f"{target}: {data['error']}")
     return data
@@ -113,9 +124,33 @@ def run_local(cmd: list[str], *, timeout: float, cwd: str | None = None, stdin=s
 
 
 def cleanup_script(remote_dir: str) -> str:
+    """Kill the runner's process group (runner.pid: written by the launching shell before `exec`, so it exists as
+    soon as the runner does; the runner makes it its process-group id) and remove the temp folder."""
     d = shlex.quote(remote_dir)
-    return (f"if [ -f {d}/runner.pid ]; then kill -9 -$(cat {d}/runner.pid) 2>/dev/null; "
-            f"kill -9 $(cat {d}/runner.pid) 2>/dev/null; fi; rm -rf {d}")
+    return (f"if [ -f {d}/runner.pid ]; then p=$(cat {d}/runner.pid); kill -9 -$p 2>/dev/null; "
+            f"kill -9 $p 2>/dev/null; fi; rm -rf {d}; [ ! -e {d} ] && echo CLEAN")
+
+
+def launch(remote_dir: str, command: str) -> str:
+    """Shell text that records the runner's pid in REMOTE/runner.pid and execs `command` (same pid) there."""
+    return f"cd {shlex.quote(remote_dir)} && echo $$ > runner.pid && exec {command}"
+
+
+FREE_KB = ("f=$(df -Pk \"$d\" 2>/dev/null | awk 'NR==2{print $4}'); "
+           "[ -n \"$f\" ] || f=$(stat -f -c '%a %S' \"$d\" 2>/dev/null | awk '{print int($1*$2/1024)}'); "
+           "echo \"FREE=$f\"")
+"""Shell text printing FREE=<KiB available> for the folder in $d (df; busybox df without a mount table: statfs)."""
+
+
+def check_free(url: str, free_kb: str | None, need_kb: int, remote: str, hint: str) -> None:
+    """TargetError when the device folder has less than need_kb + 64 KiB available (unknown: no check)."""
+    try:
+        free = int(free_kb) if free_kb not in (None, "") else None
+    except ValueError:
+        free = None
+    if free is not None and free < need_kb + 64:
+        raise TargetError(f"{url}: the device disk is full: {free} KiB free in {remote}, {need_kb} KiB needed",
+                          hint=hint)
 
 
 # ---- local --------------------------------------------------------------------------------------------------------
@@ -216,7 +251,7 @@ class SshTarget:
         probe = (f"d=$(mktemp -d {parent_q}/edgeport-XXXXXX) || exit 41; echo \"DIR=$d\"; "
                  f"for p in {' '.join(shlex.quote(p) for p in pythons)}; do "
                  f"if command -v \"$p\" >/dev/null 2>&1; then echo \"PY=$(command -v \"$p\")\"; break; fi; done; "
-                 f"echo \"FREE=$(df -Pk \"$d\" | tail -1 | awk '{{print $4}}')\"")
+                 + FREE_KB)
         res = self._ssh(probe, options, step="creating a temp folder")
         if res is None:
             raise TargetError(f"{self.url}: no answer within {options.timeout_s:g} s", hint="check the device")
@@ -227,17 +262,25 @@ class SshTarget:
         remote = info["DIR"]
         try:
             if "PY" not in info:
-                raise TargetError(f"{self.url}: no Python on the device ({', '.join(pythons)} not on PATH)",
-                                  hint="install python3 with numpy and ai-edge-litert or onnxruntime "
-                                       "(apt install python3-numpy; pip install ai-edge-litert)")
-            free = int(info.get("FREE") or 0)
-            if free and free < need_kb + 64:
-                raise TargetError(f"{self.url}: the device disk is full: {free} KiB free in {remote}, "
-                                  f"{need_kb} KiB needed", hint="free space on the device or pass --remote-dir")
+                raise TargetError(f"{self.url}: no Python on the device ({', '.join(pythons)}: not found)",
+                                  hint="install python3 with numpy and ai-edge-litert or onnxruntime there "
+                                       "(apt install python3-numpy; pip install ai-edge-litert), or pass "
+                                       "--device-python PATH")
+            check_free(self.url, info.get("FREE"), need_kb, remote, "free space on the device or pass --remote-dir")
             self._copy(job_dir, remote, options)
             return self._run(remote, info["PY"], options)
         finally:
-            self._ssh(cleanup_script(remote), options, timeout=60, step="cleaning up")
+            self.cleanup(remote, options)
+
+    def cleanup(self, remote: str, options: TargetOptions) -> None:
+        """Best effort (never hides the error that got us here): kill the runner's group, remove the folder."""
+        try:
+            res = self._ssh(cleanup_script(remote), options, timeout=60, step="cleaning up")
+        except TargetError as exc:
+            print(f"edgeport: warning: {exc}; {remote} may be left on the device", file=sys.stderr)
+            return
+        if res is None or "CLEAN" not in res[1]:
+            print(f"edgeport: warning: {self.url}: could not remove {remote} on the device", file=sys.stderr)
 
     def _copy(self, job_dir: Path, remote: str, options: TargetOptions) -> None:
         if shutil.which("scp") is None:
@@ -262,7 +305,7 @@ class SshTarget:
             raise TargetError(f"{self.url}: interpreter discovery hung for {options.timeout_s:g} s; killed")
         found = parse_result(self.url, discover[1], discover[2], discover[0])["interpreters"]
         check_interpreters(self.url, found, remote, python)
-        res = self._ssh(f"cd {d} && exec {py} device_runner.py job.json --deadline {options.timeout_s + 30:g}",
+        res = self._ssh(launch(remote, f"{py} device_runner.py job.json --deadline {options.timeout_s + 30:g}"),
                         options, step="running the benchmark")
         if res is None:
             raise TargetError(f"{self.url}: the benchmark did not finish within {options.timeout_s:g} s; the remote "
@@ -326,20 +369,46 @@ class AdbTarget:
     def run_job(self, job_dir: Path, *, options: TargetOptions) -> dict:
         parent = options.remote_tmp or "/data/local/tmp"
         remote = f"{parent.rstrip('/')}/edgeport-{secrets.token_hex(4)}"
-        res = self.shell(f"mkdir -p {shlex.quote(remote)} && echo OK", options, step="creating a temp folder")
-        if res is None or "OK" not in res[1]:
-            raise TargetError(f"{self.url}: cannot create {remote}: {(res[2] if res else 'timeout').strip()}")
+        if options.benchmark_binary and not Path(options.benchmark_binary).is_file():
+            raise TargetError(f"{self.url}: --benchmark-binary {options.benchmark_binary} does not exist on this "
+                              f"machine", hint="build or download TFLite's benchmark_model for the device's ABI "
+                                               "(android_aarch64) and pass its path")
+        res = self.shell(f"d={shlex.quote(remote)}; mkdir -p \"$d\" && echo OK && {FREE_KB}", options,
+                         step="creating a temp folder")
+        if res is None:
+            raise TargetError(f"{self.url}: no answer within {options.timeout_s:g} s while creating {remote}",
+                              hint="check `adb devices` and the device")
+        if "OK" not in res[1]:
+            raise TargetError(f"{self.url}: cannot create {remote}: {(res[1] + res[2]).strip()}",
+                              hint="pass another --remote-dir")
         try:
+            info = dict(line.split("=", 1) for line in res[1].splitlines() if "=" in line)
             if options.benchmark_binary:
                 from edgeport.runtime.benchmark_model import run_benchmark_model
 
+                files = [Path(options.benchmark_binary)] + [p for p in job_dir.iterdir() if p.suffix == ".tflite"]
+                check_free(self.url, info.get("FREE"), sum(p.stat().st_size for p in files) // 1024 + 1, remote,
+                           "free space on the device (/data/local/tmp) or pass --remote-dir")
                 return run_benchmark_model(self, job_dir, remote, options)
             shutil.copy(RUNNER_FILE, job_dir / RUNNER_FILE.name)
+            need_kb = sum(p.stat().st_size for p in job_dir.iterdir()) // 1024 + 1
+            check_free(self.url, info.get("FREE"), need_kb, remote,
+                       "free space on the device (/data/local/tmp) or pass --remote-dir")
             self.push(job_dir, remote, options)
             pin = json.loads((job_dir / "job.json").read_text()).get("pin")
             return self._run_python(remote, options, pin=pin)
         finally:
-            self.shell(cleanup_script(remote), options, timeout=60, step="cleaning up")
+            self.cleanup(remote, options)
+
+    def cleanup(self, remote: str, options: TargetOptions) -> None:
+        """Best effort (never hides the error that got us here): kill the runner's group, remove the folder."""
+        try:
+            res = self.shell(cleanup_script(remote), options, timeout=60, step="cleaning up")
+        except TargetError as exc:
+            print(f"edgeport: warning: {exc}; {remote} may be left on the device", file=sys.stderr)
+            return
+        if res is None or "CLEAN" not in res[1]:
+            print(f"edgeport: warning: {self.url}: could not remove {remote} on the device", file=sys.stderr)
 
     def push(self, job_dir: Path, remote: str, options: TargetOptions, files: list[Path] | None = None) -> None:
         for path in files or sorted(job_dir.iterdir()):
@@ -380,7 +449,7 @@ class AdbTarget:
                            for p in candidates) + "; exit 1"
         res = self.shell(script, options, step="looking for Python")
         if res is None or res[0] != 0 or not res[1].strip():
-            raise TargetError(f"{self.url}: no Python on the device ({', '.join(candidates)})",
+            raise TargetError(f"{self.url}: no Python on the device ({', '.join(candidates)}: not found)",
                               hint="install Termux python + numpy + ai-edge-litert and pass --device-python, or "
                                    "use TFLite's benchmark_model with --benchmark-binary")
         return res[1].strip().splitlines()[-1]
@@ -395,7 +464,7 @@ class AdbTarget:
         check_interpreters(self.url, found, remote, python)
         mask = self.pin_mask(pin, options)
         prefix = f"taskset {mask} " if mask else ""
-        res = self.shell(f"cd {d} && {prefix}{py} device_runner.py job.json --deadline {options.timeout_s + 30:g}",
+        res = self.shell(launch(remote, f"{prefix}{py} device_runner.py job.json --deadline {options.timeout_s + 30:g}"),
                          options, step="running the benchmark")
         if res is None:
             raise TargetError(f"{self.url}: the benchmark did not finish within {options.timeout_s:g} s; the remote "

@@ -1,0 +1,388 @@
+"""The runtime layer on this machine: engines, statistics, interleaving, report.json `latency`, `edgeport bench
+--target local`, and the target errors that need no device (malformed URLs, an unreachable ssh host, a timeout).
+
+Models come from the project's own export (`edgeport export` of a tiny CNN, tests/device/tiny_models.py), exported
+once per session. The device side (ssh/adb against emulated aarch64) is tests/device/test_arm_targets.py.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "device"))
+from tiny_models import SHAPE_NCHW, cached_bench_dir, copy_bench_dir  # noqa: E402
+
+from edgeport.cli import main  # noqa: E402
+from edgeport.errors import TargetError  # noqa: E402
+from edgeport.runtime import LATENCY_FIELDS, BenchSettings, bench, open_engine, parse_target, run  # noqa: E402
+from edgeport.runtime import device_runner as dr  # noqa: E402
+from edgeport.runtime.benchmark_model import benchmark_command, parse_benchmark_output  # noqa: E402
+from edgeport.runtime.layout import to_artifact_layout  # noqa: E402
+from edgeport.runtime.parity import compare_outputs  # noqa: E402
+from edgeport.runtime.results import latency_table  # noqa: E402
+from edgeport.runtime.targets import LocalTarget, TargetSpecError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> Path:
+    return cached_bench_dir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def bench_dir(exported, tmp_path) -> Path:
+    return copy_bench_dir(exported, tmp_path / "out")
+
+
+def _torch_module(exported: Path):
+    spec = importlib.util.spec_from_file_location("tiny_factory", exported.parent / "tiny-bench-src" / "tiny.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.make()
+
+
+def _samples(n=3, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, *SHAPE_NCHW[1:])).astype(np.float32)
+
+
+# ---- engines ------------------------------------------------------------------------------------------------------
+
+def test_engines_agree_on_the_exported_model(exported):
+    """torch eager (reference), ORT on model.onnx (NCHW), TFLite fp32 (NHWC, XNNPACK and builtin kernels) and INT8."""
+    x = _samples()
+    torch_eng = open_engine("torch", _torch_module(exported), input_shape=SHAPE_NCHW)
+    ref = np.stack([run(torch_eng, [s[None]])[0] for s in x])
+    ort = open_engine("onnxruntime", exported / "model.onnx")
+    assert ort.input_specs()[0][1] == SHAPE_NCHW
+    got = np.stack([ort.run([s[None]])[0] for s in x])
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=1e-4)
+    for name in ("tflite", "tflite-builtin"):
+        lite = open_engine(name, exported / "model_fp32.tflite", threads=2)
+        shape = lite.input_specs()[0][1]
+        assert shape == (1, 16, 16, 3)  # the converter's NHWC input
+        nhwc = to_artifact_layout(x, artifact_shape=shape, nchw_shape=SHAPE_NCHW)
+        got = np.stack([lite.run([s[None]])[0] for s in nhwc])
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-3)
+    int8 = open_engine("tflite", exported / "model_int8.tflite")
+    nhwc = to_artifact_layout(x, artifact_shape=int8.input_specs()[0][1], nchw_shape=SHAPE_NCHW)
+    got = np.stack([int8.run([s[None]])[0] for s in nhwc])
+    m = compare_outputs(got, ref)
+    assert got.dtype == np.float32 and m["cosine"] > 0.98, m
+    ort8 = open_engine("onnxruntime", exported / "model_int8.onnx")
+    got = np.stack([ort8.run([s[None]])[0] for s in x])
+    assert compare_outputs(got, ref)["cosine"] > 0.98
+
+
+def test_quantized_io_is_handled_inside_the_engine(exported):
+    eng = open_engine("tflite", exported / "model_int8.tflite")
+    [(_, shape, dtype)] = eng.input_specs()
+    assert dtype == "int8"
+    d_in, d_out = eng._in[0], eng._out[0]
+    scale, zp = d_in["quantization"]
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32) * 3  # some values saturate
+    [q] = eng.prepare([x])
+    assert q.dtype == np.int8 and q.shape == shape
+    expect = np.clip(np.round(x.astype(np.float64) / scale + zp), -128, 127).astype(np.int8)
+    np.testing.assert_array_equal(q, expect)
+    [raw] = eng.invoke([q])
+    assert raw.dtype == np.int8
+    [y] = eng.decode([raw])
+    oscale, ozp = d_out["quantization"]
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, (raw.astype(np.float32) - ozp) * oscale, rtol=1e-6)
+
+
+def test_missing_runtime_and_unknown_engine_are_clear_errors(exported):
+    with pytest.raises(TargetError, match="no working TFLite interpreter"):
+        open_engine("tflite", exported / "model_fp32.tflite", tflite_modules=("not_a_tflite_module",))
+    with pytest.raises(KeyError, match="valid: "):
+        open_engine("tensorrt", exported / "model.onnx")
+
+
+def test_discover_lists_the_interpreters_of_this_python():
+    found = dr.discover()
+    assert found["interpreters"]["onnxruntime"] and found["interpreters"]["ai_edge_litert"]
+    m = found["machine"]
+    assert m["arch"] and m["cores"] >= 1 and m["python"] and m["numpy"] == np.__version__
+
+
+# ---- statistics and interleaving --------------------------------------------------------------------------------
+
+def test_summary_statistics():
+    t = [5.0, 1.0, 2.0, 3.0, 4.0, 100.0, 2.5, 3.5, 1.5, 2.0]
+    s = dr.summarize(t)
+    a = np.asarray(t)
+    assert s == pytest.approx({"p50_ms": np.percentile(a, 50), "p90_ms": np.percentile(a, 90),
+                               "p99_ms": np.percentile(a, 99), "mean_ms": a.mean(), "std_ms": a.std(),
+                               "min_ms": 1.0})
+    assert s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"]
+    with pytest.raises(dr.RunnerError):
+        dr.summarize([])
+
+
+class _RecordingEngine:
+    """Stands in for a loaded model in run_job: records the order of invocations."""
+
+    log: list = []
+
+    def __init__(self, name):
+        self.name, self.runtime, self.kind = name, "fake 1.0", "tflite"
+
+    def input_specs(self):
+        return [("x", (1, 2), "float32")]
+
+    def prepare(self, inputs):
+        return inputs
+
+    def invoke(self, feed):
+        self.log.append(self.name)
+        return [np.asarray(feed[0]).sum(keepdims=True)]
+
+    def decode(self, raw):
+        return [np.asarray(r, np.float32) for r in raw]
+
+
+def test_configurations_are_interleaved_in_rotating_rounds(monkeypatch, tmp_path):
+    _RecordingEngine.log = []
+    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _RecordingEngine(
+        f"{Path(path).name}/{threads}"))
+    for f in ("a.tflite", "b.tflite"):
+        (tmp_path / f).write_bytes(b"")
+    job = {"artifacts": [{"name": "a", "file": "a.tflite"}, {"name": "b", "file": "b.tflite"}],
+           "engines": ["tflite"], "threads": [1, 2], "warmup": 2, "runs": 4, "parity_inputs": None}
+    out = dr.run_job(job, str(tmp_path))
+    names = ["a.tflite/1", "a.tflite/2", "b.tflite/1", "b.tflite/2"]
+    log = _RecordingEngine.log
+    assert log[:4] == names  # first inference of each, in load order
+    assert log[4:12] == names * 2  # warm-up rounds, interleaved
+    timed = log[12:28]
+    for r in range(4):  # round r starts at configuration r % 4: drift hits every configuration alike
+        assert timed[4 * r:4 * r + 4] == names[r:] + names[:r]
+    assert [e["runs"] for e in out["results"]] == [4, 4, 4, 4]
+    assert all(e["warmup"] == 2 for e in out["results"])
+
+
+def test_time_budget_runs_at_least_three_rounds(monkeypatch, tmp_path):
+    _RecordingEngine.log = []
+    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _RecordingEngine(path))
+    (tmp_path / "a.tflite").write_bytes(b"")
+    job = {"artifacts": [{"name": "a", "file": "a.tflite"}], "engines": ["tflite"], "threads": [1], "warmup": 0,
+           "runs": 1000, "time_budget_s": 0.05}
+    t0 = time.perf_counter()
+    [entry] = dr.run_job(job, str(tmp_path))["results"]
+    assert entry["runs"] >= 3 and time.perf_counter() - t0 < 5
+
+
+def test_pin_lists():
+    assert dr.parse_pin("0,2-3") == [0, 2, 3]
+    assert dr.parse_pin(None) is None
+    with pytest.raises(dr.RunnerError, match="bad CPU list"):
+        dr.parse_pin("x-1")
+
+
+# ---- bench on the local target: report.json `latency` -------------------------------------------------------------
+
+def test_bench_local_cli_appends_documented_latency_entries(bench_dir, capsys):
+    rc = main(["--json", "bench", str(bench_dir), "--target", "local", "--runs", "6", "--warmup", "2",
+               "--threads", "1,2", "--pin", "0"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads((bench_dir / "report.json").read_text())
+    entries = report["latency"]
+    assert printed["latency"] == entries
+    # 4 artifacts (onnx, onnx_int8 -> onnxruntime; tflite_fp32, tflite_int8 -> tflite) x 2 thread counts
+    assert sorted((e["artifact"], e["engine"], e["threads"]) for e in entries) == sorted(
+        (a, eng, t) for a, eng in [("onnx", "onnxruntime"), ("onnx_int8", "onnxruntime"),
+                                   ("tflite_fp32", "tflite"), ("tflite_int8", "tflite")] for t in (1, 2))
+    for e in entries:
+        assert set(e) == set(LATENCY_FIELDS) | {"machine"}
+        assert e["target"] == "local" and e["warmup"] == 2 and e["runs"] == 6
+        assert 0 < e["min_ms"] <= e["p50_ms"] <= e["p90_ms"] <= e["p99_ms"]
+        assert e["min_ms"] <= e["mean_ms"] and e["std_ms"] >= 0
+        assert e["load_ms"] > 0 and e["first_ms"] > 0 and 10 < e["peak_rss_mb"] < 4000
+        m = e["machine"]
+        assert m["arch"] == os.uname().machine and m["cores"] >= 1 and m["cpu_model"]
+        assert m["affinity"] == [0]  # --pin 0
+        assert set(m["runtimes"]) == {"onnxruntime", "tflite"} and "rss_method" in m
+    # each configuration's RSS is its own process's peak, not the runner's (ORT loads more than LiteRT)
+    rss = {e["engine"]: e["peak_rss_mb"] for e in entries}
+    assert rss["onnxruntime"] != rss["tflite"]
+    parity = report["device_parity"]
+    assert {p["artifact"] for p in parity} == {"onnx", "onnx_int8", "tflite_fp32", "tflite_int8"}
+    assert all(p["ok"] and p["cosine"] > 0.999999 and p["device_arch"] == os.uname().machine for p in parity)
+    # a second run appends
+    assert main(["--quiet", "bench", str(bench_dir), "--artifact", "tflite_int8", "--engine", "tflite",
+                 "--runs", "3"]) == 0
+    assert len(json.loads((bench_dir / "report.json").read_text())["latency"]) == len(entries) + 1
+
+
+def test_latency_table_prints(bench_dir):
+    from rich.console import Console
+
+    outcome = bench(out_dir=bench_dir, target=parse_target("local"),
+                    settings=BenchSettings(engines=("tflite",), runs=3, warmup=0, rss=False, parity=False),
+                    save=False)
+    assert all(e["peak_rss_mb"] is None for e in outcome.entries)
+    con = Console(record=True, width=250)
+    con.print(latency_table(outcome.entries))
+    text = con.export_text()
+    assert "tflite_int8" in text and "p99" in text and "×fastest" in text
+    assert "latency" not in json.loads((bench_dir / "report.json").read_text())  # save=False
+
+
+class _SkewedTarget(LocalTarget):
+    """The local target, but its outputs come back perturbed: what a device with wrong kernels would return."""
+
+    def run_job(self, job_dir, *, options):
+        data = super().run_job(job_dir, options=options)
+        for key, outs in data["outputs"].items():
+            a = np.asarray(outs[0])
+            outs[0] = (a[..., ::-1] * 3).tolist()  # other argmax, other direction
+        return data
+
+
+def test_device_parity_failure_is_reported_and_exits_1(bench_dir, monkeypatch, capsys):
+    outcome = bench(out_dir=bench_dir, target=_SkewedTarget(),
+                    settings=BenchSettings(engines=("tflite",), runs=2, warmup=0, rss=False))
+    assert outcome.device_parity and not outcome.parity_ok
+    assert all(not p["ok"] for p in outcome.device_parity)
+    monkeypatch.setattr("edgeport.runtime.targets.parse_target", lambda url: _SkewedTarget())
+    assert main(["bench", str(bench_dir), "--engine", "tflite", "--runs", "2", "--no-rss"]) == 1
+    assert "DISAGREES" in capsys.readouterr().out
+    saved = json.loads((bench_dir / "report.json").read_text())["device_parity"]
+    assert saved and not any(p["ok"] for p in saved)
+
+
+def test_bad_artifact_selection_is_exit_2(bench_dir, tmp_path, capsys):
+    assert main(["bench", str(bench_dir), "--artifact", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "tflite_int8" in err and len(err.strip().splitlines()) == 1
+    assert main(["bench", str(tmp_path / "empty")]) == 2
+    assert "report.json does not exist" in capsys.readouterr().err
+    assert main(["bench", str(bench_dir), "--engine", "tensorrt"]) == 2
+
+
+# ---- target errors that need no device -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["ssh://", "ssh://pi@host:99999", "ssh://pi@host/some/path", "ssh://pi:pw@host",
+                                 "adb://", "adb://a b", "tcp://pi", "raspberrypi", ""])
+def test_malformed_target_is_exit_2_naming_it(bench_dir, url, capsys):
+    rc = main(["bench", str(bench_dir), "--target", url])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("edgeport: error: target ")
+    assert repr(url) in err and ("ssh://user@host" in err or "adb://SERIAL" in err)
+    with pytest.raises(TargetSpecError):
+        parse_target(url)
+
+
+def test_target_urls_parse():
+    t = parse_target("ssh://pi@raspberrypi.local:2222")
+    assert (t.user, t.host, t.port, t.dest) == ("pi", "raspberrypi.local", 2222, "pi@raspberrypi.local")
+    assert parse_target("ssh://board").dest == "board"
+    assert parse_target("adb://R58M123ABC").serial == "R58M123ABC"
+    assert parse_target("adb://192.168.1.7:5555").serial == "192.168.1.7:5555"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no ssh client (CI installs it: .ci/arm_target_up.sh)")
+def test_unreachable_ssh_host_is_target_error_exit_3(bench_dir, capsys):
+    url = f"ssh://pi@127.0.0.1:{_closed_port()}"
+    t0 = time.perf_counter()
+    rc = main(["bench", str(bench_dir), "--target", url, "--ssh-config", "/dev/null", "--timeout", "20"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 3, err
+    assert len(err.splitlines()) == 1
+    assert url in err and "unreachable (connection refused)" in err and "sshd running" in err
+    assert time.perf_counter() - t0 < 15
+    assert "latency" not in json.loads((bench_dir / "report.json").read_text())
+
+
+def test_local_timeout_kills_the_runner(bench_dir, capsys):
+    rc = main(["bench", str(bench_dir), "--target", "local", "--runs", "100000000", "--timeout", "3",
+               "--no-rss", "--no-parity"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 3, err
+    assert err.startswith("edgeport: error: local: the benchmark did not finish within 3 s") and "--timeout" in err
+    time.sleep(0.2)
+    assert not _runner_processes(), "a runner survived the timeout"
+
+
+def _runner_processes() -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if "device_runner.py" in cmd and "edgeport-job-" in cwd:
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+# ---- TFLite benchmark_model output ---------------------------------------------------------------------------------
+
+OLD_OUTPUT = """STARTING!
+Num runs: [50]
+Graph: [/data/local/tmp/edgeport-1/model_int8.tflite]
+Loaded model /data/local/tmp/edgeport-1/model_int8.tflite
+Initialized session in 41.5ms.
+Running benchmark for at least 5 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+count=5 first=21880 curr=13123 min=12985 max=21880 avg=14906.8 std=3464
+
+Running benchmark for at least 50 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+count=50 first=13093 curr=13006 min=12911 max=14567 avg=13202.3 std=310
+
+Inference timings in us: Init: 41530, First inference: 21880, Warmup (avg): 14906.8, Inference (avg): 13202.3
+Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your one's own risk.
+Peak memory footprint (MB): init=3.13672 overall=11.7617
+"""
+
+NEW_OUTPUT = """INFO: Running benchmark for at least 50 iterations and at least 0 seconds but terminate if exceeding 150 seconds.
+INFO: count=50 first=221 curr=205 min=149 max=1220 avg=207.1 std=51 p5=160 median=200 p95=283
+
+INFO: Inference timings in us: Init: 3210, First inference: 283, Warmup (avg): 206.86, Inference (avg): 207.1
+INFO: Memory footprint delta from the start of the tool (MB): init=5.21094 overall=9.67188
+INFO: Overall peak memory footprint (MB) via periodic monitoring: 12.0312
+"""
+
+
+def test_benchmark_model_output_is_parsed():
+    old = parse_benchmark_output(OLD_OUTPUT)
+    assert old["runs"] == 50 and old["mean_ms"] == pytest.approx(13.2023) and old["min_ms"] == pytest.approx(12.911)
+    assert old["p50_ms"] is None and old["p90_ms"] is None and old["p99_ms"] is None
+    assert old["load_ms"] == pytest.approx(41.53) and old["first_ms"] == pytest.approx(21.88)
+    assert old["peak_rss_mb"] == pytest.approx(11.7617)
+    new = parse_benchmark_output(NEW_OUTPUT)
+    assert new["p50_ms"] == pytest.approx(0.2) and new["std_ms"] == pytest.approx(0.051)
+    assert new["peak_rss_mb"] == pytest.approx(12.0312)  # the peak, not the delta line
+    with pytest.raises(ValueError):
+        parse_benchmark_output("ERROR: Could not open 'x.tflite'.\nERROR: Benchmarking failed.")
+
+
+def test_benchmark_model_command_means_what_bench_says():
+    cmd = benchmark_command(binary="/d/benchmark_model", graph="/d/m.tflite", threads=4, warmup=5, runs=50,
+                            xnnpack=True, time_budget_s=None, taskset_mask="f0")
+    assert cmd.startswith("taskset f0 /d/benchmark_model --graph=/d/m.tflite --num_threads=4")
+    for flag in ("--warmup_runs=5", "--warmup_min_secs=0", "--num_runs=50", "--min_secs=0", "--use_xnnpack=true"):
+        assert flag in cmd.split()
+    cmd = benchmark_command(binary="b", graph="g", threads=1, warmup=0, runs=50, xnnpack=False, time_budget_s=2.5,
+                            taskset_mask=None)
+    assert "--min_secs=2.5" in cmd and "--num_runs=3" in cmd and "--use_xnnpack=false" in cmd
