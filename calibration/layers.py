@@ -14,6 +14,7 @@ consecutive layers points at the layer that loses information.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +27,37 @@ WORST = 10
 
 
 def _tensor_map(onnx_path: Path, interp, input_layout: str):
-    from edgeport.export.tflite.convert import shuffle_pass_available, tensor_map
+    """{tflite tensor name: TensorOrigin} and the shuffle pass's channel permutations, recovered by lowering the
+    ONNX model again exactly as `export.tflite.convert` does (same load, shape inference, shuffle pass, lowering),
+    plus the graph outputs (TFLite names them after the signature, not the ONNX scope) matched by position."""
+    from edgeport.export.tflite.convert import TensorOrigin, _load_model, shuffle_pass_available, tensor_map
     from edgeport.export.tflite._build import lower_graph
     from edgeport.export.tflite._graph import OnnxGraph
 
-    model = onnx.load(str(onnx_path))
+    model = _load_model(onnx_path)
     perms: dict[str, list[int]] = {}
     if shuffle_pass_available():
         from edgeport.export.tflite.shuffle_pass import remove_channel_shuffles
 
-        model, perms = remove_channel_shuffles(model)
+        model, perms = remove_channel_shuffles(OnnxGraph.from_model(model).model)
     from edgeport._native import captured_native_output
 
     with captured_native_output():
         lowered = lower_graph(OnnxGraph.from_model(model), input_layout=input_layout)
-    return tensor_map(interp, lowered, perms), perms
+    tmap = tensor_map(interp, lowered, perms)
+    outs = interp.get_output_details()
+    if len(outs) == len(lowered.output_names):
+        for d, name in zip(outs, lowered.output_names):
+            if d["name"] not in tmap:
+                perm = lowered.output_perms.get(name) or lowered.layouts.get(name) or tuple(range(len(d["shape"])))
+                tmap[d["name"]] = TensorOrigin(name, tuple(perm), perms.get(name))
+    return tmap, perms
+
+
+# TFLite ops that re-express a tensor (requantize to a shared concat scale, pad for a strided conv) rather than
+# compute it: the tensor the attribution reads is the one the computing op produced.
+_REEXPRESS = {"QUANTIZE", "DEQUANTIZE", "PAD", "PADV2"}
+_SP_SUFFIX = re.compile(r"(_(slice|cat|gather|r5|t5|shuffled))?__sp\d+$")
 
 
 def _dequant(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -70,19 +87,44 @@ def attribute_layers(
     tmap, perms = _tensor_map(onnx_path, interp, input_layout)
     tapped = TappedSession(onnx_path)
     depth = {n: i for i, n in enumerate(tapped.order)}
-    details = {d["name"]: d for d in interp.get_tensor_details()}
-    produced = set()
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    producer: dict[int, str] = {}
     for op in interp._get_ops_details():
-        produced.update(int(i) for i in op["outputs"])
-    # one TFLite tensor per ONNX tensor: an op output, int8 or float, the last one produced in op order
-    chosen: dict[str, tuple[str, object]] = {}
-    for tname, origin in tmap.items():
-        d = details.get(tname)
-        if d is None or d["index"] not in produced or d["dtype"] not in (np.int8, np.uint8, np.float32, np.int16):
-            continue
-        if origin.onnx_name not in depth:
-            continue
-        chosen[origin.onnx_name] = (tname, origin)
+        for i in op["outputs"]:
+            producer.setdefault(int(i), op["op_name"])
+    # Every op output of the TFLite model, by tensor index (TFLite reuses a name for the requantized copies).
+    # One TFLite tensor per ONNX tensor is compared: an op output (int8 or float) of the op that computes it;
+    # re-expressions (requantize, pad) only when nothing else carries the name; the last in op order among equals.
+    chosen: dict[str, tuple[int, object]] = {}
+    rank: dict[str, int] = {}
+    tensors: list[dict] = []
+    for idx in sorted(producer):
+        d = details[idx]
+        origin = tmap.get(d["name"])
+        row = {"tflite_index": idx, "tflite_tensor": d["name"], "tflite_op": producer[idx], "onnx_tensor": None,
+               "node": None, "kind": "unmapped"}
+        if origin is not None and origin.onnx_name in depth:
+            row.update(onnx_tensor=origin.onnx_name, node=tapped.producers[origin.onnx_name], kind="onnx")
+            if d["dtype"] in (np.int8, np.uint8, np.float32, np.int16):
+                r = 0 if producer[idx] in _REEXPRESS else 1
+                if r >= rank.get(origin.onnx_name, -1):
+                    chosen[origin.onnx_name] = (idx, origin)
+                    rank[origin.onnx_name] = r
+        elif origin is not None:
+            # a tensor the shuffle pass created (channel runs sliced / concatenated / gathered from an original
+            # tensor): named `<original tensor or consumer node>_<slice|cat|gather|...>__sp<k>`
+            # (the tensor it was cut from) or `<consumer node>_cat__sp<k>` (the input assembled for that node)
+            base = _SP_SUFFIX.sub("", origin.onnx_name)
+            if base in depth:
+                row.update(onnx_tensor=base, node=tapped.producers[base], kind="shuffle_pass",
+                           pass_tensor=origin.onnx_name)
+            elif base in tapped.node_names:
+                row.update(node=base, kind="shuffle_pass_input", pass_tensor=origin.onnx_name)
+            else:
+                row.update(kind="shuffle_pass", pass_tensor=origin.onnx_name)
+        tensors.append(row)
+    n_tflite = len(tensors)
+    n_tflite_mapped = sum(1 for t in tensors if t["node"] is not None)
     unmapped = [n for n in tapped.order if n not in chosen and tapped.op_types.get(n) != "Input"]
     inp = interp.get_input_details()[0]
     sig = {n: 0.0 for n in chosen}
@@ -94,7 +136,7 @@ def attribute_layers(
         ref = tapped.run({feed_name: x})
         interp.set_tensor(inp["index"], quantize_input(to_tflite_layout(x, inp["shape"]), inp))
         interp.invoke()
-        for oname, (tname, origin) in chosen.items():
+        for oname, (tname, origin) in chosen.items():  # tname: the TFLite tensor index
             if oname in skipped:
                 continue
             d = details[tname]
@@ -121,7 +163,8 @@ def attribute_layers(
         s, e = sig[oname], noise[oname]
         sq = math.inf if e == 0 else (-math.inf if s == 0 else 10 * math.log10(s / e))
         rows.append({"depth": depth[oname], "onnx_tensor": oname, "node": tapped.producers[oname],
-                     "op_type": tapped.op_types[oname], "tflite_tensor": chosen[oname][0], "sqnr_db": sq,
+                     "op_type": tapped.op_types[oname], "tflite_tensor": details[chosen[oname][0]]["name"],
+                     "tflite_op": producer[chosen[oname][0]], "sqnr_db": sq,
                      "channel_perm": chosen[oname][1].channel_perm is not None})
     finite = [r for r in rows if r["op_type"] != "Input"]
     worst_rows = sorted(finite, key=lambda r: r["sqnr_db"])[:worst]
@@ -129,6 +172,8 @@ def attribute_layers(
     if plot_path is not None and rows:
         plot = str(_plot(rows, Path(plot_path), title=f"INT8 TFLite vs float ONNX: {onnx_path.parent.name}"))
     return {"n_layers": len(rows), "n_samples": int(len(samples)), "unmapped": len(unmapped),
+            "unmapped_onnx": unmapped, "tflite_tensors": n_tflite, "tflite_tensors_mapped": n_tflite_mapped,
+            "skipped": sorted(skipped), "tflite_map": tensors,
             "shuffle_permuted": len(perms), "layers": rows, "worst": worst_rows, "plot": plot,
             "definition": "SQNR (dB) of the dequantized INT8 TFLite tensor vs the float ONNX tensor, accumulated error"}
 

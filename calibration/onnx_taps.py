@@ -30,6 +30,7 @@ class TappedSession:
         self.producers: dict[str, str] = {}
         self.op_types: dict[str, str] = {}
         self.order: list[str] = []
+        self.node_names = {n.name for n in g.node if n.name}
         for inp in g.input:
             if inp.name not in inits:
                 self.producers[inp.name] = inp.name
