@@ -1,107 +1,174 @@
-"""`edgeport compare MODEL...`: run several zoo models through the same pipeline and compare what a reader of the
-ShuffleNetV2 paper wants to see: MACs (and accuracy where a trained checkpoint exists) against *measured* latency,
-per artifact and target. Writes DIR/compare.json, compare.md and compare.png (a MACs-vs-latency scatter)."""
+"""`edgeport compare MODEL...`: run several zoo models through the same pipeline (`edgeport run`, one folder per model
+under --out, finished steps reused) and compare what a reader of the ShuffleNetV2 paper wants to see: MACs and
+accuracy (where a trained checkpoint and labelled samples exist; top-1 agreement with torch otherwise) against
+*measured* latency, per artifact and target. Writes DIR/compare.json, compare.md and compare.png (two scatters:
+MACs vs latency, accuracy vs latency)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from edgeport.errors import EdgeportError
 from edgeport.report import atomic_write_bytes, atomic_write_text
 
-LATENCY_ARTIFACTS = ("tflite_int8", "tflite_fp32", "onnx", "onnx_int8")
+LATENCY_ARTIFACTS = ("tflite_int8", "tflite_fp32", "onnx", "onnx_int8", "tflite_fp16", "tflite_dynamic")
+COLUMNS = ("model", "params", "macs", "artifact", "engine", "target", "threads", "p50_ms", "p90_ms", "cosine",
+           "top1_agreement", "accuracy")
 
 
 def collect(model_dirs: dict[str, Path]) -> list[dict]:
+    """One row per (model, artifact, target, threads) with a measured latency."""
     rows = []
     for name, d in model_dirs.items():
         rep = json.loads((d / "report.json").read_text())
+        acc = (rep.get("accuracy") or {}).get("artifacts") or {}
         for e in rep.get("latency", []):
             if e.get("p50_ms") is None or e["artifact"] not in LATENCY_ARTIFACTS:
                 continue
-            par = rep.get("parity", {}).get(e["artifact"], {})
-            acc = rep.get("accuracy", {}).get(e["artifact"], {})
+            par = (rep.get("parity") or {}).get(e["artifact"], {})
             rows.append({
-                "model": name, "params": rep["model"]["params"], "macs": rep["model"]["macs"],
+                "model": name, "params": rep["model"].get("params"), "macs": rep["model"].get("macs"),
                 "artifact": e["artifact"], "engine": e["engine"], "target": e["target"], "threads": e["threads"],
                 "p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "cosine": par.get("cosine"),
-                "top1_agreement": par.get("top1_agreement"), "accuracy": acc.get("accuracy"),
+                "top1_agreement": par.get("top1_agreement"), "accuracy": (acc.get(e["artifact"]) or {}).get("accuracy"),
             })
     return rows
 
 
 def plot(rows: list[dict]) -> bytes:
-    from edgeport.render import _fig, _png
+    """Left: MACs vs measured p50 (one series per artifact/target/threads); right: accuracy (or top-1 agreement
+    with torch) vs p50. Points of one model are labelled."""
+    from edgeport.render import _color, _fig, _png
 
     plt = _fig()
-    groups = sorted({(r["artifact"], r["target"], r["threads"]) for r in rows})
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    groups = list(dict.fromkeys((r["artifact"], r["target"], r["threads"]) for r in rows))
+    use_acc = any(r["accuracy"] is not None for r in rows)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     markers = "osD^v<>p*"
+    configs = list(dict.fromkeys((r["target"], r["threads"]) for r in rows))
     for gi, g in enumerate(groups):
         pts = [r for r in rows if (r["artifact"], r["target"], r["threads"]) == g]
-        ax.scatter([r["macs"] / 1e6 for r in pts], [r["p50_ms"] for r in pts], marker=markers[gi % len(markers)],
-                   s=50, label=f"{g[0]} · {g[1]} · {g[2]}T")
+        m = markers[configs.index((g[1], g[2])) % len(markers)]
+        label = f"{g[0]} · {g[1]} · {g[2]}T"
+        ax1.scatter([r["macs"] / 1e6 for r in pts], [r["p50_ms"] for r in pts], marker=m, s=55,
+                    color=_color(g[0], gi), edgecolor="#222", linewidth=0.5, label=label, zorder=3)
+        ys = [(r, r["accuracy"] if use_acc else r["top1_agreement"]) for r in pts]
+        ys = [(r, y) for r, y in ys if y is not None]
+        ax2.scatter([r["p50_ms"] for r, _ in ys], [100 * y for _, y in ys], marker=m, s=55, color=_color(g[0], gi),
+                    edgecolor="#222", linewidth=0.5, label=label, zorder=3)
         for r in pts:
-            ax.annotate(r["model"], (r["macs"] / 1e6, r["p50_ms"]), fontsize=6, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("MACs (millions, counted from the ONNX graph)")
-    ax.set_ylabel("measured p50 latency (ms)")
-    ax.set_title("FLOPs are not latency: MACs vs measured latency")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+            ax1.annotate(r["model"], (r["macs"] / 1e6, r["p50_ms"]), fontsize=7, textcoords="offset points",
+                         xytext=(4, 3))
+        for r, y in ys:
+            ax2.annotate(r["model"], (r["p50_ms"], 100 * y), fontsize=7, textcoords="offset points", xytext=(4, 3))
+    ax1.set_xlabel("MACs (millions, counted from the ONNX graph)")
+    ax1.set_ylabel("measured p50 latency (ms)")
+    ax1.set_title("MACs vs measured latency", fontsize=10)
+    ax2.set_xlabel("measured p50 latency (ms)")
+    ax2.set_ylabel("accuracy on labelled held-out samples (%)" if use_acc else "top-1 agreement with torch (%)")
+    ax2.set_title(("Accuracy" if use_acc else "Agreement") + " vs measured latency", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
+        ax.margins(0.15)
+    ax1.set_ylim(bottom=0)
+    ax1.legend(fontsize=7)
+    fig.tight_layout()
     return _png(fig)
 
 
+def _cell(c: str, v) -> str:
+    if v is None:
+        return "-"
+    if c in ("params", "macs"):
+        return f"{v / 1e6:.2f}M"
+    if c in ("top1_agreement", "accuracy"):
+        return f"{100 * v:.1f}%"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _sorted(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["target"], r["threads"], r["artifact"], r["p50_ms"]))
+
+
 def write(out: Path, rows: list[dict]) -> dict[str, Path]:
-    atomic_write_text(out / "compare.json", json.dumps(rows, indent=1))
+    atomic_write_text(out / "compare.json", json.dumps(rows, indent=1) + "\n")
     png = plot(rows) if rows else None
     if png:
         atomic_write_bytes(out / "compare.png", png)
-    cols = ["model", "params", "macs", "artifact", "engine", "target", "threads", "p50_ms", "p90_ms", "cosine",
-            "top1_agreement", "accuracy"]
-    lines = ["# edgeport compare", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in sorted(rows, key=lambda r: (r["artifact"], r["target"], r["threads"], r["p50_ms"])):
-        vals = []
-        for c in cols:
-            v = r[c]
-            vals.append("-" if v is None else f"{v / 1e6:.1f}M" if c in ("params", "macs") else
-                        f"{v:.4g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(vals) + " |")
+    lines = ["# edgeport compare", "", "| " + " | ".join(COLUMNS) + " | ms per 100M MACs |",
+             "|" + "---|" * (len(COLUMNS) + 1)]
+    for r in _sorted(rows):
+        per = f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-"
+        lines.append("| " + " | ".join(_cell(c, r[c]) for c in COLUMNS) + f" | {per} |")
     if png:
-        lines += ["", "![MACs vs latency](compare.png)"]
+        lines += ["", "![MACs and accuracy vs measured latency](compare.png)"]
     atomic_write_text(out / "compare.md", "\n".join(lines) + "\n")
     return {"json": out / "compare.json", "md": out / "compare.md", **({"png": out / "compare.png"} if png else {})}
+
+
+def _checkpoints(items: list[str], models: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or name not in models:
+            raise EdgeportError(f"--checkpoint {item!r}: expected MODEL=PATH with MODEL among {', '.join(models)}")
+        out[name] = path
+    return out
 
 
 def cmd_compare(args, con) -> int:
     from rich.table import Table
 
     from edgeport.cli import EXIT_OK, EXIT_TARGET_FAILED
-    from edgeport.report import prepare_out_dir
+    from edgeport.models import get_model_entry
+    from edgeport.report import check_out_dir, prepare_out_dir
     from edgeport.run import run_pipeline
     from edgeport.run_cli import _csv, _progress
 
-    out = prepare_out_dir(args.out)
+    for name in args.models:  # unknown names fail before any work
+        get_model_entry(name)
+    if len(set(args.models)) != len(args.models):
+        raise EdgeportError("a model is listed twice")
+    ckpts = _checkpoints(args.checkpoint, args.models)
+    check_out_dir(args.out)
+    targets = _csv(args.targets)
+    precisions = _csv(args.precision)
     dirs, failed = {}, False
+    out = None
     for name in args.models:
         con.print(f"[bold]{name}[/bold]")
+        if out is None:
+            from edgeport.run import preflight
+
+            # the first model's inputs are checked before the compare folder exists
+            preflight(source=name, checkpoint=ckpts.get(name), builder_args={}, input_shape=None, trust=False,
+                      calibration=args.calibration, precisions=precisions, targets=targets, out_dir=args.out)
+            out = prepare_out_dir(args.out)
         rep, _ = run_pipeline(
-            source=name, out_dir=out / name, precisions=_csv(args.precision), calibration=args.calibration,
-            num_calibration=args.num_calibration, num_validation=args.num_validation, layers=False,
-            targets=_csv(args.targets), threads=args.threads, runs=args.runs, warmup=args.warmup, force=args.force,
-            on_event=_progress(con), console=con,
+            source=name, out_dir=out / name, checkpoint=ckpts.get(name), precisions=precisions,
+            calibration=args.calibration, num_calibration=args.num_calibration, num_validation=args.num_validation,
+            layers=False, targets=targets, threads=args.threads, runs=args.runs, warmup=args.warmup,
+            force=args.force, on_event=_progress(con, total=(4 if precisions else 3) + len(targets)), console=con,
         )
         failed |= bool(rep.get("failures"))
         dirs[name] = out / name
     rows = collect(dirs)
     paths = write(out, rows)
-    table = Table(title="edgeport compare")
-    for col in ("model", "MACs", "artifact", "target", "threads", "p50 ms", "p90 ms", "ms per 100M MACs"):
-        table.add_column(col)
-    for r in sorted(rows, key=lambda r: (r["artifact"], r["target"], r["p50_ms"])):
-        table.add_row(r["model"], f"{r['macs'] / 1e6:.0f}M", r["artifact"], r["target"], str(r["threads"]),
-                      f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}", f"{r['p50_ms'] / (r['macs'] / 1e8):.2f}")
+    table = Table(title=f"edgeport compare: {len(args.models)} models")
+    for col in ("model", "params", "MACs", "artifact", "target", "thr", "p50 ms", "p90 ms", "top-1 agree", "accuracy",
+                "ms per 100M MACs"):
+        table.add_column(col, justify="left" if col in ("model", "artifact", "target") else "right")
+    for r in _sorted(rows):
+        table.add_row(r["model"], _cell("params", r["params"]), _cell("macs", r["macs"]), r["artifact"], r["target"],
+                      str(r["threads"]), f"{r['p50_ms']:.3g}", f"{r['p90_ms']:.3g}",
+                      _cell("top1_agreement", r["top1_agreement"]), _cell("accuracy", r["accuracy"]),
+                      f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-")
     con.print(table)
     con.print("written: " + ", ".join(str(p) for p in paths.values()))
-    con.emit_json(rows)
+    con.emit_json({"out": str(out), "rows": rows, "files": {k: str(v) for k, v in paths.items()}})
     return EXIT_TARGET_FAILED if failed else EXIT_OK
 
 
@@ -110,12 +177,14 @@ def add_compare_parser(sub) -> None:
 
     p = sub.add_parser("compare", help="run several zoo models and compare MACs/accuracy vs measured latency")
     p.add_argument("models", nargs="+", help="zoo model names")
-    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
+                   help="trained weights for one of the models (repeatable); others run with random init")
+    p.add_argument("--out", default="runs/compare", help="output folder (one sub-folder per model)")
     p.add_argument("--precision", default="fp32,int8")
-    p.add_argument("--calibration", default="default")
+    p.add_argument("--calibration", default="default", help="default | digits | folder | .npy/.npz")
     p.add_argument("--num-calibration", type=int, default=None)
     p.add_argument("--num-validation", type=int, default=None)
-    p.add_argument("--targets", default="local")
+    p.add_argument("--targets", default="local", help="comma list: local, ssh://user@host[:port], adb://SERIAL")
     p.add_argument("--threads", type=_ints, default=(1,))
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)

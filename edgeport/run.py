@@ -79,7 +79,7 @@ class StepResult:
 @dataclass
 class Runner:
     """Runs keyed steps against one output directory. `on_event(step, status, detail)` with status in
-    start | done | reused | failed; `index`/`total` number the steps for progress display."""
+    key (the step's key, before anything) | start | done | reused | failed."""
 
     out: Path
     force: bool = False
@@ -106,6 +106,7 @@ class Runner:
              check: Callable[[dict], bool] | None = None) -> StepResult:
         """Run `fn` (returns the DIR-relative files it produced) unless a finished run with the same key exists
         (and `check(report)` holds). The step is recorded in report.json `steps` only when it finished."""
+        self.on_event(name, "key", key)
         if self.reusable(name, key, check):
             res = StepResult(name, "reused", 0.0)
             self.on_event(name, "reused", "")
@@ -118,14 +119,24 @@ class Runner:
             rep.save()
         t0 = time.perf_counter()
         try:
-            outputs = fn()
+            try:
+                outputs = fn()
+            except OSError as exc:  # a full disk or a folder that went away: one clear message, not a traceback
+                from edgeport.errors import OutputDirError
+
+                where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+                raise OutputDirError(f"{name}: cannot write the output{where}: {exc.strerror or exc}",
+                                     hint="free disk space or choose another --out; the next run resumes") from exc
         except EdgeportError as exc:
             res = StepResult(name, "failed", time.perf_counter() - t0, str(exc))
             self.results.append(res)
             self.on_event(name, "failed", str(exc))
-            rep = Report.load(self.out)
-            rep.merge("failures", {name: str(exc)})
-            rep.save()
+            try:
+                rep = Report.load(self.out)
+                rep.merge("failures", {name: str(exc)})
+                rep.save()
+            except (OSError, EdgeportError):
+                pass  # e.g. the disk is still full: the error itself is what the user needs
             if fatal:
                 raise
             return res
@@ -173,10 +184,13 @@ def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool
 
     check_out_dir(out_dir)
     if not targets:
-        from edgeport.errors import TargetError
+        raise EdgeportError("no target given", hint="--targets local[,ssh://user@host][,adb://SERIAL]")
+    from edgeport.errors import TargetError
 
-        raise TargetError("no target given", hint="--targets local[,ssh://user@host][,adb://SERIAL]")
-    parsed = [parse_target(t) for t in targets]  # malformed URLs fail before any work
+    try:
+        parsed = [parse_target(t) for t in targets]  # malformed URLs fail before any work
+    except TargetError as exc:  # a malformed URL is bad input (2), not a failed device (3)
+        raise EdgeportError(str(exc)) from None
     for p in precisions:
         try:
             Precision(p)
@@ -184,8 +198,17 @@ def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool
             from edgeport.errors import ExportError
 
             raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
-    src = resolve_source(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
-                         trust=trust)
+    try:
+        src = resolve_source(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
+                             trust=trust)
+    except (IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, ImportError) as exc:
+        if checkpoint is None or isinstance(exc, EdgeportError):
+            raise
+        # torch's weights-only unpickler raises these on some non-checkpoint files (e.g. text renamed to .pt)
+        from edgeport.errors import CheckpointError
+
+        raise CheckpointError(f"{checkpoint} is not a readable PyTorch checkpoint "
+                              f"({type(exc).__name__}: {str(exc)[:120]})") from None
     if src.onnx_path is not None:  # a user ONNX: every op must have a lowering before we start
         import onnx
 
@@ -246,6 +269,10 @@ def run_pipeline(
                                     input_shape=input_shape, trust=trust, calibration=calibration,
                                     precisions=precisions, targets=targets, out_dir=out_dir)
     out = prepare_out_dir(out_dir)
+    rep = Report.load(out)
+    if rep.get("failures"):  # failures describe the last run; this run records its own
+        rep.data.pop("failures")
+        rep.save()
     runner = Runner(out, force=force, on_event=on_event)
     versions = _tool_versions()
 

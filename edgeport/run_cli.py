@@ -26,6 +26,9 @@ def _progress(con, total: int | None = None):
     def on_event(step: str, status: str, detail: str) -> None:
         if con.quiet:
             return
+        if status == "key":
+            con.log(f"{step}: key {detail}")
+            return
         if status == "start":
             state["i"] += 1
             n = f"[{state['i']}/{total}]" if total else ""
