@@ -162,20 +162,27 @@ def validate_dir(
     if not artifacts:
         raise EdgeportError(f"{out}/report.json lists no artifacts; run `edgeport export` first")
     module, spec = _rebuild_reference(report, trust=trust)
+    overrides = thresholds or {}
+    src = report.get("source") or {}
+    random_init = src.get("kind") == "zoo" and not src.get("checkpoint")
+    notes = []
+    if random_init:
+        # A zoo model without a checkpoint has random weights that cannot be rebuilt: a new torch model would be
+        # another random network. The exported ONNX (checked against torch at export: report.json parity.onnx)
+        # is the reference instead.
+        module = None
+        notes.append("random-init weights: INT8 thresholds reported, not enforced (give --checkpoint to enforce)")
+        notes.append("random-init weights cannot be rebuilt: the exported ONNX (verified against torch at export) "
+                     "is the reference")
     held, _ = choose_validation_samples(report, spec=spec, samples=samples, num=num, seed=seed)
     x = held.array()
     if module is not None:
         ref, ref_name = run_torch(module, x), "torch"
     else:
         ref, ref_name = run_artifact(out / artifacts["onnx"], x), "onnx"
-    overrides = thresholds or {}
-    src = report.get("source") or {}
-    random_init = src.get("kind") == "zoo" and not src.get("checkpoint")
-    notes = []
-    if random_init:
-        notes.append("random-init weights: INT8 thresholds reported, not enforced (give --checkpoint to enforce)")
     parity, used, failures, outputs = {}, {}, [], {}
-    for name in [a for a in ARTIFACT_ORDER if a in artifacts]:
+    # the reference itself is not compared with itself (its export-time check stays in report.json)
+    for name in [a for a in ARTIFACT_ORDER if a in artifacts and not (ref_name == "onnx" and a == "onnx")]:
         y = run_artifact(out / artifacts[name], x)
         outputs[name] = y
         m = parity_metrics(ref, y, reference_name=ref_name)
@@ -254,7 +261,10 @@ def _fmt(v) -> str:
 def print_result(result: ValidationResult, con) -> None:
     from rich.table import Table
 
-    t = Table(title=f"parity vs {next(iter(result.parity.values()))['reference']} on {result.samples['count']} "
+    if not result.parity:
+        con.print("nothing to compare: the only artifact is the reference itself")
+    ref = next(iter(result.parity.values()), {}).get("reference", "onnx")
+    t = Table(title=f"parity vs {ref} on {result.samples['count']} "
                     f"held-out samples ({result.samples['source']}, seed {result.samples['seed']})")
     cols = ("max_abs_err", "mean_abs_err", "cosine", "sqnr_db", "top1_agreement", "top5_overlap")
     t.add_column("artifact")
