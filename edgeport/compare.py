@@ -46,6 +46,8 @@ def plot(rows: list[dict]) -> bytes:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
     markers = "osD^v<>p*"
     configs = list(dict.fromkeys((r["target"], r["threads"]) for r in rows))
+    label_group = next((g for g in groups if g[0] == "tflite_int8"), groups[0])
+    all_y: list[float] = []
     for gi, g in enumerate(groups):
         pts = [r for r in rows if (r["artifact"], r["target"], r["threads"]) == g]
         m = markers[configs.index((g[1], g[2])) % len(markers)]
@@ -56,11 +58,14 @@ def plot(rows: list[dict]) -> bytes:
         ys = [(r, y) for r, y in ys if y is not None]
         ax2.scatter([r["p50_ms"] for r, _ in ys], [100 * y for _, y in ys], marker=m, s=55, color=_color(g[0], gi),
                     edgecolor="#222", linewidth=0.5, label=label, zorder=3)
-        for r in pts:
-            ax1.annotate(r["model"], (r["macs"] / 1e6, r["p50_ms"]), fontsize=7, textcoords="offset points",
-                         xytext=(4, 3))
-        for r, y in ys:
-            ax2.annotate(r["model"], (r["p50_ms"], 100 * y), fontsize=7, textcoords="offset points", xytext=(4, 3))
+        if g == label_group:  # one labelled series keeps the plot readable; the table has every number
+            for r in pts:
+                ax1.annotate(r["model"], (r["macs"] / 1e6, r["p50_ms"]), fontsize=7, textcoords="offset points",
+                             xytext=(4, 3))
+            for i, (r, y) in enumerate(sorted(ys, key=lambda t: t[0]["p50_ms"])):
+                ax2.annotate(r["model"], (r["p50_ms"], 100 * y), fontsize=7, textcoords="offset points",
+                             xytext=(4, 6 if i % 2 == 0 else -12))
+        all_y += [100 * y for _, y in ys]
     ax1.set_xlabel("MACs (millions, counted from the ONNX graph)")
     ax1.set_ylabel("measured p50 latency (ms)")
     ax1.set_title("MACs vs measured latency", fontsize=10)
@@ -69,9 +74,12 @@ def plot(rows: list[dict]) -> bytes:
     ax2.set_title(("Accuracy" if use_acc else "Agreement") + " vs measured latency", fontsize=10)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
         ax.margins(0.15)
     ax1.set_ylim(bottom=0)
+    ax2.set_xlim(left=0)
+    if all_y:
+        pad = max(1.0, 0.3 * (max(all_y) - min(all_y)))
+        ax2.set_ylim(max(0.0, min(all_y) - pad), min(101.0, max(all_y) + pad))
     ax1.legend(fontsize=7)
     fig.tight_layout()
     return _png(fig)
