@@ -144,6 +144,15 @@ cat > "$ROOTFS/usr/local/bin/python3-np1" <<'EOF'
 PYTHONPATH=/opt/np1-site PYTHONNOUSERSITE=1 exec /usr/bin/python3.11 -S "$@"
 EOF
 chmod +x "$ROOTFS/usr/local/bin/python3-np1"
+# Two deliberately incomplete Pythons for the "device without numpy / without an interpreter" tests.
+mkdir -p "$ROOTFS/opt/numpy-only"
+for m in numpy numpy.libs; do
+  [ -e "$SITE/$m" ] && ln -sfn "/usr/lib/python3/dist-packages/$m" "$ROOTFS/opt/numpy-only/$m"
+done
+printf '#!/bin/sh\nPYTHONPATH=/opt/numpy-only PYTHONNOUSERSITE=1 exec /usr/bin/python3.11 -S "$@"\n' \
+  > "$ROOTFS/usr/local/bin/python3-numpy-only"
+printf '#!/bin/sh\nexec /usr/bin/python3.11 -S "$@"\n' > "$ROOTFS/usr/local/bin/python3-bare"
+chmod +x "$ROOTFS/usr/local/bin/python3-numpy-only" "$ROOTFS/usr/local/bin/python3-bare"
 log "aarch64 wheels ready"
 
 # ---- 4. the aarch64 shell ------------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ from edgeport.runtime.results import make_entry
 from edgeport.runtime.targets import Target, TargetOptions
 
 DEFAULT_ENGINES = ("onnxruntime", "tflite")
-PARITY_SAMPLES = 4
-# Same artifact, two machines: ARM and x86 kernels may round differently, but must agree this closely.
+PARITY_SAMPLES = 8
+# Same artifact, two machines: ARM and x86 kernels may round differently, but must agree this closely: cosine, and
+# the same top-1 on every sample that is not a near-tie (see parity.NEAR_TIE_FRACTION; an INT8 rounding step may
+# flip a near-tie, and such flips are counted and shown, not failed).
 DEVICE_PARITY_MIN_COSINE = 0.999
 DEVICE_PARITY_MIN_TOP1 = 1.0
 
@@ -48,6 +50,7 @@ class BenchOutcome:
     device_parity: list[dict] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
     interpreters: dict = field(default_factory=dict)
+    skipped: list[dict] = field(default_factory=list)  # configurations the target has no runtime for, with why
 
     @property
     def parity_ok(self) -> bool:
@@ -145,7 +148,7 @@ def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = Benc
             continue
         dev = np.asarray(outs[0], np.float32)
         metrics = compare_outputs(dev, ref)
-        ok = metrics["cosine"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_agreement"] >= DEVICE_PARITY_MIN_TOP1
+        ok = metrics["cosine"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_decisive"] >= DEVICE_PARITY_MIN_TOP1
         parity.append({"target": target.url, "device": device, "artifact": artifact, "engine": engine,
                        "reference": "this machine, same artifact", **metrics, "ok": bool(ok),
                        "device_arch": machine.get("arch")})
@@ -156,7 +159,7 @@ def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = Benc
             report.append("device_parity", parity)
         report.save()
     return BenchOutcome(entries=entries, device_parity=parity, machine=machine,
-                        interpreters=data.get("interpreters", {}))
+                        interpreters=data.get("interpreters", {}), skipped=data.get("skipped", []))
 
 
 __all__ = ["BenchSettings", "BenchOutcome", "bench", "build_job", "select_artifacts", "EdgeportError"]

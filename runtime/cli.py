@@ -72,11 +72,16 @@ def cmd_bench(args, con=None) -> int:
         rich.print(f"[bold]{target.url}[/bold]: {m.get('arch')} {m.get('cpu_model')}, {m.get('cores')} cores; "
                    f"{', '.join(f'{k}: {v}' for k, v in m.get('runtimes', {}).items())}")
         rich.print(latency_table(outcome.entries, title=f"latency on {target.url} (ms)"))
+        for sk in outcome.skipped:  # the device has no runtime for these: say so, and why
+            rich.print(f"skipped {sk['artifact']} ({sk['engine']}, {sk['threads']} thr) on {target.url}: "
+                       f"{sk['reason']}", markup=False, style="yellow")
         for p in outcome.device_parity:
             verdict = "[green]agrees[/green]" if p["ok"] else "[red]DISAGREES[/red]"
             rich.print(f"parity {p['artifact']} ({p['engine']}) {p['device_arch']} vs this machine: {verdict} "
-                       f"(cosine {p['cosine']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}, "
+                       f"(cosine {p['cosine']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
+                       f"{f', near-ties {n}' if (n := p.get('near_ties')) else ''}, "
                        f"{p['samples']} samples)")
     if con is not None and getattr(con, "json_mode", False):
-        con.emit_json({"latency": outcome.entries, "device_parity": outcome.device_parity})
+        con.emit_json({"latency": outcome.entries, "device_parity": outcome.device_parity,
+                       "skipped": outcome.skipped})
     return 0 if outcome.parity_ok else 1

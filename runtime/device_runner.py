@@ -51,6 +51,11 @@ class RunnerError(Exception):
     """Something a user can fix on the device (missing interpreter, bad artifact). Printed as one line."""
 
 
+class RuntimeMissing(RunnerError):
+    """This Python has no runtime that can open the artifact (not installed, or every candidate failed to load it).
+    A job skips such configurations (reported under "skipped") and fails only when nothing is left to run."""
+
+
 # ---- engines ---------------------------------------------------------------------------------------------------
 
 def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
@@ -72,7 +77,7 @@ class OrtEngine:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise RunnerError(f"onnxruntime is not installed for {sys.executable} ({exc}); "
+            raise RuntimeMissing(f"onnxruntime is not installed for {sys.executable} ({exc}); "
                               f"pip install onnxruntime, or bench only .tflite artifacts") from None
         levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -149,7 +154,7 @@ class TfliteEngine:
             self.interpreter, self.runtime, self.module = interp, runtime, module
             break
         else:
-            raise RunnerError("no working TFLite interpreter for " + sys.executable + ": " + "; ".join(errors)
+            raise RuntimeMissing("no working TFLite interpreter for " + sys.executable + ": " + "; ".join(errors)
                               + " (pip install ai-edge-litert, or tflite-runtime with numpy<2)")
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
@@ -350,16 +355,24 @@ def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
     if job.get("parity_inputs"):
         with np.load(os.path.join(root, job["parity_inputs"])) as npz:
             parity = {k: npz[k] for k in npz.files}
-    runtimes, loaded = {}, []
-    for cfg in configs:
-        engine, load_ms = _load(cfg, modules)
+    runtimes, loaded, skipped = {}, [], []
+    for index, cfg in enumerate(configs):
+        try:
+            engine, load_ms = _load(cfg, modules)
+        except RuntimeMissing as exc:
+            skipped.append({"artifact": cfg["artifact"], "engine": cfg["engine"], "threads": cfg["threads"],
+                            "reason": str(exc)})
+            continue
         runtimes[cfg["engine"]] = engine.runtime
         feed = engine.prepare(random_inputs(engine.input_specs(), job.get("seed", 0)))
         t0 = time.perf_counter()
         engine.invoke(feed)
         first_ms = (time.perf_counter() - t0) * 1e3
         loaded.append({"cfg": cfg, "engine": engine, "feed": feed, "load_ms": load_ms, "first_ms": first_ms,
-                       "times": []})
+                       "times": [], "index": index})
+    if not loaded:
+        reasons = sorted({s["reason"] for s in skipped})
+        raise RunnerError("no configuration can run here: " + "; ".join(reasons))
     for r in range(warmup):  # warm-up, interleaved like the timed rounds
         for item in loaded:
             item["engine"].invoke(item["feed"])
@@ -378,13 +391,13 @@ def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
             item["times"].append((clock() - t0) * 1e3)
         n_rounds += 1
     results, outputs, seen = [], {}, set()
-    for i, item in enumerate(loaded):
+    for item in loaded:
         cfg = item["cfg"]
         entry = {"engine": cfg["engine"], "artifact": cfg["artifact"], "threads": cfg["threads"],
                  "warmup": warmup, "runs": len(item["times"]), **summarize(item["times"]),
                  "load_ms": item["load_ms"], "first_ms": item["first_ms"], "peak_rss_mb": None}
         if rss_probe is not None:
-            entry["peak_rss_mb"] = rss_probe(i)
+            entry["peak_rss_mb"] = rss_probe(item["index"])
         results.append(entry)
         key = f"{cfg['artifact']}|{cfg['engine']}"
         if cfg["artifact"] in parity and key not in seen:
@@ -398,7 +411,7 @@ def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
                 for acc, o in zip(per_output, outs):
                     acc.append(o.tolist())
             outputs[key] = per_output
-    return {"machine": machine_description(runtimes), "results": results, "outputs": outputs}
+    return {"machine": machine_description(runtimes), "results": results, "outputs": outputs, "skipped": skipped}
 
 
 def _subprocess_probe(job_path: str):

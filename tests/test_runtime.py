@@ -189,6 +189,18 @@ def test_pin_lists():
         dr.parse_pin("x-1")
 
 
+def test_parity_tolerates_a_flip_only_on_a_near_tie():
+    ref = np.array([[1.0, 0.99, -1.0], [2.0, 0.0, -1.0]], np.float32)  # sample 0: top-2 margin 0.5% of range
+    flip_tie = np.array([[0.99, 1.0, -1.0], [2.0, 0.0, -1.0]], np.float32)
+    m = compare_outputs(flip_tie, ref)
+    assert m["top1_agreement"] == 0.5 and m["near_ties"] == 1 and m["top1_decisive"] == 1.0
+    flip_clear = np.array([[1.0, 0.99, -1.0], [0.0, 2.0, -1.0]], np.float32)
+    m = compare_outputs(flip_clear, ref)
+    assert m["top1_agreement"] == 0.5 and m["top1_decisive"] == 0.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        compare_outputs(ref[:1], ref)
+
+
 # ---- bench on the local target: report.json `latency` -------------------------------------------------------------
 
 def test_bench_local_cli_appends_documented_latency_entries(bench_dir, capsys):
@@ -312,17 +324,21 @@ def test_unreachable_ssh_host_is_target_error_exit_3(bench_dir, capsys):
     assert "latency" not in json.loads((bench_dir / "report.json").read_text())
 
 
-def test_local_timeout_kills_the_runner(bench_dir, capsys):
+def test_local_timeout_kills_the_runner(bench_dir, tmp_path, monkeypatch, capsys):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(jobs))  # the job folder lands here: only our runner is looked for
     rc = main(["bench", str(bench_dir), "--target", "local", "--runs", "100000000", "--timeout", "3",
                "--no-rss", "--no-parity"])
     err = capsys.readouterr().err.strip()
     assert rc == 3, err
     assert err.startswith("edgeport: error: local: the benchmark did not finish within 3 s") and "--timeout" in err
     time.sleep(0.2)
-    assert not _runner_processes(), "a runner survived the timeout"
+    assert not _runner_processes(str(jobs)), "a runner survived the timeout"
+    assert list(jobs.iterdir()) == []
 
 
-def _runner_processes() -> list[str]:
+def _runner_processes(under: str) -> list[str]:
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -332,7 +348,7 @@ def _runner_processes() -> list[str]:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if "device_runner.py" in cmd and "edgeport-job-" in cwd:
+        if "device_runner.py" in cmd and cwd.startswith(under):
             found.append(f"{pid}: {cmd}")
     return found
 
