@@ -177,10 +177,10 @@ def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
         return None
     plt = _fig()
     n = len(ops)
-    cols = min(n, 4)
+    cols = 2 if n == 4 else min(n, 3)
     nrows = (n + cols - 1) // cols
     height = max(3.0, 0.22 * max(min(len(h), 14) for h in ops.values()) + 1.2)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.9 * cols, height * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, height * nrows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (art, hist) in zip(axes.flat, ops.items()):
@@ -219,6 +219,24 @@ def _fmt(v, digits=4):
     return str(v)
 
 
+def _cos(v):
+    return "-" if v is None else f"{v:.6f}"
+
+
+def _check(p: dict) -> str:
+    """Validation verdict of one artifact: ok, FAILED (metric list), not enforced (random init), - (not validated)."""
+    if "passed" not in p:
+        return "-"
+    if not p.get("thresholds_enforced", True):
+        return "not enforced"
+    if p["passed"]:
+        return "ok"
+    from edgeport.calibration.metrics import passes
+
+    missed = [m for m, t in (p.get("thresholds") or {}).items() if p.get(m) is not None and not passes(m, p[m], t)]
+    return "FAILED " + ", ".join(missed)
+
+
 def _pct(v):
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -232,6 +250,7 @@ def summary_rows(data: dict, out: Path | None = None) -> tuple[list[str], list[l
     if acc:
         cols.append("accuracy")
     cols += [f"p50 / p90 ms · {t} · {n}T" for t, n in configs]
+    cols.append("check")
     rows = []
     for art, fname in (data.get("artifacts") or {}).items():
         ops = (data.get("ops") or {}).get(art, {})
@@ -240,12 +259,13 @@ def summary_rows(data: dict, out: Path | None = None) -> tuple[list[str], list[l
         if out is not None and (out / fname).is_file():
             size = f"{(out / fname).stat().st_size / 1024:,.0f}"
         row = [art, fname, size, f"{sum(ops.values())} ({sum(v for k, v in ops.items() if k in TRANSPOSE_OPS)})",
-               _fmt(par.get("cosine"), 6), _pct(par.get("top1_agreement")), _fmt(par.get("sqnr_db"))]
+               _cos(par.get("cosine")), _pct(par.get("top1_agreement")), _fmt(par.get("sqnr_db"))]
         if acc:
             row.append(_pct(acc.get(art, {}).get("accuracy")))
         for t, n in configs:
             e = next((e for e in lat if e["artifact"] == art and e["target"] == t and e["threads"] == n), None)
             row.append(f"{e['p50_ms']:.3g} / {e['p90_ms']:.3g}" if e else "-")
+        row.append(_check(par))
         rows.append(row)
     return cols, rows
 
@@ -261,9 +281,7 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
                  "n_samples", "reference", "check"]
         prow = []
         for a, p in parity.items():
-            check = "-" if "passed" not in p else ("ok" if p["passed"] else "FAILED") if p.get(
-                "thresholds_enforced", True) else "not enforced"
-            prow.append([a, *[_fmt(p.get(c)) for c in pcols[1:-1]], check])
+            prow.append([a, *[_cos(p.get(c)) if c == "cosine" else _fmt(p.get(c)) for c in pcols[1:-1]], _check(p)])
         tables.append(("Parity vs torch (held-out samples)", pcols, prow))
     acc = data.get("accuracy") or {}
     if acc.get("artifacts"):

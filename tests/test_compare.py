@@ -1,0 +1,56 @@
+"""`edgeport compare MODEL...` with two tiny digits-trained zoo models: one folder per model, a table, compare.json,
+compare.md and a MACs/accuracy-vs-latency scatter (compare.png)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CKPTS = ROOT / "calibration" / "checkpoints"
+MODELS = ("shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5")
+
+
+def cli(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "edgeport.cli", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "220", "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=timeout)
+
+
+def test_compare_two_models_table_and_scatter(tmp_path):
+    out = tmp_path / "cmp"
+    r = cli("--json", "compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS],
+            "--precision", "int8", "--calibration", "digits", "--num-validation", "64", "--runs", "5", "--warmup", "1",
+            "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    rows = doc["rows"]
+    assert {row["model"] for row in rows} == set(MODELS)
+    arts = {row["artifact"] for row in rows}
+    assert arts == {"onnx", "tflite_int8", "onnx_int8"}
+    for row in rows:
+        assert row["macs"] > 5e6 and row["params"] > 1e5 and 0 < row["p50_ms"] <= row["p90_ms"]
+        assert row["accuracy"] is not None and row["accuracy"] > 0.9  # trained on digits, validated on digits
+        assert row["target"] == "local" and row["threads"] == 1
+    assert json.loads((out / "compare.json").read_text()) == rows
+    for m in MODELS:
+        assert (out / m / "report.json").is_file() and (out / m / "report.html").is_file()
+    md = (out / "compare.md").read_text()
+    assert md.count("\n| ") == 1 + len(rows) and "![MACs and accuracy vs measured latency](compare.png)" in md
+    import matplotlib.image
+
+    img = matplotlib.image.imread(str(out / "compare.png"))
+    assert img.shape[0] > 300 and img.shape[1] > 600 and img[..., :3].std() > 0.05
+    # the human table went to stderr in --json mode
+    assert "edgeport compare: 2 models" in r.stderr and "ms per 100M MACs" in r.stderr
+    # a second compare reuses every model's finished steps
+    r = cli("compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS],
+            "--precision", "int8", "--calibration", "digits", "--num-validation", "64", "--runs", "5", "--warmup", "1",
+            "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count(" reused") == 2 * 5 and " done" not in r.stdout
+
+
+def test_compare_unknown_model_fails_before_any_work(tmp_path):
+    r = cli("compare", MODELS[0], "shufflenet_v9", "--out", tmp_path / "cmp", timeout=300)
+    assert r.returncode == 2 and "unknown model 'shufflenet_v9'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "cmp").exists()
