@@ -106,16 +106,18 @@ def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = Non
     markers = "osD^v<>"
     configs = list(dict.fromkeys((e["target"], e["threads"]) for e, _, _ in points))
     arts = list(dict.fromkeys(e["artifact"] for e, _, _ in points))
-    for e, y1, y2 in points:
+    xmax = max(e["p50_ms"] for e, _, _ in points)
+    for i, (e, y1, y2) in enumerate(sorted(points, key=lambda p: p[0]["p50_ms"])):
         m = markers[configs.index((e["target"], e["threads"])) % len(markers)]
         c = _color(e["artifact"], arts.index(e["artifact"]))
         for ax, y in ((ax1, y1), (ax2, y2)):
             if y is None or y == float("inf"):
                 continue
-            ax.scatter([e["p50_ms"]], [100 * y if ax is ax1 else y], marker=m, s=55, color=c, edgecolor="#222",
-                       linewidth=0.5, zorder=3)
-            ax.annotate(e["artifact"], (e["p50_ms"], 100 * y if ax is ax1 else y), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
+            yy = 100 * y if ax is ax1 else y
+            ax.scatter([e["p50_ms"]], [yy], marker=m, s=55, color=c, edgecolor="#222", linewidth=0.5, zorder=3)
+            right = e["p50_ms"] > 0.75 * xmax  # labels of the slowest points go left, alternating up/down
+            ax.annotate(e["artifact"], (e["p50_ms"], yy), textcoords="offset points", fontsize=7,
+                        xytext=(-6 if right else 6, 6 if i % 2 == 0 else -12), ha="right" if right else "left")
     ax1.set_ylabel("accuracy on labelled held-out samples (%)" if acc else "top-1 agreement with torch (%)")
     ax2.set_ylabel("SQNR vs torch logits (dB)")
     for ax in (ax1, ax2):
@@ -152,21 +154,24 @@ def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes
     for k_i, kind in enumerate(kinds):
         sel = [i for i, r in enumerate(rows) if r.get("op_type", "?") == kind]
         ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], s=14, color=f"C{k_i % 10}", label=kind, zorder=3)
-    worst = sorted(range(len(ys)), key=lambda i: ys[i])[:3]
+    worst = sorted(sorted(range(len(ys)), key=lambda i: ys[i])[:3], key=lambda i: xs[i])
+    span = (max(xs) - min(xs)) or 1
     for rank, i in enumerate(worst):
+        right = xs[i] > min(xs) + 0.6 * span
         ax.annotate(f"{rows[i].get('node') or rows[i].get('onnx_tensor', '?')} ({ys[i]:.1f} dB)", (xs[i], ys[i]),
-                    fontsize=7, textcoords="offset points", xytext=(6, -12 - 9 * rank), color="#C0392B",
+                    fontsize=7, textcoords="offset points", xytext=(-30 if right else 30, -16 - 14 * rank),
+                    ha="right" if right else "left", color="#C0392B",
                     arrowprops={"arrowstyle": "-", "color": "#C0392B", "linewidth": 0.6})
     if threshold_db is not None:
         ax.axhline(threshold_db, color="#E45756", linestyle="--", linewidth=0.8)
         ax.text(xs[0], threshold_db, f" threshold on the INT8 output: {threshold_db:g} dB", fontsize=7, color="#E45756",
-                va="bottom")
+                va="top")
     ax.set_xlabel("depth (ONNX node index, input → output)")
     ax.set_ylabel("SQNR INT8 vs float (dB)")
     ax.set_title(f"Per-layer INT8 error: {len(rows)} layers on {(layers or {}).get('n_samples', '?')} samples",
                  fontsize=10)
     ax.legend(fontsize=7, ncol=min(6, len(kinds)), loc="upper right")
-    ax.margins(y=0.2)
+    ax.margins(y=0.25)
     ax.grid(alpha=0.3)
     return _png(fig)
 
