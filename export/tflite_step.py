@@ -56,6 +56,8 @@ def tflite_step(
             "layout_transposes": result.layout_transposes,
             "boundary_transposes": result.boundary_transposes,
         }
+        if Precision(prec) is Precision.INT8 and result.bias_correction is not None:
+            info[key]["bias_correction"] = result.bias_correction
         ops[key] = result.ops[str(Precision(prec).value)] if str(Precision(prec).value) in result.ops else result.ops[prec]
     conversion = {f"tflite_{k}": round(v, 3) for k, v in result.timings.items()}
     if calib is not None:

@@ -92,6 +92,7 @@ class ConversionResult:
     layout_transposes: int = 0
     boundary_transposes: int = 0
     calibration_samples: int = 0
+    bias_correction: dict | None = None
 
 
 def shuffle_pass_available() -> bool:
@@ -142,8 +143,24 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
     return gen, n if limit is None else min(n, limit)
 
 
-def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None, io_dtype=IODtype.INT8) -> bytes:
+def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None, io_dtype=IODtype.INT8,
+                  calibration_method: str = "minmax", calibration=None) -> bytes:
     conv = tf.lite.TFLiteConverter.from_concrete_functions([lowered.function])
+    if precision is Precision.INT8 and calibration_method != "minmax":
+        # ranges chosen by edgeport.calibration (e.g. percentile) on TensorFlow's calibrated float model, then
+        # TensorFlow's MLIR quantizer derives scales from them
+        from edgeport.calibration.tflite_ranges import apply_calibration_method, quantize_calibrated
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv._experimental_calibrate_only = True
+        try:
+            calibrated = conv.convert()
+        except Exception as e:  # the TF converter raises ConverterError/RuntimeError/ValueError
+            raise ExportError(f"TFLite calibration failed: {e}") from e
+        calibrated = apply_calibration_method(calibrated, method=calibration_method, calibration=calibration)
+        return quantize_calibrated(calibrated, io_dtype=io_dtype.value)
     if precision is Precision.FP16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -178,6 +195,20 @@ def _histogram_of(interp) -> dict[str, int]:
 def op_histogram(tflite_path: str | os.PathLike) -> dict[str, int]:
     """{TFLite builtin op name: count} of the model's operators (read from the flatbuffer, no delegate)."""
     return _histogram_of(_interpreter(model_path=str(tflite_path)))
+
+
+def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
+                  input_layout: InputLayout, num: int):
+    """Empirical per-channel bias correction of the INT8 model against the float model (bias_correction.py)."""
+    from .bias_correction import correct_biases
+
+    if len(lowered.input_names) != 1 or num <= 0:
+        return int8_blob, None  # single-input models only; the report says it was not applied
+    if float_blob is None:
+        float_blob = _tflite_bytes(lowered, Precision.FP32)
+    gen, _ = _representative(lowered, calibration, input_layout, num)
+    inputs = [row[0] for row in gen()]
+    return correct_biases(int8_blob, float_model=float_blob, inputs=inputs)
 
 
 def _float_tensors(interp, io_dtype: IODtype) -> list[str]:
@@ -223,14 +254,20 @@ def convert(
     io_dtype: IODtype | str = IODtype.INT8,
     input_layout: InputLayout | str = InputLayout.NHWC,
     max_calibration_samples: int | None = None,
+    calibration_method: str = "minmax",
+    bias_correction_samples: int = 8,
 ) -> ConversionResult:
     """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
 
     Inputs of the TFLite models: 4-D inputs NHWC float32 (or NCHW with `input_layout="nchw"`); int8/uint8 for
     `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in the input layout.
     `calibration` (needed for int8): an iterable with len() of {input_name: float32 NCHW array (batch 1)}.
-    Files: `model_<precision>.tflite`. All models are converted in memory first, then each file is written
-    atomically; an unsupported op raises UnsupportedOpError before anything is written.
+    `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
+    clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
+    layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
+    calibration samples (bias_correction.py; 0 turns it off). Files: `model_<precision>.tflite`. All models are
+    converted in memory first, then each file is written atomically; an unsupported op raises UnsupportedOpError
+    before anything is written.
     """
     t0 = time.perf_counter()
     precs = [Precision(p) for p in precisions]
@@ -263,13 +300,22 @@ def convert(
 
     blobs: dict[Precision, bytes] = {}
     n_cal = 0
+    bc_report = None
     for p in precs:
         t = time.perf_counter()
         rep = None
         if p is Precision.INT8:
             rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
-        blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype)
+        blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
+                                 calibration_method=str(getattr(calibration_method, "value", calibration_method)),
+                                 calibration=calibration)
         timings[f"convert_{p.value}_s"] = time.perf_counter() - t
+    if Precision.INT8 in blobs and bias_correction_samples > 0:
+        t = time.perf_counter()
+        blobs[Precision.INT8], bc_report = _bias_correct(
+            lowered, blobs[Precision.INT8], float_blob=blobs.get(Precision.FP32), calibration=calibration,
+            input_layout=input_layout, num=min(bias_correction_samples, n_cal))
+        timings["bias_correction_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -292,4 +338,4 @@ def convert(
         output_names=lowered.output_names, output_perms=lowered.output_perms, float_tensors=floats,
         tensor_map=tmaps, channel_permutations=channel_perms, shuffle_pass_applied=applied,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
-        calibration_samples=n_cal)
+        calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None)

@@ -1,0 +1,187 @@
+"""Empirical bias correction for full-integer TFLite models (Nagel et al., "Data-Free Quantization Through Weight
+Equalization and Bias Correction", ICCV 2019, section 4.2, data-aware variant; also Finkelstein et al. 2019).
+
+Rounding weights and activations to 8 bits shifts the *mean* of each output channel of a convolution; the shift is
+small per layer but it accumulates along a deep network (EfficientNet-Lite0's logit SQNR falls from 30 dB after
+the stem to ~15 dB at the logits). This pass measures, layer by layer in execution order, the per-channel mean of
+(INT8 output - float output) on calibration inputs and subtracts it from the layer's int32 bias, so each layer is
+corrected *after* the layers before it were corrected (the error it sees is the one the deployed model has).
+
+- Float reference: the fp32 TFLite model from the same lowering (tensor names match the INT8 model's).
+- Fused ReLU/ReLU6: where the float output sits on a clamp bound, the pre-activation error is unknown, so only
+  positions strictly inside the activation's range count toward the channel mean.
+- The correction is bounded by the channel's own quantization step times `max_steps` per pass and applied only
+  where it lowers the squared error on the calibration samples, so it can never make a layer worse on them.
+- Only biases change; weights, scales and zero-points stay exactly as TensorFlow's quantizer chose them.
+
+    >>> int8 = correct_biases(int8_bytes, float_model=fp32_bytes, inputs=[x0, x1, ...])   # NHWC float32 inputs
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+_CORRECTABLE = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": None}
+_ACT_RANGE = {0: None, 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}  # NONE, RELU, RELU_N1_TO_1, RELU6
+
+
+@dataclass
+class BiasCorrectionReport:
+    layers: int = 0
+    corrected: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    per_layer: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        worst = sorted(self.per_layer, key=lambda r: r["mean_shift_before"], reverse=True)[:5]
+        return {"layers": self.layers, "corrected": self.corrected, "samples": self.samples,
+                "seconds": round(self.seconds, 2), "largest_shifts": worst}
+
+
+def _schema():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema
+
+
+def _unpack(buf: bytes):
+    return _schema().ModelT.InitFromPackedBuf(bytearray(buf), 0)
+
+
+def _pack(model) -> bytes:
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def _interpreter(content: bytes):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=content, experimental_preserve_all_tensors=True, num_threads=2,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    return it
+
+
+def _feed(it, x: np.ndarray) -> None:
+    d = it.get_input_details()[0]
+    if d["dtype"] != np.float32:
+        scale, zp = d["quantization"]
+        info = np.iinfo(d["dtype"])
+        x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
+    it.set_tensor(d["index"], x)
+    it.invoke()
+
+
+@dataclass
+class _Layer:
+    op_index: int
+    out_tensor: int
+    bias_tensor: int
+    name: str
+    act: tuple[float, float] | None
+
+
+def _layers(model) -> list[_Layer]:
+    schema = _schema()
+    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    sg = model.subgraphs[0]
+    out = []
+    for i, op in enumerate(sg.operators):
+        code = model.operatorCodes[op.opcodeIndex]
+        name = codes.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if name not in _CORRECTABLE or len(op.inputs) < 3 or op.inputs[2] < 0:
+            continue
+        bias = sg.tensors[op.inputs[2]]
+        if bias.type != schema.TensorType.INT32 or bias.quantization is None or bias.quantization.scale is None:
+            continue
+        opts = op.builtinOptions
+        act = _ACT_RANGE.get(getattr(opts, "fusedActivationFunction", 0), None)
+        out.append(_Layer(i, op.outputs[0], op.inputs[2], sg.tensors[op.outputs[0]].name.decode(), act))
+    return out
+
+
+def correct_biases(
+    int8_model: bytes,
+    *,
+    float_model: bytes,
+    inputs: Sequence[np.ndarray],
+    max_steps: float = 16.0,
+    progress=None,
+) -> tuple[bytes, BiasCorrectionReport]:
+    """Return (corrected INT8 flatbuffer, report). `inputs`: float32 arrays in the TFLite input layout (batch 1),
+    fed to both models (quantized with the INT8 model's input parameters when its input is integer)."""
+    import time
+
+    t0 = time.perf_counter()
+    model = _unpack(int8_model)
+    sg = model.subgraphs[0]
+    layers = _layers(model)
+    rep = BiasCorrectionReport(layers=len(layers), samples=len(inputs))
+    if not layers or not inputs:
+        return int8_model, rep
+
+    fref = _interpreter(float_model)
+    fidx = {d["name"]: d["index"] for d in fref.get_tensor_details()}
+    wanted = [ly for ly in layers if ly.name in fidx]
+    ref: dict[str, list[np.ndarray]] = {ly.name: [] for ly in wanted}
+    for x in inputs:
+        _feed(fref, x)
+        for ly in wanted:
+            ref[ly.name].append(fref.get_tensor(fidx[ly.name]).astype(np.float32))
+    del fref
+
+    current = int8_model
+    for n, ly in enumerate(wanted):
+        if progress is not None:
+            progress(n, len(wanted))
+        qt = sg.tensors[ly.out_tensor].quantization
+        out_scale = float(np.asarray(qt.scale).reshape(-1)[0])
+        out_zp = float(np.asarray(qt.zeroPoint).reshape(-1)[0]) if qt.zeroPoint is not None else 0.0
+        it = _interpreter(current)
+        err_sum = None
+        cnt = None
+        sq_before = 0.0
+        diffs = []
+        for x, f in zip(inputs, ref[ly.name]):
+            _feed(it, x)
+            q = (it.get_tensor(ly.out_tensor).astype(np.float32) - out_zp) * out_scale
+            d = q - f
+            mask = np.ones_like(f, dtype=bool) if ly.act is None else (f > ly.act[0] + 1e-6) & (f < ly.act[1] - 1e-6)
+            axes = tuple(range(d.ndim - 1))
+            s = np.where(mask, d, 0.0).sum(axis=axes)
+            c = mask.sum(axis=axes)
+            err_sum = s if err_sum is None else err_sum + s
+            cnt = c if cnt is None else cnt + c
+            sq_before += float((d ** 2).sum())
+            diffs.append((d, mask))
+        shift = np.where(cnt > 0, err_sum / np.maximum(cnt, 1), 0.0)  # per output channel, in float units
+        bias_t = sg.tensors[ly.bias_tensor]
+        bscale = np.asarray(bias_t.quantization.scale, dtype=np.float64).reshape(-1)
+        if bscale.size == 1:
+            bscale = np.full(shift.shape, bscale[0])
+        limit = max_steps * out_scale
+        delta = -np.clip(shift, -limit, limit)
+        # the squared error after the shift, estimated on the positions inside the activation range (exact there)
+        sq_after = 0.0
+        for d, mask in diffs:
+            sq_after += float((np.where(mask, d + delta, d) ** 2).sum())
+        rec = {"layer": ly.name.split(";")[0], "mean_shift_before": float(np.abs(shift).mean() / out_scale),
+               "applied": False}
+        if sq_after < sq_before and np.any(delta != 0):
+            buf = model.buffers[bias_t.buffer]
+            bias = np.frombuffer(bytes(bytearray(buf.data)), dtype=np.int32).copy()
+            step = np.round(delta / bscale).astype(np.int64)
+            bias = np.clip(bias.astype(np.int64) + step, np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+            buf.data = np.frombuffer(bias.astype("<i4").tobytes(), dtype=np.uint8)
+            current = _pack(model)
+            rec["applied"] = True
+            rep.corrected += 1
+        rep.per_layer.append(rec)
+    rep.seconds = time.perf_counter() - t0
+    return current, rep
