@@ -10,12 +10,17 @@
 #  2. an aarch64 Debian userland (python3.11, dash, busybox, arm64 sftp-server) from arm64 .debs (apt-get download +
 #     dpkg -x), a fake Cortex-A72 /proc/cpuinfo (LiteRT and ORT segfault under qemu-user on the host's x86 one);
 #  3. aarch64 wheels (numpy, ai-edge-litert, onnxruntime) via pip --platform --target; plus a second site with
-#     numpy<2 + tflite-runtime for the `python3-np1` interpreter (tflite_runtime does not work with numpy 2);
-#  4. bin/arm-dev: runs a shell command as aarch64 inside that userland (proot -q qemu-aarch64-static);
-#  5. a key-only OpenSSH server on 127.0.0.1:$SSH_PORT whose sessions run through arm-dev (forced command per key), with a
-#     4 MiB tmpfs at /mnt/full inside the device (for the full-disk test);
+#     numpy<2 + tflite-runtime for the `python3-np1` interpreter (tflite_runtime does not work with numpy 2), and
+#     two deliberately incomplete ones: `python3-bare` (no numpy), `python3-numpy-only` (no interpreter);
+#  4. bin/arm-dev: runs a shell command as aarch64 inside that userland (proot -q qemu-aarch64-static,
+#     QEMU_CPU=cortex-a72 unless set);
+#  5. a key-only OpenSSH server on 127.0.0.1:$SSH_PORT whose sessions run through arm-dev (a forced command per
+#     key), with a 4 MiB tmpfs at /mnt/full inside the device (full-disk tests); ssh_config hosts: armpi (the
+#     device), armpi-maxcpu (same, QEMU_CPU=max), armpi-badkey (unauthorized key), armpi-newhost (host key unknown);
 #  6. the project's protocol-level fake adb server (tests/device/fake_adb_server.py) on 127.0.0.1:$ADB_PORT,
-#     serial emu-1, backed by the same userland (the real Debian `adb` client talks to it).
+#     serial emu-1, backed by the same userland and mount namespace (the real Debian `adb` client talks to it).
+# Idempotent: a second run reuses everything and restarts nothing unless sshd_config changed (~4 s). From nothing
+# it takes about a minute plus apt/pip download time; apt waits for a dpkg lock held by another job.
 # Downloads are cached under $CACHE (default ~/.cache/edgeport-arm) and reused; the cache is never required.
 set -euo pipefail
 
@@ -122,20 +127,20 @@ log "aarch64 userland ready ($(du -sm "$ROOTFS" | cut -f1) MB)"
 PLAT=(--platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64 --platform manylinux_2_28_aarch64
       --platform manylinux_2_31_aarch64 --platform manylinux_2_34_aarch64 --platform manylinux_2_35_aarch64
       --platform manylinux_2_36_aarch64 --platform manylinux2014_aarch64)
-PIPX=(--only-binary=:all: --python-version 3.11 --implementation cp --quiet --disable-pip-version-check --no-warn-conflicts)
+PIPX=(--only-binary=:all: --python-version 3.11 --implementation cp --quiet --disable-pip-version-check)
 export PIP_ROOT_USER_ACTION=ignore
 SITE=$BASE/site
 if [ ! -d "$SITE/onnxruntime" ] || [ ! -d "$SITE/ai_edge_litert" ]; then
   "$HOST_PYTHON" -m pip download "${PLAT[@]}" "${PIPX[@]}" -d "$CACHE/wheels/np2" numpy ai-edge-litert onnxruntime
   rm -rf "$SITE"
-  "$HOST_PYTHON" -m pip install "${PLAT[@]}" "${PIPX[@]}" --no-index --find-links "$CACHE/wheels/np2" \
+  "$HOST_PYTHON" -m pip install "${PLAT[@]}" "${PIPX[@]}" --no-warn-conflicts --no-index --find-links "$CACHE/wheels/np2" \
     --target "$SITE" numpy ai-edge-litert onnxruntime
 fi
 SITE1=$ROOTFS/opt/np1-site
 if [ ! -d "$SITE1/tflite_runtime" ]; then
   "$HOST_PYTHON" -m pip download "${PLAT[@]}" "${PIPX[@]}" -d "$CACHE/wheels/np1" "numpy<2" "tflite-runtime==2.14.0"
   rm -rf "$SITE1"
-  "$HOST_PYTHON" -m pip install "${PLAT[@]}" "${PIPX[@]}" --no-index --find-links "$CACHE/wheels/np1" \
+  "$HOST_PYTHON" -m pip install "${PLAT[@]}" "${PIPX[@]}" --no-warn-conflicts --no-index --find-links "$CACHE/wheels/np1" \
     --target "$SITE1" "numpy<2" "tflite-runtime==2.14.0"
 fi
 # A second interpreter on the device whose site has numpy<2 + tflite_runtime only (like a Pi with the old wheel).
@@ -201,6 +206,7 @@ StrictModes no
 Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
 # The client side: a config file + known_hosts the tests pass with `ssh -F` (the user's own ~/.ssh/config in real use).
+: > "$SSHD/empty_known_hosts"
 printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$SSHD/ssh_host_ed25519_key.pub")" > "$SSHD/known_hosts"
 host_block() {  # host_block ALIAS KEY
   printf 'Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n  IdentitiesOnly yes\n' \
@@ -210,6 +216,8 @@ host_block() {  # host_block ALIAS KEY
 { host_block armpi "$SSHD/client_key"
   host_block armpi-maxcpu "$SSHD/maxcpu_key"
   host_block armpi-badkey "$SSHD/other_key"
+  # the right key, but this client has never seen the host key: must fail, never be accepted silently
+  host_block armpi-newhost "$SSHD/client_key" | sed "s#UserKnownHostsFile .*#UserKnownHostsFile $SSHD/empty_known_hosts#"
   # ssh://root@127.0.0.1:PORT also works. Not `Host *`: IdentityFile accumulates over matching blocks, and the
   # badkey host must offer only its own (unauthorized) key.
   printf 'Host 127.0.0.1\n  UserKnownHostsFile %s\n  IdentityFile %s\n  IdentitiesOnly yes\n' "$SSHD/known_hosts" "$SSHD/client_key"
@@ -270,6 +278,7 @@ export ARM_SSH_CONFIG=$SSHD/ssh_config
 export ARM_SSH_TARGET=ssh://root@armpi
 export ARM_SSH_BADKEY_TARGET=ssh://root@armpi-badkey
 export ARM_SSH_MAXCPU_TARGET=ssh://root@armpi-maxcpu
+export ARM_SSH_NEWHOST_TARGET=ssh://root@armpi-newhost
 export ARM_FULL_DIR=/mnt/full
 export ARM_SSH_PORT=$SSH_PORT
 export ADB_SERVER_SOCKET=tcp:127.0.0.1:$ADB_PORT

@@ -443,6 +443,7 @@ def main(argv: list[str]) -> int:
         return 2
     job_path = os.path.abspath(argv[0])
     root = os.path.dirname(job_path)
+    pid_file = os.path.join(root, "runner.pid")
     try:
         with open(job_path) as fh:
             job = json.load(fh)
@@ -453,7 +454,7 @@ def main(argv: list[str]) -> int:
                 os.setpgrp()  # the runner and its probes form one group the host can kill
             except OSError:
                 pass
-            with open(os.path.join(root, "runner.pid"), "w") as fh:
+            with open(pid_file, "w") as fh:  # the host's cleanup kills this group (on a timeout)
                 fh.write(str(os.getpgrp()))
             if "--deadline" in argv:
                 signal.signal(signal.SIGALRM, _kill_group)
@@ -468,6 +469,12 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         print(RESULT_MARKER + json.dumps({"error": f"runner failed: {type(exc).__name__}: {exc}"}), flush=True)
         return 4
+    finally:
+        if "--probe" not in argv:  # finished: no pid for the cleanup to kill (it could be reused by then)
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
     print(RESULT_MARKER + json.dumps(out), flush=True)
     return 0
 

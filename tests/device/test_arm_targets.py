@@ -8,7 +8,7 @@ path, the device's outputs against x86 (device parity), discovery, pinning, clea
 never absolute speed.
 
 Needs the variables of $BASE/env.sh (ARM_SSH_TARGET, ARM_SSH_CONFIG, ARM_SSH_BADKEY_TARGET, ARM_SSH_MAXCPU_TARGET,
-ADB_SERVER_SOCKET, ARM_ADB_TARGET). Without them every test FAILS (not skips) saying how to bring the devices up.
+ARM_SSH_NEWHOST_TARGET, ADB_SERVER_SOCKET, ARM_ADB_TARGET). Without them every test FAILS (not skips) saying how to bring the devices up.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from edgeport.runtime.targets import TargetOptions
 pytestmark = pytest.mark.device
 
 HERE = Path(__file__).parent
-ENV_VARS = ("ARM_SSH_TARGET", "ARM_SSH_CONFIG", "ARM_SSH_BADKEY_TARGET", "ARM_SSH_MAXCPU_TARGET", "ADB_SERVER_SOCKET",
-            "ARM_ADB_TARGET")
+ENV_VARS = ("ARM_SSH_TARGET", "ARM_SSH_CONFIG", "ARM_SSH_BADKEY_TARGET", "ARM_SSH_MAXCPU_TARGET",
+            "ARM_SSH_NEWHOST_TARGET", "ADB_SERVER_SOCKET", "ARM_ADB_TARGET")
 QUICK = ["--runs", "3", "--warmup", "1"]
 
 
@@ -165,6 +165,16 @@ def test_ssh_refused_key(arm, bench_dir, capsys):
     assert rc == 3
     one_line_error(err, arm["ARM_SSH_BADKEY_TARGET"])
     assert "refused the key" in err and "ssh-copy-id" in err
+
+
+def test_ssh_unknown_host_key_is_never_accepted_silently(arm, bench_dir, capsys):
+    """armpi-newhost: the right key, but a known_hosts without the device's host key (StrictHostKeyChecking yes)."""
+    rc, out, err = edgeport(capsys, "bench", bench_dir, "--target", arm["ARM_SSH_NEWHOST_TARGET"], "--ssh-config",
+                            arm["ARM_SSH_CONFIG"])
+    assert rc == 3
+    one_line_error(err, arm["ARM_SSH_NEWHOST_TARGET"])
+    assert "host key unknown or changed" in err and "never disables host-key checking" in err
+    assert Path(arm["ARM_SSH_CONFIG"]).with_name("empty_known_hosts").read_text() == ""
 
 
 @pytest.mark.parametrize("python,expect", [

@@ -1,0 +1,105 @@
+"""INT8 vs fp32 and TFLite vs ONNX Runtime speed-ups for a handful of zoo models, on this machine, in ONE run.
+
+Each model is exported with edgeport's own pipeline (`edgeport export NAME --precision fp32,int8`; random weights:
+speed does not depend on them; INT8 calibrated on the bundled photos) into --work (reused on the next run). Then
+every (model, artifact, engine) configuration goes into a single job of the benchmark runner (the same
+device_runner.py that runs on devices), which loads them all and times them in rotating rounds -- one inference of
+each configuration per round -- so load from other processes on a shared machine hits all of them alike and the
+ratios taken from the one run hold even when the absolute numbers drift.
+
+    python benchmarks/runtime_speedups.py                        # default models, 1 thread, 40 rounds
+    python benchmarks/runtime_speedups.py --models mobilenet_v2,ghostnet_x1_0 --threads 2 --runs 100
+    python benchmarks/runtime_speedups.py --markdown              # the table as markdown (docs/devices.md)
+
+Ratios are p50(slower config) / p50(faster config) per model: "INT8 speed-up" = fp32 p50 / INT8 p50 of the same
+engine; "TFLite vs ORT" = ORT p50 / TFLite p50 of the same precision (>1: TFLite is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_MODELS = ("mobilenet_v3_small", "shufflenet_v2_x1_0", "ghostnet_x1_0", "mobilenet_v2", "efficientnet_lite0")
+ARTIFACTS = {"onnx": "onnxruntime", "onnx_int8": "onnxruntime", "tflite_fp32": "tflite", "tflite_int8": "tflite"}
+
+
+def export(name: str, out: Path, num_calibration: int) -> Path:
+    if (out / "report.json").exists() and all((out / f).exists() for f in ("model.onnx", "model_int8.onnx",
+                                                                          "model_fp32.tflite", "model_int8.tflite")):
+        return out
+    print(f"exporting {name} -> {out} ...", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "edgeport.cli", "--quiet", "export", name, "--out", str(out),
+                    "--precision", "fp32,int8", "--num-calibration", str(num_calibration)], check=True)
+    return out
+
+
+def measure(dirs: dict[str, Path], *, threads: int, runs: int, warmup: int, timeout: float) -> dict:
+    """One job with every configuration, run by the local target (the runner in its own process)."""
+    from edgeport.report import Report
+    from edgeport.runtime.targets import LocalTarget, TargetOptions
+
+    with tempfile.TemporaryDirectory(prefix="edgeport-speedups-") as tmp:
+        job_dir = Path(tmp)
+        arts = []
+        for model, d in dirs.items():
+            listed = Report.load(d, create=False).get("artifacts")
+            for art in ARTIFACTS:
+                link = job_dir / f"{model}__{listed[art]}"
+                os.symlink((d / listed[art]).resolve(), link)
+                arts.append({"name": f"{model}|{art}", "file": link.name})
+        job = {"artifacts": arts, "engines": ["onnxruntime", "tflite"], "threads": [threads], "warmup": warmup,
+               "runs": runs, "time_budget_s": None, "pin": None, "parity_inputs": None, "rss": False, "seed": 0}
+        (job_dir / "job.json").write_text(json.dumps(job))
+        return LocalTarget().run_job(job_dir, options=TargetOptions(timeout_s=timeout))
+
+
+def table(data: dict, models, *, markdown: bool) -> str:
+    p50 = {(r["artifact"].split("|")[0], r["artifact"].split("|")[1]): r["p50_ms"] for r in data["results"]}
+    head = ["model", "ORT fp32", "ORT INT8", "TFLite fp32", "TFLite INT8", "INT8 speed-up ORT", "INT8 speed-up TFLite",
+            "TFLite vs ORT fp32", "TFLite vs ORT INT8"]
+    rows = []
+    for m in models:
+        o, oq, t, tq = (p50[(m, a)] for a in ("onnx", "onnx_int8", "tflite_fp32", "tflite_int8"))
+        rows.append([m, f"{o:.2f}", f"{oq:.2f}", f"{t:.2f}", f"{tq:.2f}", f"{o / oq:.2f}x", f"{t / tq:.2f}x",
+                     f"{o / t:.2f}x", f"{oq / tq:.2f}x"])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt = lambda r: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(r, widths)))
+    return "\n".join([fmt(head), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list of zoo model names")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "edgeport-speedups"),
+                    help="export folder (reused)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=40, help="timed rounds (one inference of every configuration each)")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--num-calibration", type=int, default=16)
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    work = Path(args.work)
+    dirs = {m: export(m, work / m, args.num_calibration) for m in models}
+    data = measure(dirs, threads=args.threads, runs=args.runs, warmup=args.warmup, timeout=args.timeout)
+    m = data["machine"]
+    print(f"machine: {m['arch']} {m['cpu_model']}, {m['cores']} cores (affinity {m['affinity']}), {m['system']}, "
+          f"Python {m['python']}, numpy {m['numpy']}; " + ", ".join(m["runtimes"].values()))
+    print(f"one interleaved run: {len(data['results'])} configurations x {args.runs} rounds after {args.warmup} "
+          f"warm-up rounds, {args.threads} thread(s); p50 in ms")
+    print(table(data, models, markdown=args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
