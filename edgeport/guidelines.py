@@ -531,6 +531,13 @@ def plot(results: dict, columns: list[str], img_dir: Path, rel_prefix: str) -> d
             v = [np.nan if a is None else a for a in vals]
             ax.bar(x + (i - (len(series) - 1) / 2) * width, v, width, label=name, hatch=hatch,
                    color=None if hatch is None else "white", edgecolor="black" if hatch else None, linewidth=0.6)
+        top = max((a for _, vals, _ in series for a in vals if a is not None), default=1.0)
+        if top > 3:
+            from matplotlib.ticker import FormatStrFormatter
+
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.axhspan(1 - NOISE, 1 + NOISE, color="grey", alpha=0.15, linewidth=0)
         ax.set_xticks(x, [r["label"] for r in rows], fontsize=8)
