@@ -92,7 +92,9 @@ def parse_result(target: str, stdout: str, stderr: str, returncode: int) -> dict
     lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARKER)]
     if not lines:
         tail = " | ".join((stderr or stdout).strip().splitlines()[-3:])
-        raise TargetError(f"{target}: the runner printed no result (exit {returncode}): {tail}")
+        hint = ("it was killed: out of memory? check `dmesg` on the device or bench fewer artifacts at once"
+                if returncode in (137, -9) else "check the Python, numpy and runtimes on the device")
+        raise TargetError(f"{target}: the runner printed no result (exit {returncode}): {tail}", hint=hint)
     try:
         data = json.loads(lines[-1][len(RESULT_MARKER):])
     except ValueError:

@@ -402,3 +402,33 @@ def test_benchmark_model_command_means_what_bench_says():
     cmd = benchmark_command(binary="b", graph="g", threads=1, warmup=0, runs=50, xnnpack=False, time_budget_s=2.5,
                             taskset_mask=None)
     assert "--min_secs=2.5" in cmd and "--num_runs=3" in cmd and "--use_xnnpack=false" in cmd
+
+
+# ---- transport error classification (what ssh / the runner print -> one actionable line) --------------------------
+
+@pytest.mark.parametrize("stderr,meaning", [
+    ("root@127.0.0.1: Permission denied (publickey).", "refused the key"),
+    ("No ED25519 host key is known for [h]:22 and you have requested strict checking.\nHost key verification failed.",
+     "host key unknown or changed"),
+    ("ssh: connect to host 10.9.9.9 port 22: Connection timed out", "unreachable (timed out)"),
+    ("ssh: Could not resolve hostname nopi: Name or service not known", "unreachable (unknown host name)"),
+])
+def test_ssh_failures_are_classified(stderr, meaning):
+    t = parse_target("ssh://pi@nopi")
+    with pytest.raises(TargetError) as info:
+        t._check_ssh((255, "", stderr), "creating a temp folder")
+    msg = str(info.value)
+    assert msg.startswith("ssh://pi@nopi: " + meaning + " while creating a temp folder (") and "\n" not in msg
+    t._check_ssh((3, "", stderr), "running the benchmark")  # not ssh's own failure (255): the runner's business
+
+
+def test_runner_results_are_parsed_or_explained():
+    from edgeport.runtime.targets import parse_result
+
+    assert parse_result("t", "noise\nEDGEPORT-RESULT {\"a\": 1}\n", "", 0) == {"a": 1}
+    with pytest.raises(TargetError, match=r"^t: no working TFLite"):
+        parse_result("t", 'EDGEPORT-RESULT {"error": "no working TFLite interpreter"}', "", 3)
+    with pytest.raises(TargetError, match=r"printed no result \(exit 137\): Traceback \| Killed \(it was killed: out of memory"):
+        parse_result("t", "", "Traceback\nKilled", 137)
+    with pytest.raises(TargetError, match="not valid JSON"):
+        parse_result("t", "EDGEPORT-RESULT {\"a\": ", "", 0)
