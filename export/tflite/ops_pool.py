@@ -11,7 +11,6 @@ from ._lowering import NHWC, Value, lowering, unsupported
 from ._padding import choose_padding, onnx_pads, out_sizes
 
 _F = np.float32
-_NEG = float(np.finfo(np.float32).min)
 
 
 def _params(node, attrs, x: Value):
@@ -31,6 +30,46 @@ def _pad(x, begin, end, value):
     return tf.pad(x, [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]], constant_values=value)
 
 
+# Why not PADV2 with the lowest float: TensorFlow's INT8 quantizer gives a PADV2's padding constant the scale of its
+# input, so -3.4e38 became part of the producer's range (scale 1.3e36: every activation rounded to one value) and
+# XNNPACK refused the model. The two exact forms below carry no out-of-range constant.
+_NONNEG_OPS = {"Relu", "Sigmoid", "HardSigmoid", "Softmax", "Abs"}
+
+
+def _nonnegative(ctx, name: str) -> bool:
+    """True when the ONNX tensor `name` is provably >= 0 (produced by ReLU, Sigmoid, ..., or Clip with min >= 0)."""
+    prod = next((n for n in ctx.graph.nodes if name in n.output), None)
+    if prod is None:
+        return False
+    if prod.op_type in _NONNEG_OPS:
+        return True
+    if prod.op_type == "Clip":
+        lo = ctx.const(prod, 1) if len(prod.input) > 1 and prod.input[1] else None
+        if lo is None:
+            lo = next((a.f for a in prod.attribute if a.name == "min"), None)
+        return lo is not None and float(np.asarray(lo)) >= 0.0
+    return False
+
+
+def _edge_pad(x, begin, end):
+    """Replicate the border rows/columns (exact for max pooling when every window holds a real element: the
+    replicated value is already in any window that reaches the padding). SLICE + CONCATENATION: XNNPACK runs both,
+    and INT8 keeps one scale."""
+    for axis, (b, e) in ((1, (begin[0], end[0])), (2, (begin[1], end[1]))):
+        n = x.shape[axis]
+        parts = []
+        if b:
+            first = x[:, :1] if axis == 1 else x[:, :, :1]
+            parts += [first] * b
+        parts.append(x)
+        if e:
+            last = x[:, n - 1:] if axis == 1 else x[:, :, n - 1:]
+            parts += [last] * e
+        if len(parts) > 1:
+            x = tf.concat(parts, axis=axis)
+    return x
+
+
 @lowering("MaxPool")
 def max_pool(ctx, node, attrs):
     xv = ctx.act(node, 0)
@@ -40,7 +79,12 @@ def max_pool(ctx, node, attrs):
     mode = choose_padding(xv.shape[2:], begin, end, k, s, [1, 1])
     x = ctx.to_perm(xv, NHWC)
     if mode == "EXPLICIT":
-        x = _pad(x, begin, end, _NEG)  # padding never wins a max (PADV2 with the lowest float)
+        if any(p >= kk for p, kk in zip(list(begin) + list(end), list(k) + list(k))):
+            raise unsupported(node, f"MaxPool pads {begin + end} reach a whole kernel {k} (windows of pure padding)")
+        if _nonnegative(ctx, node.input[0]):
+            x = _pad(x, begin, end, 0.0)  # inputs >= 0 and every window holds a real element: 0 never wins
+        else:
+            x = _edge_pad(x, begin, end)
         mode = "VALID"
     y = tf.nn.max_pool2d(x, k, s, mode)
     oh, ow = out_sizes(xv.shape[2:], begin, end, k, s, [1, 1])
