@@ -11,8 +11,9 @@ ratios taken from the one run hold even when the absolute numbers drift.
     python benchmarks/runtime_speedups.py --models mobilenet_v2,ghostnet_x1_0 --threads 2 --runs 100
     python benchmarks/runtime_speedups.py --markdown              # the table as markdown (docs/devices.md)
 
-Ratios are p50(slower config) / p50(faster config) per model: "INT8 speed-up" = fp32 p50 / INT8 p50 of the same
-engine; "TFLite vs ORT" = ORT p50 / TFLite p50 of the same precision (>1: TFLite is faster).
+Ratios per model: "INT8 speed-up" = fp32 time / INT8 time of the same engine; "TFLite vs ORT" = ORT time / TFLite
+time of the same precision (>1: TFLite is faster). Two tables from the one run: with p50 and with min times (on a
+machine shared with other jobs, min is the steadier estimate of what the kernels can do).
 """
 from __future__ import annotations
 
@@ -58,15 +59,16 @@ def measure(dirs: dict[str, Path], *, threads: int, runs: int, warmup: int, time
         return LocalTarget().run_job(job_dir, options=TargetOptions(timeout_s=timeout))
 
 
-def table(data: dict, models, *, markdown: bool) -> str:
-    p50 = {(r["artifact"].split("|")[0], r["artifact"].split("|")[1]): r["p50_ms"] for r in data["results"]}
+def table(data: dict, models, *, markdown: bool, stat: str = "p50_ms") -> str:
+    p50 = {(r["artifact"].split("|")[0], r["artifact"].split("|")[1]): r[stat] for r in data["results"]}
     head = ["model", "ORT fp32", "ORT INT8", "TFLite fp32", "TFLite INT8", "INT8 speed-up ORT", "INT8 speed-up TFLite",
             "TFLite vs ORT fp32", "TFLite vs ORT INT8"]
     rows = []
-    for m in models:
-        o, oq, t, tq = (p50[(m, a)] for a in ("onnx", "onnx_int8", "tflite_fp32", "tflite_int8"))
-        rows.append([m, f"{o:.2f}", f"{oq:.2f}", f"{t:.2f}", f"{tq:.2f}", f"{o / oq:.2f}x", f"{t / tq:.2f}x",
-                     f"{o / t:.2f}x", f"{oq / tq:.2f}x"])
+    ms = lambda v: "-" if v is None else f"{v:.2f}"
+    ratio = lambda a, b: "-" if a is None or b is None else f"{a / b:.2f}x"
+    for m in models:  # "-": the configuration could not run (see the `skipped` lines)
+        o, oq, t, tq = (p50.get((m, a)) for a in ("onnx", "onnx_int8", "tflite_fp32", "tflite_int8"))
+        rows.append([m, ms(o), ms(oq), ms(t), ms(tq), ratio(o, oq), ratio(t, tq), ratio(o, t), ratio(oq, tq)])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -95,9 +97,16 @@ def main() -> int:
     m = data["machine"]
     print(f"machine: {m['arch']} {m['cpu_model']}, {m['cores']} cores (affinity {m['affinity']}), {m['system']}, "
           f"Python {m['python']}, numpy {m['numpy']}; " + ", ".join(m["runtimes"].values()))
+    load = os.getloadavg()
     print(f"one interleaved run: {len(data['results'])} configurations x {args.runs} rounds after {args.warmup} "
-          f"warm-up rounds, {args.threads} thread(s); p50 in ms")
-    print(table(data, models, markdown=args.markdown))
+          f"warm-up rounds, {args.threads} thread(s); load average after the run {load[0]:.1f} / {load[1]:.1f} / "
+          f"{load[2]:.1f} on {os.cpu_count()} CPUs")
+    for stat in ("p50_ms", "min_ms"):  # both from the same run; min is the steadier one on a loaded machine
+        print(f"\n{stat[:-3]} (ms) and ratios of {stat[:-3]}s:\n")
+        print(table(data, models, markdown=args.markdown, stat=stat))
+    print()
+    for sk in data.get("skipped", []):
+        print(f"skipped {sk['artifact']} ({sk['engine']}): {sk['reason']}")
     return 0
 
 

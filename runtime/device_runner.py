@@ -134,7 +134,7 @@ class TfliteEngine:
     kind = "tflite"
 
     def __init__(self, path: str, *, threads: int, delegate: str = "xnnpack", modules=TFLITE_MODULES):
-        errors = []
+        errors, load_errors = [], []
         for module in modules:
             try:
                 mod, runtime = _tflite_interpreter_class(module)
@@ -149,13 +149,22 @@ class TfliteEngine:
                 interp = mod.Interpreter(**kwargs)
                 interp.allocate_tensors()
             except Exception as exc:  # noqa: BLE001 - e.g. tflite_runtime 2.14 + numpy 2: SystemError
-                errors.append(f"{module}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                text = f"{module}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                errors.append(text)
+                if not isinstance(exc, SystemError):  # SystemError: a broken wheel (tflite_runtime 2.14 + numpy 2)
+                    load_errors.append(text)
                 continue
             self.interpreter, self.runtime, self.module = interp, runtime, module
             break
         else:
+            if load_errors:  # an interpreter works here, but not on this model
+                hint = ("XNNPACK rejects this model: try --engine tflite-builtin"
+                        if delegate != "none" and any("XNNPACK" in e for e in load_errors)
+                        else "the artifact does not load on this runtime")
+                raise RuntimeMissing(f"{os.path.basename(path)} does not load on the TFLite interpreters of "
+                                     f"{sys.executable}: " + "; ".join(errors) + f" ({hint})")
             raise RuntimeMissing("no working TFLite interpreter for " + sys.executable + ": " + "; ".join(errors)
-                              + " (pip install ai-edge-litert, or tflite-runtime with numpy<2)")
+                                 + " (pip install ai-edge-litert, or tflite-runtime with numpy<2)")
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
 
