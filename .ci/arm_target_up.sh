@@ -232,6 +232,10 @@ if running "$SSHD/sshd.pid"; then
   log "sshd already running (pid $(cat "$SSHD/sshd.pid"))"
 else
   rm -f "$SSHD/sshd.pid"
+  if running "$BASE/adb/server.pid"; then  # it must join the new sshd's mount namespace (the same /mnt/full)
+    log "restarting the fake adb server with sshd"
+    kill "$(cat "$BASE/adb/server.pid")"; rm -f "$BASE/adb/server.pid"; sleep 0.5
+  fi
   # A private mount namespace: /run for sshd's privsep dir, and a 4 MiB tmpfs at the device's /mnt/full (the
   # full-disk tests). The fake adb server joins the same namespace below, so both transports see the same device.
   START_SSHD="mount -t tmpfs -o size=4m,mode=1777 edgeport-full '$ROOTFS/mnt/full' && \
