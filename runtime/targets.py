@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from edgeport.errors import EdgeportError, TargetError
+from edgeport.errors import TargetError
 from edgeport.registry import Registry
 from edgeport.runtime.device_runner import RESULT_MARKER
 
@@ -301,8 +301,9 @@ class SshTarget:
             raise TargetError(f"{self.url}: copying the artifacts failed: {err.strip()}")
 
     def _run(self, remote: str, python: str, options: TargetOptions) -> dict:
-        d, py = shlex.quote(remote), shlex.quote(python)
-        discover = self._ssh(f"cd {d} && {py} device_runner.py --discover", options, step="discovering interpreters")
+        py = shlex.quote(python)
+        discover = self._ssh(launch(remote, f"{py} device_runner.py --discover"), options,
+                             step="discovering interpreters")
         if discover is None:
             raise TargetError(f"{self.url}: interpreter discovery hung for {options.timeout_s:g} s; killed")
         found = parse_result(self.url, discover[1], discover[2], discover[0])["interpreters"]
@@ -458,8 +459,9 @@ class AdbTarget:
 
     def _run_python(self, remote: str, options: TargetOptions, *, pin: str | None) -> dict:
         python = self._find_python(options)
-        d, py = shlex.quote(remote), shlex.quote(python)
-        discover = self.shell(f"cd {d} && {py} device_runner.py --discover", options, step="discovering interpreters")
+        py = shlex.quote(python)
+        discover = self.shell(launch(remote, f"{py} device_runner.py --discover"), options,
+                              step="discovering interpreters")
         if discover is None:
             raise TargetError(f"{self.url}: interpreter discovery hung for {options.timeout_s:g} s; killed")
         found = parse_result(self.url, discover[1], discover[2], discover[0])["interpreters"]
