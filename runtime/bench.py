@@ -133,7 +133,10 @@ def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = Benc
     report = Report.load(out_dir, create=False)
     with tempfile.TemporaryDirectory(prefix="edgeport-job-") as tmp:
         job_dir = Path(tmp)
-        references = build_job(report=report, out_dir=out_dir, job_dir=job_dir, settings=settings)
+        from edgeport._native import captured_native_output
+
+        with captured_native_output():  # the interpreters' own log lines (e.g. "Created ... XNNPACK delegate")
+            references = build_job(report=report, out_dir=out_dir, job_dir=job_dir, settings=settings)
         data = target.run_job(job_dir, options=options)
     machine = data["machine"]
     device = target.device_name(machine)
