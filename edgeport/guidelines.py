@@ -583,6 +583,8 @@ def add_guidelines_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--artifacts", default=None, metavar="DIR",
                    help="keep the ONNX/TFLite files in DIR (default: a temporary folder, removed)")
     p.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="limit for the timing job")
+    p.add_argument("--ssh-config", default=None, help="ssh -F file for ssh:// targets (default: ~/.ssh/config)")
+    p.add_argument("--device-python", default=None, help="Python on the device (default: python3 / python)")
     p.set_defaults(func=cmd_guidelines)
     return p
 
@@ -641,7 +643,8 @@ def cmd_guidelines(args, con=None) -> int:
             status.start()
         try:
             outcome = bench(out_dir=art_dir, target=target, settings=settings,
-                            options=TargetOptions(timeout_s=args.timeout), save=False)
+                            options=TargetOptions(timeout_s=args.timeout, ssh_config=args.ssh_config,
+                                                  python=args.device_python), save=False)
         finally:
             if status:
                 status.stop()
