@@ -120,11 +120,11 @@ def clip(ctx, node, attrs):
     elif lo == 0.0 and hi is None:
         y = tf.nn.relu(t)
     else:
-        y = t
-        if hi is not None:
-            y = tf.math.minimum(y, _F(hi))
+        y = t  # ONNX Clip = numpy.clip: max with `min` first, then min with `max` (all `max` when min > max)
         if lo is not None:
             y = tf.math.maximum(y, _F(lo))
+        if hi is not None:
+            y = tf.math.minimum(y, _F(hi))
         if lo is None and hi is None:
             y = tf.identity(y)
     return [Value(y, x.perm, x.shape)]

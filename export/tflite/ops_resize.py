@@ -22,6 +22,9 @@ def _onnx_coords(mode: str, out: int, inn: int, scale: float) -> np.ndarray:
     if mode == "pytorch_half_pixel":
         return (i + 0.5) / scale - 0.5 if out > 1 else np.zeros(out)
     if mode == "align_corners":
+        # (length_resized - 1) with the *rounded* output length, as ONNX Runtime and torch compute it. The ONNX
+        # reference implementation divides by the unrounded length_original * scale - 1 when scales are given
+        # (backend test resize_downsample_scales_linear_align_corners); we follow the runtimes we verify against.
         return i * (inn - 1) / (out - 1) if out > 1 else np.zeros(out)
     if mode == "asymmetric":
         return i / scale

@@ -81,7 +81,8 @@ def reshape(ctx, node, attrs):
 @lowering("Flatten")
 def flatten(ctx, node, attrs):
     x = ctx.act(node, 0)
-    axis = int(attrs.get("axis", 1)) % (x.rank + 1) if x.rank else 0
+    axis = int(attrs.get("axis", 1))
+    axis = axis + x.rank if axis < 0 else axis  # ONNX: a negative axis counts from the back, in [-r, r]
     return [reshape_value(ctx, x, (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:]))))]
 
 
