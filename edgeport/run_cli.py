@@ -48,6 +48,12 @@ def _progress(con, total: int | None = None):
         mark = {"done": "[green]done[/green]", "reused": "[cyan]reused[/cyan]", "failed": "[red]failed[/red]"}[status]
         con.print(f"{n} {step:<30} {mark} {detail}")
 
+    def close() -> None:  # an exception or Ctrl-C mid-step: stop the spinner before the error is printed
+        if state["status"] is not None:
+            state["status"].stop()
+            state["status"] = None
+
+    on_event.close = close
     return on_event
 
 
@@ -79,14 +85,18 @@ def cmd_run(args, con) -> int:
               f" -> {out}")
     t0 = time.perf_counter()
     precisions = _csv(args.precision)
-    report, results = run_pipeline(
-        source=args.source, out_dir=out, checkpoint=args.checkpoint, builder_args=parse_builder_args(args.arg),
-        input_shape=args.input_shape, trust=args.trust_checkpoint, exporter=args.exporter, opset=args.opset,
-        precisions=precisions, io_dtype=args.io, input_layout=args.input_layout, calibration=args.calibration,
-        num_calibration=args.num_calibration, num_validation=args.num_validation, layers=not args.no_layers,
-        targets=targets, threads=args.threads, runs=args.runs, warmup=args.warmup, timeout=args.timeout,
-        force=args.force, on_event=_progress(con, total=(4 if precisions else 3) + len(targets)), console=con,
-    )
+    progress = _progress(con, total=(4 if precisions else 3) + len(targets))
+    try:
+        report, results = run_pipeline(
+            source=args.source, out_dir=out, checkpoint=args.checkpoint, builder_args=parse_builder_args(args.arg),
+            input_shape=args.input_shape, trust=args.trust_checkpoint, exporter=args.exporter, opset=args.opset,
+            precisions=precisions, io_dtype=args.io, input_layout=args.input_layout, calibration=args.calibration,
+            num_calibration=args.num_calibration, num_validation=args.num_validation, layers=not args.no_layers,
+            targets=targets, threads=args.threads, runs=args.runs, warmup=args.warmup, timeout=args.timeout,
+            force=args.force, on_event=progress, console=con,
+        )
+    finally:
+        progress.close()
     seconds = time.perf_counter() - t0
     con.print(summary_table(report, f"{report.get('model', {}).get('name')}: {out}"))
     failures = report.get("failures", {})

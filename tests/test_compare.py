@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CKPTS = ROOT / "calibration" / "checkpoints"
 MODELS = ("shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5")
@@ -16,6 +18,7 @@ def cli(*args, timeout=900):
                           env={**os.environ, "COLUMNS": "220", "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=timeout)
 
 
+@pytest.mark.slow  # two full pipelines (~2-4 min on 2 busy cores); CI runs it
 def test_compare_two_models_table_and_scatter(tmp_path):
     out = tmp_path / "cmp"
     r = cli("--json", "compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS],
