@@ -335,3 +335,95 @@ def test_unknown_source(tmp_path):
 
 def test_errors_exit_with_bad_input_code():
     assert CalibrationError("x").exit_code == 2
+
+
+# ---- calibration methods ----------------------------------------------------------------------------------
+
+def test_percentile_ranges_are_exact():
+    from edgeport.calibration.ranges import RangeCollector
+
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_t(2, size=(1, 4, 16, 16)).astype(np.float32) for _ in range(10)]
+    allv = np.concatenate([b.ravel() for b in batches])
+    mm = RangeCollector(method="minmax", num_samples=10)
+    pc = RangeCollector(method="percentile", percentile=99.0, num_samples=10)
+    for b in batches:
+        mm.update("t", b)
+        pc.update("t", b)
+    assert mm.ranges()["t"] == (float(allv.min()), float(allv.max()))
+    lo, hi = pc.ranges()["t"]
+    # the k-th largest / smallest value, k = ceil(n * 1%) + 1: between neighbouring order statistics of quantile p
+    srt = np.sort(allv)
+    k = int(np.ceil(allv.size * 0.01)) + 1
+    assert hi == srt[-k] and lo == srt[k - 1]
+    assert abs(hi - np.quantile(allv, 0.99)) < 0.05 * (allv.max() - allv.min())
+    assert hi < allv.max() and lo > allv.min()
+    relu = RangeCollector(method="percentile", percentile=99.9, num_samples=1)
+    relu.update("r", np.abs(batches[0]))
+    assert relu.ranges()["r"][0] == 0.0, "ranges always contain 0"
+
+
+def _tiny_onnx(path: Path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3
+    fc = rng.standard_normal((10, 8)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1, name="fc")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+                          initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+def _qdq_scales(path: Path) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    init = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    return {n.input[0]: float(init[n.input[1]]) for n in m.graph.node
+            if n.op_type == "QuantizeLinear" and init[n.input[1]].size == 1}
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_ort_int8_methods(method, tmp_path):
+    """Each ORT method gives a checked QDQ model; entropy and percentile choose narrower activation ranges than
+    min/max on heavy-tailed data (ORT's stock entropy would equal min/max: too few histogram bins)."""
+    from edgeport.calibration.runners import run_onnx
+    from edgeport.export.ort_int8 import quantize_onnx_int8
+
+    _tiny_onnx(tmp_path / "m.onnx")
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_t(3, size=(1, 3, 8, 8)).astype(np.float32) for _ in range(16)]
+    cal = from_iterable(xs, input_shape=(3, 8, 8))
+    s = quantize_onnx_int8(onnx_path=tmp_path / "m.onnx", out_path=tmp_path / f"{method}.onnx", calibration=cal,
+                           method=method)
+    assert s["method"] == method and s["qdq_nodes"] > 0 and s["num_calibration"] == 16
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    x = np.concatenate(xs[:4])
+    ref, y = run_onnx(tmp_path / "m.onnx", x), run_onnx(tmp_path / f"{method}.onnx", x)
+    cos = np.sum(ref * y, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(y, axis=1)
+    assert cos.min() > 0.98
+    if method != "minmax":
+        mm = tmp_path / "minmax_ref.onnx"
+        quantize_onnx_int8(onnx_path=tmp_path / "m.onnx", out_path=mm, calibration=cal, method="minmax")
+        a, b = _qdq_scales(mm), _qdq_scales(tmp_path / f"{method}.onnx")
+        assert b["r"] < a["r"], f"{method} should clip the ReLU output's tail: scale {b['r']} vs min/max {a['r']}"
+        if method == "entropy" and "logits" in a:
+            assert b["logits"] == pytest.approx(a["logits"]), "graph outputs keep min/max"
+
+
+def test_ort_int8_empty_calibration(tmp_path):
+    from edgeport.export.ort_int8 import quantize_onnx_int8
+
+    _tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(CalibrationError, match="empty"):
+        quantize_onnx_int8(onnx_path=tmp_path / "m.onnx", out_path=tmp_path / "q.onnx", calibration=[])
