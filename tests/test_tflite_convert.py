@@ -203,11 +203,19 @@ def test_int8_padded_maxpool_keeps_sane_scales_and_runs_on_xnnpack(producer, tmp
     assert cos >= 0.99999 and err <= 1e-4 * peak
 
 
+def _one_per_family() -> list[str]:
+    seen: dict[str, str] = {}
+    for n in ZOO:
+        seen.setdefault(get_spec(n).family, n)
+    # plus the variants whose ops differ from their family's first: SiLU/SE, DFC resize, FBNetV3, hard-swish/SE
+    return sorted(set(seen.values()) | {"efficientnet_b0", "ghostnetv2_x1_0", "fbnetv3_b", "mobilenet_v3_small"})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", _one_per_family())
 def test_zoo_int8_runs_on_xnnpack_with_sane_scales(name, tmp_path):
-    """Every zoo model converts to full INT8 and the model XNNPACK is asked to run is one it accepts, with no
-    activation scale blown up by a constant (random-init weights: INT8 *accuracy* is checked on trained models)."""
+    """One model of every family converts to full INT8, XNNPACK accepts the model, and no activation scale is
+    blown up by a constant (random-init weights: INT8 *accuracy* is checked on trained models)."""
     model, path = _export(name, tmp_path)
     rng = np.random.default_rng(0)
     cal = [{"input": rng.standard_normal(_shape(name)).astype(np.float32)} for _ in range(4)]

@@ -201,6 +201,8 @@ def slice_(ctx, node, attrs):
         begin[ax], end[ax], stride[ax] = b, e, k
         if k < 0 and e < 0:
             end_mask |= 1 << x.tf_axis(ax)
+    if 0 in shape:
+        raise unsupported(node, f"the slice is empty (output shape {tuple(shape)}); TFLite has no empty tensors")
     tb = [begin[a] for a in x.perm]
     te = [end[a] for a in x.perm]
     ts = [stride[a] for a in x.perm]
