@@ -78,6 +78,7 @@ def attribute_layers(
     input_layout: str = "nhwc",
     plot_path: str | Path | None = None,
     worst: int = WORST,
+    title: str | None = None,
 ) -> dict:
     """samples: float32 (N, C, H, W), preprocessed. Returns {"layers": [...in depth order], "worst": [...],
     "n_layers", "n_samples", "unmapped", "plot"} with per-layer `onnx_tensor`, `node`, `op_type`, `depth`,
@@ -170,7 +171,7 @@ def attribute_layers(
     worst_rows = sorted(finite, key=lambda r: r["sqnr_db"])[:worst]
     plot = None
     if plot_path is not None and rows:
-        plot = str(_plot(rows, Path(plot_path), title=f"INT8 TFLite vs float ONNX: {onnx_path.parent.name}"))
+        plot = str(_plot(rows, Path(plot_path), title=f"INT8 TFLite vs float ONNX: {title or onnx_path.parent.name}"))
     return {"n_layers": len(rows), "n_samples": int(len(samples)), "unmapped": len(unmapped),
             "unmapped_onnx": unmapped, "tflite_tensors": n_tflite, "tflite_tensors_mapped": n_tflite_mapped,
             "skipped": sorted(skipped), "tflite_map": tensors,
