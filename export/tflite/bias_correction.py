@@ -174,6 +174,12 @@ def correct_biases(
         rec = {"layer": ly.name.split(";")[0], "mean_shift_before": float(np.abs(shift).mean() / out_scale),
                "applied": False}
         if sq_after < sq_before and np.any(delta != 0):
+            if sum(t.buffer == bias_t.buffer for g in model.subgraphs for t in g.tensors) > 1:
+                # TensorFlow stores identical constants once (e.g. two all-zero biases): give this one its own copy
+                clone = _schema().BufferT()
+                clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
+                model.buffers.append(clone)
+                bias_t.buffer = len(model.buffers) - 1
             buf = model.buffers[bias_t.buffer]
             bias = np.frombuffer(bytes(bytearray(buf.data)), dtype=np.int32).copy()
             step = np.round(delta / bscale).astype(np.int64)
