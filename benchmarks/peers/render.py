@@ -31,7 +31,10 @@ def collect(work: Path, keys: list[str]) -> list[dict]:
                 for p in Precision:
                     conv = read_json(base / str(route) / f"{p}.json")
                     if conv is None:
-                        continue
+                        if bound and not (base / "model.onnx").exists():
+                            continue
+                        conv = {"ok": False, "error": "no result: the conversion did not finish in this run "
+                                                      "(interrupted or still running)"}
                     m = meas.get(f"{key}|{route}|{p}|{'bound' if bound else 'model'}", {})
                     lat = m.get("latency", {})
                     row = {"model": key, "route": str(route), "precision": str(p), "bound": bound,
@@ -42,6 +45,7 @@ def collect(work: Path, keys: list[str]) -> list[dict]:
                            "ops": m.get("ops"), "ops_total": m.get("ops_total"), "transposes": m.get("transposes"),
                            "parity": m.get("parity"), "command": conv.get("command"),
                            "p50_1": lat.get("1", {}).get("p50_ms"), "p90_1": lat.get("1", {}).get("p90_ms"),
+                           "cpu_1": lat.get("1", {}).get("cpu_p50_ms"),
                            "p50_2": lat.get("2", {}).get("p50_ms"), "p90_2": lat.get("2", {}).get("p90_ms"),
                            "rounds_1": lat.get("1", {}).get("round_medians_ms"),
                            "torch_label_acc": prep.get("torch_label_accuracy"), "note": prep.get("note")}
@@ -50,6 +54,8 @@ def collect(work: Path, keys: list[str]) -> list[dict]:
     for r in rows:
         b = next((x for x in rows if x["model"] == r["model"] and x["bound"] and x["precision"] == r["precision"]
                   and x["ok"]), None)
+        r["bound_ratio_cpu"] = (r["cpu_1"] / b["cpu_1"]) if (b and r["cpu_1"] and b["cpu_1"] and not r["bound"]) \
+            else None
         for t in ("1", "2"):
             r[f"bound_ratio_{t}"] = (r[f"p50_{t}"] / b[f"p50_{t}"]) if (b and r[f"p50_{t}"] and b[f"p50_{t}"]
                                                                      and not r["bound"]) else None
@@ -65,33 +71,38 @@ def _notable(ops: dict | None, n: int = 4) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | route | prec | status | conv s | ops (notable) | TRANSPOSE | KB | cos mean/min | max abs | "
-            "top-1 agree | label acc | 1T p50/p90 ms | 2T p50/p90 ms | x bound 1T/2T |")
+    head = ("| model | route | prec | status | conv s | ops (notable) | TRANSPOSE | KB | cos mean/min | centered cos "
+            "mean/min | max abs | top-1 agree | label acc | 1T CPU p50 ms | 1T p50/p90 ms | 2T p50/p90 ms | "
+            "x bound CPU/1T/2T |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         name = r["model"] + (" (bound: no shuffle)" if r["bound"] else "")
         if not r["ok"]:
             err = (r["error"] or "failed").replace("|", "/").replace("\n", " ")[:160]
-            lines.append(f"| {name} | {r['route']} | {r['precision']} | FAILED: {err} |" + " - |" * 11)
+            lines.append(f"| {name} | {r['route']} | {r['precision']} | FAILED: {err} |" + " - |" * 13)
             continue
         p = r["parity"] or {}
         lines.append(
             f"| {name} | {r['route']} | {r['precision']} | ok | {_f(r['convert_s'], '{:.1f}')} | "
             f"{_f(r['ops_total'], '{:d}')} ({_notable(r['ops'])}) | {_f(r['transposes'], '{:d}')} | "
             f"{_f(r['size_kb'], '{:.0f}')} | "
-            + (f"{p['cos_mean']:.4f}/{p['cos_min']:.4f} | {p['max_abs']:.3g} | {p['top1_agree']:.0%} | "
-               f"{_f(p.get('label_acc'), '{:.0%}')} | " if p else "- | - | - | - | ")
+            + (f"{p['cos_mean']:.4f}/{p['cos_min']:.4f} | {_f(p.get('ccos_mean'), '{:.4f}')}/"
+               f"{_f(p.get('ccos_min'), '{:.4f}')} | {p['max_abs']:.3g} | {p['top1_agree']:.0%} | "
+               f"{_f(p.get('label_acc'), '{:.0%}')} | " if p else "- | - | - | - | - | ")
+            + f"{_f(r['cpu_1'], '{:.2f}')} | "
             + f"{_f(r['p50_1'], '{:.2f}')}/{_f(r['p90_1'], '{:.2f}')} | {_f(r['p50_2'], '{:.2f}')}/"
               f"{_f(r['p90_2'], '{:.2f}')} | "
-            + (f"{_f(r['bound_ratio_1'], '{:.2f}')}/{_f(r['bound_ratio_2'], '{:.2f}')} |"
-               if r["bound_ratio_1"] else "- |"))
+            + (f"{_f(r['bound_ratio_cpu'], '{:.2f}')}/{_f(r['bound_ratio_1'], '{:.2f}')}/"
+               f"{_f(r['bound_ratio_2'], '{:.2f}')} |" if r["bound_ratio_1"] else "- |"))
     return "\n".join(lines)
 
 
 METRICS = [  # (key, label, better: "low"|"high", tie tolerance as a fraction (latency) or absolute)
+    ("cpu_1", "1-thread p50 CPU time", "low", LATENCY_TIE),
     ("p50_1", "1-thread p50 latency", "low", LATENCY_TIE),
     ("p50_2", "2-thread p50 latency", "low", LATENCY_TIE),
     ("cos_mean", "mean cosine vs torch", "high", 0.0005),
+    ("ccos_mean", "mean centered cosine vs torch", "high", 0.002),
     ("top1_agree", "top-1 agreement with torch", "high", 0.0),
     ("size_kb", "file size", "low", 0.01),
     ("transposes", "TRANSPOSE count", "low", 0),
@@ -100,7 +111,7 @@ METRICS = [  # (key, label, better: "low"|"high", tie tolerance as a fraction (l
 
 
 def _val(r, key):
-    if key in ("cos_mean", "top1_agree"):
+    if key in ("cos_mean", "ccos_mean", "top1_agree"):
         return (r["parity"] or {}).get(key)
     return r.get(key)
 
@@ -125,7 +136,7 @@ def peer_wins(rows: list[dict]) -> list[dict]:
                     a, b = _val(r, key), _val(ours, key)
                     if a is None or b is None:
                         continue
-                    rel = key in ("p50_1", "p50_2", "size_kb", "convert_s")
+                    rel = key in ("cpu_1", "p50_1", "p50_2", "size_kb", "convert_s")
                     margin = (b - a) / b if (better == "low" and rel and b) else (b - a if better == "low" else a - b)
                     if margin > tol:
                         wins.append({"model": model, "precision": prec, "peer": r["route"], "metric": label,

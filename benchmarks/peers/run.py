@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--serial", action="store_true",
                     help="convert one route at a time (default: the three routes' queues run concurrently)")
     ap.add_argument("--force", action="store_true", help="redo prepare and conversions that already have results")
+    ap.add_argument("--skip-convert", action="store_true", help="measure and render what is already converted")
     ap.add_argument("--skip-latency", action="store_true", help="reuse WORK/measure.json")
     ap.add_argument("--doc", type=Path, default=REPO / "docs" / "peers.md")
     a = ap.parse_args(argv)
@@ -139,9 +140,9 @@ def main(argv=None) -> int:
               flush=True)
 
     print("[3/5] convert", flush=True)
-    convert_all(work=work, keys=[m.key for m in models], routes=routes, precisions=precisions,
-                env_errors=env_errors, reuse=not a.force,
-                parallel_routes=not a.serial)
+    if not a.skip_convert:
+        convert_all(work=work, keys=[m.key for m in models], routes=routes, precisions=precisions,
+                    env_errors=env_errors, reuse=not a.force, parallel_routes=not a.serial)
 
     print("[4/5] measure (one process)", flush=True)
     if not a.skip_latency or not (work / "measure.json").exists():
