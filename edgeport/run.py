@@ -338,12 +338,14 @@ def run_pipeline(
         runner.step(f"bench:{target.url}", k_bench, do_bench, fatal=False,
                     check=lambda d, url=target.url: any(e.get("target") == url for e in d.get("latency", [])))
 
-    # 5. report files; keyed by everything above (a re-run that reuses every step leaves them untouched)
+    # 5. report files; keyed by report.json's content (a re-run that reuses every step leaves them untouched; a
+    # manual `edgeport validate`/`bench` into DIR in between makes the next run redraw them)
     from edgeport.render import render
 
     rep = Report.load(out)
-    k_report = _hash({"steps": {k: v.get("key") for k, v in rep.get("steps", {}).items() if k != "report"},
-                      "failures": rep.get("failures"), "renderer": _render_version()})
+    k_report = _hash({"data": {k: v for k, v in rep.data.items() if k != "steps"},
+                      "steps": {k: v.get("key") for k, v in rep.get("steps", {}).items() if k != "report"},
+                      "renderer": _render_version()})
 
     def do_render() -> list[str]:
         return [p.name for p in render(out).values()]
