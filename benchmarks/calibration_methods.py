@@ -86,7 +86,8 @@ def run_model(name: str, *, work: Path, num_calibration: int, num_validation: in
 
     get_ckpt, source, shape, desc = MODELS[name]
     ckpt = get_ckpt()
-    src = resolve_source(name, checkpoint=ckpt, input_shape=(1, *shape) if shape else None)
+    args = {"num_classes": 10} if source == "digits" else {}
+    src = resolve_source(name, checkpoint=ckpt, input_shape=(1, *shape) if shape else None, builder_args=args)
     spec = src.spec
     shape = tuple(shape or spec.input_shape)
     work.mkdir(parents=True, exist_ok=True)
@@ -175,15 +176,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="held-out samples (default: all 540 for digits, 128 photo crops for the default source)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeport_calibration_methods"))
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/calibration.md")
+    ap.add_argument("--docs-only", action="store_true", help="rewrite the docs table from the saved results")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     old = {r["model"]: r for r in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
-    for name in args.models:
+    for name in [] if args.docs_only else args.models:
         nv = args.num_validation or (None if MODELS[name][1] == "digits" else 128)
-        old[name] = run_model(name, work=args.work / name, num_calibration=args.num_calibration,
-                              num_validation=nv)
+        row = run_model(name, work=args.work / name, num_calibration=args.num_calibration, num_validation=nv)
+        # re-read before writing: several runs (one per model) may share the results file
+        old = {r["model"]: r for r in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
+        old[name] = row
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps([old[k] for k in MODELS if k in old], indent=2) + "\n")
     rows = [old[k] for k in MODELS if k in old]
