@@ -222,12 +222,17 @@ end is `benchmarks/peers/notes.md`. Raw numbers: `<work>/summary.json` (default 
 - All INT8 models are full-integer (int8 input and output); parity feeds them inputs quantized with each model's own
   input scale/zero-point and dequantizes the output.
 - Data: calibration = 64 samples of the model's calibration split; parity = 64 held-out samples of the disjoint
-  validation split (`edgeport.calibration.load_samples(split="validation")`): crops of held-out photographs for the
-  ImageNet models, held-out scikit-learn digits for the digits models (which also have label accuracy). torch fp32
+  validation split (`edgeport.calibration.load_samples(split="validation")`): crops of the held-out photographs
+  (6 bundled photos, disjoint from the calibration photos) for the ImageNet-shaped models, held-out scikit-learn digits for the digits models (which also have label accuracy). torch fp32
   logits are the reference. Random-init models' INT8 numbers compare routes with each other, not with a trained model.
-- "x bound": p50 latency divided by that of the same network with its channel shuffles deleted
-  (`channel_shuffle=False`, same weights), converted by edgeport, same precision and threads: the lower bound of any
-  correct conversion of a ShuffleNet on this runtime.
+- Columns: "cos" = cosine of the logits vs torch per held-out sample (mean/min); "centered cos" = the same after
+  subtracting torch's mean logit vector over the held-out set from both sides (the input-dependent part; random-init
+  nets give nearly the same logits for every input, see the notes); "top-1 agree" = argmax equal to torch's;
+  "label acc" = accuracy against the labels (digits only); "1T CPU p50" = CPU time of the calling thread per
+  1-thread inference (not inflated by other jobs on the machine); "1T/2T p50/p90" = wall clock with 1/2 threads.
+- "x bound CPU/1T/2T": the row's 1T CPU, 1T wall and 2T wall p50 divided by those of the same network with its
+  channel shuffles deleted (`channel_shuffle=False`, same weights), converted by edgeport, same precision: the lower
+  bound of any correct conversion of a ShuffleNet on this runtime.
 - conv s: the converter call only (imports excluded), one conversion per process; wall time with imports is in
   summary.json.
 
