@@ -37,12 +37,18 @@ ARTIFACT_PRECISION = {
 ARTIFACT_ORDER = tuple(ARTIFACT_PRECISION)
 
 
-def default_thresholds(precision: str, tol: Tolerances) -> dict[str, float]:
+def default_thresholds(precision: str, tol: Tolerances, artifact: str | None = None) -> dict[str, float]:
     if precision == "fp32":
         return {"max_abs_rel": tol.fp32_rel, "cosine": tol.fp32_cosine}
     if precision == "fp16":
         return {"cosine": tol.fp16_cosine}
-    return {"cosine": tol.int8_cosine, "top1_agreement": tol.int8_top1, "sqnr_db": tol.int8_sqnr_db}
+    th = {"cosine": tol.int8_cosine, "top1_agreement": tol.int8_top1, "sqnr_db": tol.int8_sqnr_db}
+    if artifact == "onnx_int8":
+        if tol.ort_int8_top1 is not None:
+            th["top1_agreement"] = tol.ort_int8_top1
+        if tol.ort_int8_sqnr_db is not None:
+            th["sqnr_db"] = tol.ort_int8_sqnr_db
+    return th
 
 
 def parse_threshold_overrides(items: list[str] | None) -> dict[str | None, dict[str, float]]:
@@ -187,7 +193,7 @@ def validate_dir(
         outputs[name] = y
         m = parity_metrics(ref, y, reference_name=ref_name)
         prec = ARTIFACT_PRECISION[name]
-        th = default_thresholds(prec, spec.tolerances)
+        th = default_thresholds(prec, spec.tolerances, name)
         enforced = not (prec == "int8" and random_init)
         explicit = {**overrides.get(None, {}), **overrides.get(name, {})}
         if not enforced:

@@ -115,7 +115,8 @@ def cmd_export(args, con: Console) -> int:
 
         report = tflite_step(
             out_dir=args.out, source=source, precisions=precisions, io_dtype=args.io, input_layout=args.input_layout,
-            calibration=args.calibration, num_calibration=args.num_calibration, console=con,
+            calibration=args.calibration, num_calibration=args.num_calibration,
+            calibration_method=args.calibration_method, console=con,
         )
     _print_export_summary(report, con)
     con.emit_json(report.data)
@@ -150,6 +151,8 @@ def add_export_parser(sub) -> None:
     p.add_argument("--input-layout", choices=["nhwc", "nchw"], default="nhwc", help="TFLite input layout")
     p.add_argument("--calibration", default="default", help="calibration data: default | folder | .npy/.npz")
     p.add_argument("--num-calibration", type=int, default=64, help="number of calibration samples")
+    p.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="activation ranges: minmax (default), percentile (outlier clipping), entropy (ORT INT8 only)")
     p.set_defaults(func=cmd_export)
 
 

@@ -20,6 +20,7 @@ def tflite_step(
     calibration: str = "default",
     num_calibration: int | None = None,
     calibration_seed: int | None = None,
+    calibration_method: str = "minmax",
     console=None,
 ) -> Report:
     """Convert DIR/model.onnx (written by the export step) to `model_<precision>.tflite` for each precision; with
@@ -41,8 +42,12 @@ def tflite_step(
         if console is not None:
             console.log(f"calibration: {calib!r}")
     with captured_native_output():
+        from edgeport.calibration import CalibrationMethod
+
+        method = CalibrationMethod(calibration_method)
+        tfl_method = method if method is not CalibrationMethod.ENTROPY else CalibrationMethod.MINMAX
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=io_dtype,
-                         input_layout=input_layout)
+                         input_layout=input_layout, calibration_method=tfl_method.value)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         key = f"tflite_{Precision(prec).value}"
@@ -65,14 +70,16 @@ def tflite_step(
 
         t0 = time.perf_counter()
         with captured_native_output():
-            summary = quantize_onnx_int8(onnx_path=onnx_path, out_path=out / ORT_INT8_NAME, calibration=calib)
+            summary = quantize_onnx_int8(onnx_path=onnx_path, out_path=out / ORT_INT8_NAME, calibration=calib,
+                                         method=method)
         conversion["onnx_int8_s"] = round(time.perf_counter() - t0, 3)
         artifacts["onnx_int8"] = ORT_INT8_NAME
         info["onnx_int8"] = {"precision": "int8", "layout": "nchw", "io_dtype": "float32", **summary}
         from edgeport.export.analysis import op_histogram_onnx
 
         ops["onnx_int8"] = op_histogram_onnx(out / ORT_INT8_NAME)
-        report.set("calibration", {"calibration": calib.info(), "method": "minmax"})
+        report.set("calibration", {"calibration": calib.info(), "method": method.value,
+                                   "tflite_method": tfl_method.value, "onnx_int8_method": method.value})
     report.merge("artifacts", artifacts)
     report.merge("artifact_info", info)
     report.merge("ops", ops)

@@ -103,7 +103,10 @@ def from_lukemelas(state: dict) -> dict:
         name="efficientnet_lite0", family="efficientnet", input_shape=(3, 224, 224), num_classes=1000,
         mean=LITE_MEAN, std=LITE_STD, paper=EFF_PAPER, resize=256, crop=224,
         test_input_shape=(3, 64, 64), published_params=4_652_008, published_macs=407e6, macs_tolerance=0.06,
-        tolerances=Tolerances(int8_top1=0.90, int8_sqnr_db=18.0),
+        # TFLite INT8 (with the converter's bias correction) must reach the bar; ONNX Runtime's static QDQ
+        # has no bias correction and measures 85.9% / 14.0 dB on the same crops (docs/calibration.md): its bar is
+        # the default INT8 one, a regression guard rather than the TFLite target
+        tolerances=Tolerances(int8_top1=0.90, int8_sqnr_db=18.0, ort_int8_top1=0.80, ort_int8_sqnr_db=12.0),
         notes=("published params: efficientnet_pytorch Lite0 (4.65M; the Lite README says 4.7M). MACs: the README says "
               "407M; counted conv+FC multiply-adds are 385M (= B0 390M minus its SE convs), so the README counts more"),
     ),

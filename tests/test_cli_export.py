@@ -87,3 +87,20 @@ def test_models_json_lists_published_numbers():
     for row in rows.values():
         if row["published_macs"]:
             assert abs(row["macs"] / row["published_macs"] - 1) <= 0.03
+
+
+def test_export_int8_with_percentile_calibration_method(tmp_path):
+    """--calibration-method reaches both quantizers and the report; a method that cannot keep float I/O says so."""
+    from edgeport.cli import main
+
+    ck = "calibration/checkpoints/shufflenet_v2_cifar_x0_5_digits.pt"
+    out = tmp_path / "out"
+    assert main(["--quiet", "export", NAME, "--checkpoint", ck, "--out", str(out), "--precision", "int8",
+                 "--calibration", "digits", "--num-calibration", "16", "--calibration-method", "percentile"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["calibration"]["tflite_method"] == "percentile" and rep["calibration"]["onnx_int8_method"] == "percentile"
+    assert (out / "model_int8.tflite").is_file() and (out / "model_int8.onnx").is_file()
+    bad = tmp_path / "bad"
+    assert main(["--quiet", "export", NAME, "--checkpoint", ck, "--out", str(bad), "--precision", "int8",
+                 "--calibration", "digits", "--num-calibration", "8", "--calibration-method", "percentile",
+                 "--io", "float"]) == 2

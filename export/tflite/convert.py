@@ -146,10 +146,22 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
 def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None, io_dtype=IODtype.INT8,
                   calibration_method: str = "minmax", calibration=None) -> bytes:
     conv = tf.lite.TFLiteConverter.from_concrete_functions([lowered.function])
-    if precision is Precision.INT8 and calibration_method != "minmax":
-        # ranges chosen by edgeport.calibration (e.g. percentile) on TensorFlow's calibrated float model, then
-        # TensorFlow's MLIR quantizer derives scales from them
+    if precision is Precision.INT8 and io_dtype is not IODtype.INT8 and calibration_method == "minmax":
+        # float / uint8 I/O: TensorFlow's own path (the MLIR quantizer entry point used below only writes int8 I/O),
+        # so same-scale groups are not unified here and a requantizing QUANTIZE may remain where their ranges differ
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = _IO_TF[io_dtype]
+        conv.inference_output_type = _IO_TF[io_dtype]
+    elif precision is Precision.INT8:
+        # Calibrate (TensorFlow records min/max per tensor on the float model), adjust the ranges, then let
+        # TensorFlow's MLIR quantizer derive every scale/zero-point: percentile ranges replace min/max when asked
+        # (edgeport.calibration), and same-scale groups (concat / slice / reshape) get one union range so the
+        # quantizer inserts no requantizing QUANTIZE ops (scale_unify.py).
         from edgeport.calibration.tflite_ranges import apply_calibration_method, quantize_calibrated
+
+        from .scale_unify import unify_same_scale_ranges
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
@@ -157,21 +169,19 @@ def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None
         conv._experimental_calibrate_only = True
         try:
             calibrated = conv.convert()
+            if calibration_method != "minmax":
+                calibrated = apply_calibration_method(calibrated, method=calibration_method, calibration=calibration)
+            calibrated, _ = unify_same_scale_ranges(calibrated)
+            return quantize_calibrated(calibrated, io_dtype=io_dtype.value)
+        except (CalibrationError, ExportError):
+            raise
         except Exception as e:  # the TF converter raises ConverterError/RuntimeError/ValueError
-            raise ExportError(f"TFLite calibration failed: {e}") from e
-        calibrated = apply_calibration_method(calibrated, method=calibration_method, calibration=calibration)
-        return quantize_calibrated(calibrated, io_dtype=io_dtype.value)
+            raise ExportError(f"TFLite INT8 conversion failed: {e}") from e
     if precision is Precision.FP16:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif precision is Precision.DYNAMIC:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision is Precision.INT8:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = _IO_TF[io_dtype]
-        conv.inference_output_type = _IO_TF[io_dtype]
     try:
         return conv.convert()
     except CalibrationError:
@@ -275,6 +285,10 @@ def convert(
         raise ExportError("no precision requested", hint=f"choose from {[p.value for p in Precision]}")
     io_dtype = IODtype(io_dtype)
     input_layout = InputLayout(input_layout)
+    if Precision.INT8 in precs and str(getattr(calibration_method, "value", calibration_method)) != "minmax" \
+            and io_dtype is not IODtype.INT8:
+        raise ExportError(f"calibration method {calibration_method} writes int8 model I/O only, not {io_dtype}",
+                          hint="use --io int8 with --calibration-method percentile")
     if Precision.INT8 in precs and calibration is None:
         raise CalibrationError("int8 needs calibration data (an iterable of {input_name: NCHW float32 array})")
     out_dir = Path(out_dir)
