@@ -108,7 +108,7 @@ def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict | n
                 raise CheckpointError(f"{path} cannot be unpickled even with --trust-checkpoint: {exc2}") from None
         else:
             raise CheckpointError(f"{path} is not a PyTorch checkpoint ({exc})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, zipfile.BadZipFile) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first[:200]}") from None
     if isinstance(obj, nn.Module):

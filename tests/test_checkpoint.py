@@ -82,7 +82,7 @@ def test_other_model_checkpoint_rejected(tmp_path):
         resolve_source(NAME, checkpoint=tmp_path / "aug.pth")
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage", b"hello this is text\n"])
 def test_not_a_checkpoint(tmp_path, content):
     path = tmp_path / "x.pth"
     path.write_bytes(content)
