@@ -24,18 +24,15 @@ from .samples import CalibrationMethod
 
 
 def _model(buf: bytes):
-    from tensorflow.lite.python import schema_py_generated as schema
+    from edgeport.export.tflite._flatbuffer import unpack
 
-    return schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    return unpack(buf)
 
 
 def _pack(model) -> bytes:
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
+    from edgeport.export.tflite._flatbuffer import pack
 
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return pack(model)
 
 
 def recorded_ranges(calibrated: bytes) -> dict[str, tuple[float, float]]:

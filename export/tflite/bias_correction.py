@@ -23,6 +23,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._flatbuffer import op_names, pack as _pack, schema as _schema, unpack as _unpack
+
 _CORRECTABLE = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": None}
 _ACT_RANGE = {0: None, 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}  # NONE, RELU, RELU_N1_TO_1, RELU6
 
@@ -39,24 +41,6 @@ class BiasCorrectionReport:
         worst = sorted(self.per_layer, key=lambda r: r["mean_shift_before"], reverse=True)[:5]
         return {"layers": self.layers, "corrected": self.corrected, "samples": self.samples,
                 "seconds": round(self.seconds, 2), "largest_shifts": worst}
-
-
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
-
-
-def _unpack(buf: bytes):
-    return _schema().ModelT.InitFromPackedBuf(bytearray(buf), 0)
-
-
-def _pack(model) -> bytes:
-    import flatbuffers
-
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
 
 
 def _interpreter(content: bytes):
@@ -89,12 +73,9 @@ class _Layer:
 
 def _layers(model) -> list[_Layer]:
     schema = _schema()
-    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     sg = model.subgraphs[0]
     out = []
-    for i, op in enumerate(sg.operators):
-        code = model.operatorCodes[op.opcodeIndex]
-        name = codes.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+    for i, (op, name) in enumerate(zip(sg.operators, op_names(model))):
         if name not in _CORRECTABLE or len(op.inputs) < 3 or op.inputs[2] < 0:
             continue
         bias = sg.tensors[op.inputs[2]]

@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._flatbuffer import op_names, pack, unpack
+
 # ops whose INT8 kernels need the same scale on their activation input(s) and output(s)
 SAME_SCALE_OPS = frozenset({"CONCATENATION", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "RESHAPE", "SQUEEZE"})
 
 
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
-
-
 def same_scale_groups(model) -> list[list[int]]:
     """Groups (lists of tensor indices, each >= 2) of subgraph 0 that TFLite quantizes with one scale."""
-    schema = _schema()
-    codes = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
     sg = model.subgraphs[0]
     parent: dict[int, int] = {}
 
@@ -43,9 +37,7 @@ def same_scale_groups(model) -> list[list[int]]:
         q = sg.tensors[i].quantization
         return q is not None and q.min is not None and len(q.min) == 1
 
-    for op in sg.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        name = codes.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+    for op, name in zip(sg.operators, op_names(model)):
         if name not in SAME_SCALE_OPS:
             continue
         data_inputs = list(op.inputs) if name == "CONCATENATION" else [op.inputs[1] if name == "SPLIT" else op.inputs[0]]
@@ -63,9 +55,7 @@ def same_scale_groups(model) -> list[list[int]]:
 def unify_same_scale_ranges(calibrated: bytes) -> tuple[bytes, int]:
     """(calibrated model with every same-scale group's tensors set to the group's union range, number of tensors
     whose range changed). Graph inputs and outputs keep their own range only if they are in no group."""
-    import flatbuffers
-
-    model = _schema().ModelT.InitFromPackedBuf(bytearray(calibrated), 0)
+    model = unpack(calibrated)
     sg = model.subgraphs[0]
     changed = 0
     for group in same_scale_groups(model):
@@ -79,6 +69,4 @@ def unify_same_scale_ranges(calibrated: bytes) -> tuple[bytes, int]:
             q.max = np.asarray([hi], dtype=np.float32)
     if not changed:
         return calibrated, 0
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output()), changed
+    return pack(model), changed
