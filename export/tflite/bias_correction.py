@@ -18,6 +18,7 @@ corrected *after* the layers before it were corrected (the error it sees is the 
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -87,6 +88,19 @@ def _layers(model) -> list[_Layer]:
     return out
 
 
+def _buffer_offsets(blob: bytearray, buffers: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """{buffer index: (byte offset, byte length)} of those buffers' data inside the serialized model."""
+    m = _schema().Model.GetRootAs(blob, 0)
+    out = {}
+    for b in buffers:
+        tab = m.Buffers(b)._tab
+        o = tab.Offset(4)  # Buffer.data
+        if o == 0:
+            raise ValueError(f"bias buffer {b} has no inline data (a model over 2 GB keeps buffers outside)")
+        out[b] = (tab.Vector(o), tab.VectorLen(o))
+    return out
+
+
 def correct_biases(
     int8_model: bytes,
     *,
@@ -117,14 +131,29 @@ def correct_biases(
             ref[ly.name].append(fref.get_tensor(fidx[ly.name]).astype(np.float32))
     del fref
 
-    current = int8_model
+    # TensorFlow stores identical constants once (e.g. two all-zero biases): give every shared bias its own copy,
+    # then repack once; from here on a correction patches the bias bytes in place (same size, no repacking)
+    bias_bufs = [sg.tensors[ly.bias_tensor].buffer for ly in wanted]
+    users = Counter(t.buffer for g in model.subgraphs for t in g.tensors)
+    if any(users[b] > 1 for b in bias_bufs):
+        for ly in wanted:
+            bias_t = sg.tensors[ly.bias_tensor]
+            if users[bias_t.buffer] > 1:
+                users[bias_t.buffer] -= 1
+                clone = _schema().BufferT()
+                clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
+                model.buffers.append(clone)
+                bias_t.buffer = len(model.buffers) - 1
+        int8_model = _pack(model)
+    current = bytearray(int8_model)
+    where = _buffer_offsets(current, [sg.tensors[ly.bias_tensor].buffer for ly in wanted])
     for n, ly in enumerate(wanted):
         if progress is not None:
             progress(n, len(wanted))
         qt = sg.tensors[ly.out_tensor].quantization
         out_scale = float(np.asarray(qt.scale).reshape(-1)[0])
         out_zp = float(np.asarray(qt.zeroPoint).reshape(-1)[0]) if qt.zeroPoint is not None else 0.0
-        it = _interpreter(current)
+        it = _interpreter(bytes(current))
         err_sum = None
         cnt = None
         sq_before = 0.0
@@ -141,6 +170,7 @@ def correct_biases(
             cnt = c if cnt is None else cnt + c
             sq_before += float((d ** 2).sum())
             diffs.append((d, mask))
+        del it
         shift = np.where(cnt > 0, err_sum / np.maximum(cnt, 1), 0.0)  # per output channel, in float units
         bias_t = sg.tensors[ly.bias_tensor]
         bscale = np.asarray(bias_t.quantization.scale, dtype=np.float64).reshape(-1)
@@ -155,20 +185,13 @@ def correct_biases(
         rec = {"layer": ly.name.split(";")[0], "mean_shift_before": float(np.abs(shift).mean() / out_scale),
                "applied": False}
         if sq_after < sq_before and np.any(delta != 0):
-            if sum(t.buffer == bias_t.buffer for g in model.subgraphs for t in g.tensors) > 1:
-                # TensorFlow stores identical constants once (e.g. two all-zero biases): give this one its own copy
-                clone = _schema().BufferT()
-                clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
-                model.buffers.append(clone)
-                bias_t.buffer = len(model.buffers) - 1
-            buf = model.buffers[bias_t.buffer]
-            bias = np.frombuffer(bytes(bytearray(buf.data)), dtype=np.int32).copy()
+            start, length = where[bias_t.buffer]
+            view = np.frombuffer(current, dtype="<i4", count=length // 4, offset=start)
             step = np.round(delta / bscale).astype(np.int64)
-            bias = np.clip(bias.astype(np.int64) + step, np.iinfo(np.int32).min, np.iinfo(np.int32).max)
-            buf.data = np.frombuffer(bias.astype("<i4").tobytes(), dtype=np.uint8)
-            current = _pack(model)
+            bias = np.clip(view.astype(np.int64) + step, np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+            current[start:start + length] = bias.astype("<i4").tobytes()
             rec["applied"] = True
             rep.corrected += 1
         rep.per_layer.append(rec)
     rep.seconds = time.perf_counter() - t0
-    return current, rep
+    return bytes(current), rep
