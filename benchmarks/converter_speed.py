@@ -7,11 +7,14 @@
    Target: TFLite no slower than ORT (ratio <= 1.00).
 3. Conversion time of ShuffleNetV2 1.0x to fp32 + INT8 TFLite (64 calibration samples, bias correction included).
    Target: <= 30 s on this machine.
+4. Shuffle forms (`--parts forms`): ShuffleNetV1 g3's shuffles feed grouped convs and cannot be absorbed; each exact
+   form the pass can keep (GroupedShuffleForm: transpose, slices, dense) is converted and timed against the bound.
 
 Timing: every configuration is warmed up, then timed in `--rounds` rotating rounds of `--runs` inferences, the
-samples pooled; medians and p90 are printed. Random-init weights (latency does not depend on the values).
+samples pooled; medians and p90 are printed. Short rounds (5 runs) keep a burst of noise from landing on one
+configuration. Random-init weights (latency does not depend on the values).
 
-    python benchmarks/converter_speed.py                       # all three parts, all zoo models for part 2
+    python benchmarks/converter_speed.py                       # all parts, all zoo models for part 2
     python benchmarks/converter_speed.py --parts bound,time    # the quick parts only
     python benchmarks/converter_speed.py --models mobilenet_v2,ghostnet_x1_0 --out docs/converter_speed.md
 """
@@ -46,7 +49,7 @@ def _export(name: str, work: Path, **kwargs) -> Path:
     return path
 
 
-def _convert(onnx_path: Path, name: str, precisions, work: Path, num_calibration: int = 64):
+def _convert(onnx_path: Path, name: str, precisions, work: Path, num_calibration: int = 64, tag: str = "", **kw):
     from edgeport._native import captured_native_output
     from edgeport.calibration import Split, load_samples
     from edgeport.export.tflite import convert
@@ -55,10 +58,10 @@ def _convert(onnx_path: Path, name: str, precisions, work: Path, num_calibration
     cal = None
     if "int8" in precisions:
         cal = load_samples("default", model_spec=get_spec(name), num=num_calibration, split=Split.CALIBRATION)
-    out = work / onnx_path.stem
+    out = work / (onnx_path.stem + tag)
     t0 = time.perf_counter()
     with captured_native_output():
-        res = convert(onnx_path, out_dir=out, precisions=list(precisions), calibration=cal)
+        res = convert(onnx_path, out_dir=out, precisions=list(precisions), calibration=cal, **kw)
     return res, time.perf_counter() - t0
 
 
@@ -154,6 +157,36 @@ def part_bound(work: Path, *, rounds: int, runs: int, log) -> list[str]:
     return lines
 
 
+def part_forms(work: Path, *, rounds: int, runs: int, log) -> list[str]:
+    from edgeport.export.tflite.shuffle_pass import GroupedShuffleForm
+
+    name = "shufflenet_v1_g3_x1_0"
+    lines = [f"`{name}`: each exact form of a shuffle that feeds a grouped conv, against the shuffle-free bound.", "",
+             "| form | ops added (INT8 model) | INT8 p50 ms | INT8 / bound | fp32 p50 ms | fp32 / bound |",
+             "|---|---|---:|---:|---:|---:|"]
+    onnx_path = _export(name, work)
+    bound, _ = _convert(_export(name, work, channel_shuffle=False), name, ("fp32", "int8"), work)
+    cfg, added = {}, {}
+    for form in GroupedShuffleForm:
+        log(f"[forms] {name}: convert with grouped_shuffle_form={form.value}")
+        res, _ = _convert(onnx_path, name, ("fp32", "int8"), work, tag=f"_{form.value}", grouped_shuffle_form=form.value,
+                          bias_correction_samples=0)
+        cfg[f"int8_{form.value}"] = _Tflite(res.artifacts["int8"])
+        cfg[f"fp32_{form.value}"] = _Tflite(res.artifacts["fp32"])
+        diff = {k: v - bound.ops["int8"].get(k, 0) for k, v in res.ops["int8"].items()
+                if v != bound.ops["int8"].get(k, 0)}
+        added[form] = ", ".join(f"{k} {v:+d}" for k, v in sorted(diff.items())) or "none (conv MACs x3 where dense)"
+    cfg["int8_bound"], cfg["fp32_bound"] = _Tflite(bound.artifacts["int8"]), _Tflite(bound.artifacts["fp32"])
+    log(f"[forms] timing {rounds} rounds x {runs} runs")
+    t = interleaved(cfg, rounds=rounds, runs=runs)
+    for form in GroupedShuffleForm:
+        i8, f32 = t[f"int8_{form.value}"]["p50"], t[f"fp32_{form.value}"]["p50"]
+        lines.append(f"| {form.value} | {added[form]} | {i8:.3f} | **{i8 / t['int8_bound']['p50']:.3f}** | "
+                     f"{f32:.3f} | {f32 / t['fp32_bound']['p50']:.3f} |")
+    lines.append(f"| bound (no shuffle) | | {t['int8_bound']['p50']:.3f} | 1.000 | {t['fp32_bound']['p50']:.3f} | 1.000 |")
+    return lines
+
+
 def part_ort(work: Path, models: list[str], *, rounds: int, runs: int, log) -> list[str]:
     lines = ["| model | TFLite fp32 p50 ms | ORT fp32 p50 ms | TFLite / ORT (target <= 1.00) |", "|---|---:|---:|---:|"]
     worse = []
@@ -188,10 +221,10 @@ def part_time(work: Path, *, log) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="bound,ort,time")
+    ap.add_argument("--parts", default="bound,forms,ort,time")
     ap.add_argument("--models", default=None, help="comma list for the fp32 TFLite vs ORT part (default: whole zoo)")
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=None, help="also write the tables as markdown here")
     args = ap.parse_args(argv)
     from edgeport.models import model_names
@@ -210,6 +243,9 @@ def main(argv=None) -> int:
         if "bound" in parts:
             doc += ["## ShuffleNet lower bound (INT8 and fp32 TFLite, 1 thread, XNNPACK)", ""]
             doc += part_bound(work, rounds=args.rounds, runs=args.runs, log=log) + [""]
+        if "forms" in parts:
+            doc += ["## ShuffleNetV1: forms of a shuffle that feeds a grouped conv (1 thread, XNNPACK)", ""]
+            doc += part_forms(work, rounds=args.rounds, runs=args.runs, log=log) + [""]
         if "ort" in parts:
             doc += ["## fp32: TFLite (XNNPACK) vs ONNX Runtime, 1 thread", ""]
             doc += part_ort(work, models, rounds=args.rounds, runs=args.runs, log=log) + [""]

@@ -266,6 +266,7 @@ def convert(
     max_calibration_samples: int | None = None,
     calibration_method: str = "minmax",
     bias_correction_samples: int = 8,
+    grouped_shuffle_form: str = "transpose",
 ) -> ConversionResult:
     """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
 
@@ -275,7 +276,8 @@ def convert(
     `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
-    calibration samples (bias_correction.py; 0 turns it off). Files: `model_<precision>.tflite`. All models are
+    calibration samples (bias_correction.py; 0 turns it off). `grouped_shuffle_form`: the exact form kept for a
+    channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle_pass.py). Files: `model_<precision>.tflite`. All models are
     converted in memory first, then each file is written atomically; an unsupported op raises UnsupportedOpError
     before anything is written.
     """
@@ -300,10 +302,15 @@ def convert(
     channel_perms: dict[str, list[int]] = {}
     applied = False
     if shuffle_pass_available():
-        from edgeport.export.tflite.shuffle_pass import remove_channel_shuffles
+        from edgeport.export.tflite.shuffle_pass import GroupedShuffleForm, remove_channel_shuffles
 
+        try:
+            form = GroupedShuffleForm(str(getattr(grouped_shuffle_form, "value", grouped_shuffle_form)))
+        except ValueError:
+            raise ExportError(f"unknown grouped shuffle form {grouped_shuffle_form!r}",
+                              hint=f"choose from {[f.value for f in GroupedShuffleForm]}") from None
         # the pass wants a shape-inferred graph (graph outputs typed with shapes)
-        model, channel_perms = remove_channel_shuffles(OnnxGraph.from_model(model).model)
+        model, channel_perms = remove_channel_shuffles(OnnxGraph.from_model(model).model, grouped_form=form)
         applied = True
     timings["passes_s"] = time.perf_counter() - t
 

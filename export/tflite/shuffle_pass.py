@@ -22,6 +22,7 @@ tensor's name with its channels permuted: `rewritten[:, i] == original[:, p[i]]`
 from __future__ import annotations
 
 import collections
+import enum
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +31,8 @@ from onnx import helper, numpy_helper
 
 from edgeport.errors import ExportError
 
-__all__ = ["remove_channel_shuffles", "ShufflePassStats", "find_channel_shuffles", "shuffle_permutation"]
+__all__ = ["GroupedShuffleForm", "remove_channel_shuffles", "ShufflePassStats", "find_channel_shuffles",
+           "shuffle_permutation"]
 
 # consumers that need more runs than this get a specific order by other means (shuffle or Gather)
 _MAX_RUNS = 12
@@ -38,6 +40,20 @@ _UNARY = {"Relu", "Clip", "Sigmoid", "HardSwish", "HardSigmoid", "LeakyRelu", "E
           "Identity", "Neg", "Abs", "Exp", "Sqrt", "Mish", "Gelu"}
 _POOLS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool"}
 _BINARY = {"Add", "Mul", "Sub", "Div", "Max", "Min"}
+
+
+class GroupedShuffleForm(str, enum.Enum):
+    """Exact form of a channel shuffle that feeds a grouped convolution (where absorbing it is impossible: the
+    permutation mixes channels across the groups of both the producing and the consuming grouped conv).
+
+    TRANSPOSE: Reshape / Transpose / Reshape on the bottleneck tensor (one copy; fastest measured, the default).
+    SLICES: the consumer's groups assembled from contiguous runs by Slice + Concat (two copies).
+    DENSE: the consuming grouped conv becomes a group=1 conv with zero blocks, input channels permuted (no copy,
+    `groups` times that conv's multiply-adds). `benchmarks/converter_speed.py --parts forms` times all three."""
+
+    TRANSPOSE = "transpose"
+    SLICES = "slices"
+    DENSE = "dense"
 
 
 def shuffle_permutation(channels: int, groups: int) -> np.ndarray:
@@ -55,6 +71,7 @@ class ShufflePassStats:
     concats: int = 0
     concat_inputs: list[int] = field(default_factory=list)
     plan_iterations: int = 0
+    densified: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -172,8 +189,10 @@ def _runs(pairs) -> list[tuple[str, int, int]]:
 
 
 class _Rewriter:
-    def __init__(self, model: onnx.ModelProto, orders: dict[str, np.ndarray], max_concat_inputs: int = 5):
+    def __init__(self, model: onnx.ModelProto, orders: dict[str, np.ndarray], max_concat_inputs: int = 5,
+                 grouped_form: GroupedShuffleForm = GroupedShuffleForm.TRANSPOSE):
         self.model = model
+        self.grouped_form = GroupedShuffleForm(grouped_form)
         self.max_concat_inputs = max(2, int(max_concat_inputs))
         self.orders = orders  # conv node output name -> physical order (phys i holds logical orders[i])
         self.shapes = _shapes(model)
@@ -294,14 +313,9 @@ class _Rewriter:
         if len(runs) <= _MAX_RUNS:
             return self.assemble(pairs, base)
         # one whole source in a shuffled order: emit the shuffle itself (measured: cheapest exact form)
-        srcs = set(w.src)
-        if len(srcs) == 1:
-            s = next(iter(srcs))
-            n = self.phys_channels[s]
-            if n == len(pairs):
-                for g in range(2, n):
-                    if n % g == 0 and np.array_equal(w.ch, shuffle_permutation(n, g)):
-                        return self.emit_shuffle(s, g, base)
+        whole = self.whole_shuffle(w)
+        if whole is not None:
+            return self.emit_shuffle(*whole, base)
         # fall back: assemble in the cheapest order, then Gather (exact, but not delegated by XNNPACK)
         phys, order = self.any_order(w, base)
         out = self.fresh(f"{base}_gather")
@@ -310,6 +324,20 @@ class _Rewriter:
         self.stats.gathers += 1
         self.new_phys(out, len(pairs), [self.origin[s][c] for s, c in pairs], self.phys_shape[pairs[0][0]])
         return out
+
+    def whole_shuffle(self, w: _Value) -> tuple[str, int] | None:
+        """(source, groups) when w is all of one physical tensor in ShuffleNet-shuffled order, else None."""
+        srcs = set(w.src)
+        if len(srcs) != 1:
+            return None
+        s = next(iter(srcs))
+        n = self.phys_channels[s]
+        if n != w.channels:
+            return None
+        for g in range(2, n):
+            if n % g == 0 and np.array_equal(w.ch, shuffle_permutation(n, g)):
+                return s, g
+        return None
 
     def emit_shuffle(self, src: str, groups: int, base: str) -> str:
         n, c, h, w = self.shapes_phys(src)
@@ -481,7 +509,15 @@ class _Rewriter:
                 srt = sorted(range(cin_g), key=lambda j: (sub.src[j], int(sub.ch[j])))
                 blocks.append(k * cin_g + np.array(srt, np.int64))
             order = np.concatenate(blocks)
-            if len(_runs(v.take(order).pairs())) <= _MAX_RUNS:
+            runs = len(_runs(v.take(order).pairs()))
+            # (whole sources side by side, e.g. a relabelled Concat, are simply concatenated in every form)
+            if runs > len(set(v.src)) and self.grouped_form is GroupedShuffleForm.DENSE:
+                return self.dense_conv(node, v, w, b, group, s)
+            whole = self.whole_shuffle(v) if runs > 1 and self.grouped_form is GroupedShuffleForm.TRANSPOSE else None
+            if whole is not None:
+                order = np.arange(v.channels)
+                phys = self.emit_shuffle(*whole, node.name or "conv")
+            elif runs <= _MAX_RUNS:
                 phys = self.assemble(v.take(order).pairs(), node.name or "conv")
             else:
                 order = np.arange(v.channels)
@@ -502,6 +538,28 @@ class _Rewriter:
         origin = [(out, int(k)) for k in out_order] if group == 1 else [None] * cout
         self.new_phys(name, cout, origin, s)
         self.track_phys(out, name, out_order)
+        return True
+
+    def dense_conv(self, node, v: _Value, w: np.ndarray, b: np.ndarray | None, group: int, s) -> bool:
+        """Grouped conv whose input is scattered: one group=1 conv over the input as it physically lies, the
+        weights expanded to a block-diagonal matrix (zeros across groups) and their columns permuted to match."""
+        phys, phys_order = self.any_order(v, node.name or "conv")
+        cout, cin_g = w.shape[0], w.shape[1]
+        co_g = cout // group
+        dense = np.zeros((cout, v.channels) + w.shape[2:], w.dtype)
+        for k in range(group):
+            dense[k * co_g:(k + 1) * co_g, k * cin_g:(k + 1) * cin_g] = w[k * co_g:(k + 1) * co_g]
+        inputs = [phys, self.const(node.input[1], np.ascontiguousarray(dense[:, phys_order]))]
+        if b is not None:
+            inputs.append(self.const(node.input[2], b))
+        out = node.output[0]
+        name = self.phys_name_for(out, np.arange(cout))
+        new = helper.make_node("Conv", inputs, [name], name=node.name)
+        new.attribute.extend(a for a in node.attribute if a.name != "group")
+        self.nodes.append(new)
+        self.new_phys(name, cout, [None] * cout, s)
+        self.track_phys(out, name, np.arange(cout))
+        self.stats.densified += 1
         return True
 
     def op_BatchNormalization(self, node) -> bool:
@@ -659,28 +717,30 @@ def _cost(stats: ShufflePassStats) -> tuple:
 
 
 def remove_channel_shuffles(
-    model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5
+    model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5,
+    grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE,
 ) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
     """Remove every channel shuffle of `model` exactly (see module docstring).
 
     Returns the rewritten model and `{tensor name: p}` with rewritten[:, i] == original[:, p[i]] for every tensor of
-    the rewritten graph that keeps an original name with permuted channels. Raises ExportError when the rewritten
-    model fails onnx.checker.
+    the rewritten graph that keeps an original name with permuted channels. `grouped_form`: how a shuffle that feeds
+    a grouped conv is kept (GroupedShuffleForm). Raises ExportError when the rewritten model fails onnx.checker.
     """
     rewritten, perms, _ = remove_channel_shuffles_with_stats(
-        model, max_iterations=max_iterations, max_concat_inputs=max_concat_inputs)
+        model, max_iterations=max_iterations, max_concat_inputs=max_concat_inputs, grouped_form=grouped_form)
     return rewritten, perms
 
 
 def remove_channel_shuffles_with_stats(
-    model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5
+    model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5,
+    grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE,
 ) -> tuple[onnx.ModelProto, dict[str, list[int]], ShufflePassStats]:
     if not find_channel_shuffles(model):
         return model, {}, ShufflePassStats()
     orders: dict[str, np.ndarray] = {}
     best = None
     for it in range(max_iterations):
-        rw = _Rewriter(model, orders, max_concat_inputs)
+        rw = _Rewriter(model, orders, max_concat_inputs, GroupedShuffleForm(grouped_form))
         out = rw.run()
         rw.stats.plan_iterations = it + 1
         if best is None or _cost(rw.stats) < _cost(best[2]):

@@ -1,0 +1,123 @@
+"""The channel-shuffle pass on its own (ONNX in, ONNX out), checked with ONNX Runtime: the rewritten graph computes
+exactly what the original computes, for every zoo model that contains a shuffle and for every form a shuffle that
+feeds a grouped conv can take; `perms` describes the rewritten tensors' channel order; the op budget of each form."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from edgeport.export.onnx_export import export_onnx
+from edgeport.export.tflite import convert
+from edgeport.export.tflite._graph import OnnxGraph
+from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, find_channel_shuffles,
+                                                 remove_channel_shuffles_with_stats, shuffle_permutation)
+from edgeport.errors import ExportError
+from edgeport.models import build_model, get_spec, model_names
+
+# one model per shuffle layout: ShuffleNetV2 (split + concat), AugShuffleNet (partial split), ShuffleNetV1 with
+# 2, 3 and 8 groups (shuffle feeds a grouped conv) and FBNet-A (grouped projections with a shuffle)
+CASES = ["shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5", "shufflenet_v1_g2_x1_0", "shufflenet_v1_g3_x0_5",
+         "shufflenet_v1_g8_x0_5", "fbnet_a"]
+
+
+_CACHE: dict[str, tuple] = {}
+
+
+def _onnx(name, tmp_path):
+    if name not in _CACHE:
+        _CACHE[name] = _export(name, tmp_path)
+    return _CACHE[name]
+
+
+def _export(name, tmp_path):
+    spec = get_spec(name)
+    shape = (1,) + tuple(spec.test_input_shape or spec.input_shape)
+    torch.manual_seed(0)
+    path = tmp_path / f"{name}.onnx"
+    export_onnx(build_model(name).eval(), input_shape=shape, path=path)
+    return OnnxGraph.from_model(onnx.load(str(path))).model, shape
+
+
+def _run(model, x, outputs=None):
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    if outputs:
+        del m.graph.output[:]
+        m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(o) for o in outputs)
+    s = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {s.get_inputs()[0].name: x})))
+
+
+def test_shuffle_permutation_is_the_shufflenet_shuffle():
+    x = np.arange(12).reshape(1, 12, 1, 1)
+    shuffled = x.reshape(1, 3, 4, 1, 1).transpose(0, 2, 1, 3, 4).reshape(1, 12, 1, 1)
+    assert np.array_equal(shuffled[0, :, 0, 0], x[0, shuffle_permutation(12, 3), 0, 0])
+
+
+@pytest.mark.parametrize("form", list(GroupedShuffleForm))
+@pytest.mark.parametrize("name", CASES)
+def test_rewrite_is_exact_and_perms_describe_it(name, form, tmp_path):
+    model, shape = _onnx(name, tmp_path)
+    found = find_channel_shuffles(model)
+    assert found, f"{name}: no channel shuffle found"
+    out, perms, stats = remove_channel_shuffles_with_stats(model, grouped_form=form)
+    assert stats.shuffles_found == len(found) and stats.gathers == 0
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ref, got = _run(model, x), _run(out, x)
+    for k in ref:
+        peak = float(np.abs(ref[k]).max())
+        np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=1e-5 * max(peak, 1.0), err_msg=f"{name} {form}")
+    # perms: every permuted tensor of the rewritten graph is the original tensor with its channels reordered
+    names = sorted(perms)[:: max(1, len(perms) // 8)]
+    if get_spec(name).family in ("shufflenet_v2", "augshufflenet"):  # absorbed shuffles leave permuted tensors
+        assert names, f"{name}: the pass permuted no tensor"
+    if not names:
+        return
+    a, b = _run(model, x, names), _run(out, x, names)
+    for k in names:
+        np.testing.assert_allclose(b[k], a[k][:, perms[k]], rtol=0, atol=1e-4, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v1_g3_x0_5", "fbnet_a"])
+def test_grouped_consumer_forms_have_their_op_budget(name, tmp_path):
+    model, _ = _onnx(name, tmp_path)
+    n = len(find_channel_shuffles(model))
+    ops = {}
+    for form in GroupedShuffleForm:
+        out, _, stats = remove_channel_shuffles_with_stats(model, grouped_form=form)
+        ops[form] = [node.op_type for node in out.graph.node]
+        groups = [next((a.i for a in node.attribute if a.name == "group"), 1) for node in out.graph.node
+                  if node.op_type == "Conv"]
+        if form is GroupedShuffleForm.TRANSPOSE:
+            assert stats.shuffles_materialised == n and ops[form].count("Transpose") == n
+        elif form is GroupedShuffleForm.SLICES:
+            assert stats.shuffles_materialised == 0 and "Transpose" not in ops[form] and stats.slices >= 2 * n
+        else:  # every consuming grouped conv became one dense conv: no copy at all
+            assert stats.densified == n and stats.slices == 0 and "Transpose" not in ops[form]
+            assert sum(g > 1 and g != 0 for g in groups) < sum(
+                next((a.i for a in node.attribute if a.name == "group"), 1) > 1
+                for node in model.graph.node if node.op_type == "Conv")
+
+
+def test_v2_has_no_transpose_in_any_form(tmp_path):
+    model, _ = _onnx("shufflenet_v2_cifar_x0_5", tmp_path)
+    for form in GroupedShuffleForm:
+        out, _, stats = remove_channel_shuffles_with_stats(model, grouped_form=form)
+        assert stats.shuffles_materialised == 0 and stats.densified == 0
+        assert "Transpose" not in [node.op_type for node in out.graph.node]
+
+
+def test_convert_rejects_an_unknown_form(tmp_path):
+    model, _ = _onnx("shufflenet_v1_g3_x0_5", tmp_path)
+    with pytest.raises(ExportError, match="grouped shuffle form 'diagonal'"):
+        convert(model, out_dir=tmp_path / "out", precisions=["fp32"], grouped_shuffle_form="diagonal")
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_shuffle_model_family_is_covered():
+    fams = {get_spec(n).family for n in model_names() if get_spec(n).family in
+            {"shufflenet_v1", "shufflenet_v2", "augshufflenet"}}
+    assert fams <= {get_spec(n).family for n in CASES}
