@@ -3,7 +3,7 @@ set `func(args, console) -> int` as the parser default. Imports are cheap (parse
 only when the command runs)."""
 from __future__ import annotations
 
-from edgeport.calibration.validate import add_validate_parser
+from edgeport.calibration.validate_cli import add_validate_parser
 from edgeport.compare import add_compare_parser
 from edgeport.guidelines import add_guidelines_parser
 from edgeport.run_cli import add_run_parser

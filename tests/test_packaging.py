@@ -35,3 +35,16 @@ def test_no_generic_top_level_imports():
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "edgeport.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("edgeport ")
+
+
+def test_cli_help_imports_neither_torch_nor_tensorflow():
+    # building every subcommand's parser must stay light: `edgeport --help` or a typo answers at once
+    code = ("import sys; from edgeport.cli import build_parser; build_parser(); "
+            "heavy = sorted(m for m in ('torch', 'tensorflow', 'onnxruntime', 'ai_edge_litert') if m in sys.modules); "
+            "print(','.join(heavy))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"building the CLI parser imported {r.stdout.strip()}"
+    from edgeport.calibration import Split, load_samples  # the package's names still resolve (lazily)
+
+    assert callable(load_samples) and Split("validation")
