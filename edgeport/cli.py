@@ -106,10 +106,15 @@ def cmd_export(args, con: Console) -> int:
     prepare_out_dir(args.out)  # fail fast on a bad --out before any work
     source = resolve_from_args(args)
     con.log(f"source: {source.kind} {source.name}")
+    precisions = [p for p in (args.precision or "").split(",") if p and p != "onnx"]
+    if precisions:  # bad precisions, unsupported ops and unusable calibration data fail before model.onnx is written
+        from edgeport.run import preflight_conversion
+
+        preflight_conversion(source, calibration=args.calibration, precisions=precisions, io_dtype=args.io,
+                             calibration_method=args.calibration_method)
     report = export_step(
         source=source, out_dir=args.out, exporter=args.exporter, opset=args.opset, dynamic_batch=args.dynamic_batch
     )
-    precisions = [p for p in (args.precision or "").split(",") if p and p != "onnx"]
     if precisions:
         from edgeport.export.tflite_step import tflite_step
 

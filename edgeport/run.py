@@ -179,7 +179,6 @@ def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool
     """Every check that needs no output: raises a typed error before anything is written. Returns
     (LoadedSource, parsed targets)."""
     from edgeport.export.checkpoint import resolve_source
-    from edgeport.export.tflite import Precision
     from edgeport.runtime.targets import parse_target
 
     check_out_dir(out_dir)
@@ -191,13 +190,6 @@ def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool
         parsed = [parse_target(t) for t in targets]  # malformed URLs fail before any work
     except TargetError as exc:  # a malformed URL is bad input (2), not a failed device (3)
         raise EdgeportError(str(exc)) from None
-    for p in precisions:
-        try:
-            Precision(p)
-        except ValueError:
-            from edgeport.errors import ExportError
-
-            raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
     try:
         src = resolve_source(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
                              trust=trust)
@@ -209,6 +201,23 @@ def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool
 
         raise CheckpointError(f"{checkpoint} is not a readable PyTorch checkpoint "
                               f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    preflight_conversion(src, calibration=calibration, precisions=precisions)
+    return src, parsed
+
+
+def preflight_conversion(src, *, calibration: str, precisions, io_dtype: str = "int8",
+                         calibration_method: str = "minmax") -> None:
+    """The checks `export --precision` and `run` make before writing anything: known precisions, every op of a user
+    ONNX lowerable, readable non-empty calibration data for int8, a valid calibration method / I/O combination."""
+    from edgeport.export.tflite import Precision
+
+    for p in precisions:
+        try:
+            Precision(p)
+        except ValueError:
+            from edgeport.errors import ExportError
+
+            raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
     if src.onnx_path is not None:  # a user ONNX: every op must have a lowering before we start
         import onnx
 
@@ -224,7 +233,11 @@ def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool
         s = load_samples(calibration, model_spec=src.spec, split=Split.CALIBRATION, num=None)
         if len(s) == 0:
             raise CalibrationError(f"calibration source {calibration!r} has no samples")
-    return src, parsed
+    if "int8" in precisions and calibration_method == "percentile" and io_dtype != "int8":
+        from edgeport.errors import ExportError
+
+        raise ExportError(f"calibration method percentile writes int8 model I/O only, not {io_dtype}",
+                          hint="use --io int8 with --calibration-method percentile")
 
 
 def run_pipeline(

@@ -55,12 +55,14 @@ def test_export_factory_and_onnx_file(tmp_path):
     assert not (tmp_path / "c" / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("case", ["unknown_model", "bad_checkpoint", "not_checkpoint", "rank", "out_is_file", "bad_arg"])
+@pytest.mark.parametrize("case", ["unknown_model", "bad_checkpoint", "not_checkpoint", "rank", "out_is_file", "bad_arg",
+                                  "bad_precision", "empty_calibration", "missing_calibration", "percentile_float_io"])
 def test_bad_input_one_line_exit_2(tmp_path, case):
     out = tmp_path / "out"
     (tmp_path / "junk.pth").write_bytes(b"\x00" * 100)
     torch.save(build_model("augshufflenet_x0_5").state_dict(), tmp_path / "other.pth")
     (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
     args = {
         "unknown_model": ["export", "shufflenet_v7", "--out", out],
         "bad_checkpoint": ["export", NAME, "--checkpoint", tmp_path / "other.pth", "--out", out],
@@ -68,6 +70,13 @@ def test_bad_input_one_line_exit_2(tmp_path, case):
         "rank": ["export", NAME, "--input-shape", "32,32", "--out", out],
         "out_is_file": ["export", NAME, "--out", tmp_path / "file"],
         "bad_arg": ["export", NAME, "--arg", "split_ratio=0.3", "--out", out],
+        # conversion inputs are checked before model.onnx is written
+        "bad_precision": ["export", NAME, "--precision", "fp32,int4", "--out", out],
+        "empty_calibration": ["export", NAME, "--precision", "int8", "--calibration", tmp_path / "empty", "--out", out],
+        "missing_calibration": ["export", NAME, "--precision", "int8", "--calibration", tmp_path / "nope.npz",
+                                "--out", out],
+        "percentile_float_io": ["export", NAME, "--precision", "int8", "--io", "float", "--calibration-method",
+                                "percentile", "--out", out],
     }[case]
     r = run(*args)
     assert r.returncode == 2, (r.returncode, r.stderr)
