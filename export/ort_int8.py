@@ -34,6 +34,7 @@ import numpy as np
 
 from edgeport.calibration.samples import CalibrationMethod
 from edgeport.errors import CalibrationError, ExportError
+from edgeport.report import _umask
 
 ORT_PERCENTILE = 99.999
 ENTROPY_BINS = 512
@@ -163,6 +164,7 @@ def quantize_onnx_int8(
 
     def run(extra_options: dict) -> None:
         fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=out_path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the artifact gets the mode a plain open() would give
         os.close(fd)
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():

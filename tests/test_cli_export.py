@@ -109,6 +109,10 @@ def test_export_int8_with_percentile_calibration_method(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     assert rep["calibration"]["tflite_method"] == "percentile" and rep["calibration"]["onnx_int8_method"] == "percentile"
     assert (out / "model_int8.tflite").is_file() and (out / "model_int8.onnx").is_file()
+    # every artifact gets the mode a plain open() gives under this umask (no 0600 left over from a temp file)
+    (tmp_path / "plain").write_bytes(b"")
+    want = (tmp_path / "plain").stat().st_mode & 0o777
+    assert {f.name: f.stat().st_mode & 0o777 for f in out.iterdir()} == {f.name: want for f in out.iterdir()}
     bad = tmp_path / "bad"
     assert main(["--quiet", "export", NAME, "--checkpoint", ck, "--out", str(bad), "--precision", "int8",
                  "--calibration", "digits", "--num-calibration", "8", "--calibration-method", "percentile",
