@@ -26,7 +26,7 @@ from .runners import quantize_input, tflite_interpreter, to_tflite_layout
 WORST = 10
 
 
-def _tensor_map(onnx_path: Path, interp, input_layout: str):
+def _tensor_map(onnx_path: Path, interp, input_layout: str, for_int8: bool = True):
     """{tflite tensor name: TensorOrigin} and the shuffle pass's channel permutations, recovered by lowering the
     ONNX model again exactly as `export.tflite.convert` does (same load, shape inference, shuffle pass, lowering),
     plus the graph outputs (TFLite names them after the signature, not the ONNX scope) matched by position."""
@@ -43,7 +43,7 @@ def _tensor_map(onnx_path: Path, interp, input_layout: str):
     from edgeport._native import captured_native_output
 
     with captured_native_output():
-        lowered = lower_graph(OnnxGraph.from_model(model), input_layout=input_layout)
+        lowered = lower_graph(OnnxGraph.from_model(model), input_layout=input_layout, for_int8=for_int8)
     tmap = tensor_map(interp, lowered, perms)
     outs = interp.get_output_details()
     if len(outs) == len(lowered.output_names):

@@ -6,6 +6,7 @@
 """
 from ._registry import MODELS, build_model, get_model_entry, get_spec, model_names, register_model
 from ._spec import IMAGENET_MEAN, IMAGENET_STD, Layout, ModelEntry, ModelSpec, Task, Tolerances
+from .layers import calibrate_batchnorm
 
 # Importing a family module registers its models.
 from . import shufflenet  # noqa: E402,F401
@@ -18,5 +19,5 @@ from . import espnet  # noqa: E402,F401
 
 __all__ = [
     "MODELS", "build_model", "get_model_entry", "get_spec", "model_names", "register_model",
-    "IMAGENET_MEAN", "IMAGENET_STD", "Layout", "ModelEntry", "ModelSpec", "Task", "Tolerances",
+    "IMAGENET_MEAN", "IMAGENET_STD", "Layout", "ModelEntry", "ModelSpec", "Task", "Tolerances", "calibrate_batchnorm",
 ]

@@ -136,3 +136,25 @@ class SqueezeExcite(nn.Module):
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, *, inputs: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm's running statistics to the statistics it sees on `inputs` (one forward pass in train
+    mode, cumulative average), then return the model in eval mode.
+
+    For benchmarks and tests on random-init weights: with default running stats (mean 0, var 1) a random network's
+    activations shrink or grow layer after layer (MobileNetV3-Large ends with INT8 scales near 1e-6), which no trained
+    network does and which changes what an INT8 model does (XNNPACK refuses binary ops whose scale ratios fall
+    outside its range). Afterwards every BN output is normalised per channel on `inputs`, as in a trained network.
+    Weights are untouched; only running_mean / running_var change."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over this pass
+    model.train()
+    model(inputs)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    return model.eval()

@@ -29,7 +29,7 @@ def run_ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
 
 
 def run_tflite(path, result, feeds: dict) -> list[np.ndarray]:
-    """Run a converted fp32 model on NCHW feeds; outputs back in ONNX layout (inverse of result.output_perms)."""
+    """Run a converted model on NCHW float feeds (quantized for integer I/O); outputs float, back in ONNX layout."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), num_threads=1)
@@ -40,12 +40,19 @@ def run_tflite(path, result, feeds: dict) -> list[np.ndarray]:
         x = np.asarray(feeds[name], np.float32)
         if x.ndim == 4 and str(result.input_layout) == "nhwc":
             x = x.transpose(0, 2, 3, 1)
+        if d["dtype"] != np.float32:  # integer I/O: quantize with the model's input parameters
+            scale, zp = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
         it.set_tensor(d["index"], np.ascontiguousarray(x))
     it.invoke()
     outs = []
     for k, name in enumerate(result.output_names):
         d = it.get_output_details()[k]
         y = it.get_tensor(d["index"])
+        if d["dtype"] != np.float32:
+            scale, zp = d["quantization"]
+            y = (y.astype(np.float32) - zp) * scale
         perm = result.output_perms[name]
         outs.append(np.transpose(y, np.argsort(perm)))
     return outs

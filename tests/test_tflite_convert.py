@@ -3,6 +3,7 @@ precisions/IO variants, atomic writes, and INT8 quality on the real EfficientNet
 from __future__ import annotations
 
 import inspect
+import sys
 
 import numpy as np
 import onnx
@@ -284,3 +285,48 @@ def test_bias_correction_lowers_int8_error_and_keeps_shared_biases_apart(tmp_pat
             assert (data_b is None and data_a is None) or bytes(bytearray(data_b)) == bytes(bytearray(data_a))
     bias_buffers = [ta.buffer for ta in sg_a.tensors if ta.type == 2]
     assert len(bias_buffers) == len(set(bias_buffers)), "a corrected bias still shares its buffer"
+
+
+def _delegate_partitions(path) -> int:
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)  # default delegates: XNNPACK
+    it.allocate_tensors()
+    return sum(d["op_name"] == "DELEGATE" for d in it._get_ops_details())
+
+
+def _sqnr(ref, got):
+    return float(10 * np.log10((ref ** 2).sum() / max(((ref - got) ** 2).sum(), 1e-30)))
+
+
+def test_int8_hard_swish_runs_in_xnnpack_at_the_fused_ops_fidelity(tmp_path, monkeypatch):
+    """XNNPACK has no INT8 HARD_SWISH: the INT8 trace writes hard-swish as ADD(RELU6) + MUL + MUL, so MobileNetV3's
+    INT8 model is one XNNPACK partition (20 with the fused op) and as close to fp32 as the fused op's model."""
+    from edgeport.calibration import Split, load_samples
+    from edgeport.models import calibrate_batchnorm
+
+    name = "mobilenet_v3_small"
+    spec = get_spec(name)
+    shape = _shape(name)
+    cal = load_samples("default", model_spec=spec, input_shape=shape[1:], num=32, split=Split.CALIBRATION)
+    held = load_samples("default", model_spec=spec, input_shape=shape[1:], num=16, split=Split.VALIDATION)
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.concatenate([next(iter(r.values())) for r in cal]))
+    model = calibrate_batchnorm(build_model(name), inputs=x)  # trained-like activation scales
+    export_onnx(model, input_shape=shape, path=tmp_path / "m.onnx")
+    # bias correction off: the comparison is of the two hard-swish forms alone
+    res = convert(tmp_path / "m.onnx", out_dir=tmp_path / "split", precisions=["fp32", "int8"], calibration=cal,
+                  bias_correction_samples=0)
+    monkeypatch.setattr(sys.modules["edgeport.export.tflite.convert"], "_INT8_FORMS", set())
+    fused = convert(tmp_path / "m.onnx", out_dir=tmp_path / "fused", precisions=["int8"], calibration=cal,
+                    bias_correction_samples=0)
+    assert res.ops["fp32"].get("HARD_SWISH", 0) > 0  # fp32 keeps the fused op (XNNPACK runs it in fp32)
+    assert "HARD_SWISH" not in res.ops["int8"] and fused.ops["int8"].get("HARD_SWISH", 0) > 0
+    assert _delegate_partitions(res.artifacts["int8"]) == 1
+    assert _delegate_partitions(fused.artifacts["int8"]) > 1
+    assert res.float_tensors["int8"] == []
+    feeds = [{res.input_names[0]: next(iter(r.values()))} for r in held]
+    ref = np.concatenate([run_tflite(res.artifacts["fp32"], res, f)[0] for f in feeds])
+    split_q = np.concatenate([run_tflite(res.artifacts["int8"], res, f)[0] for f in feeds])
+    fused_q = np.concatenate([run_tflite(fused.artifacts["int8"], fused, f)[0] for f in feeds])
+    assert _sqnr(ref, split_q) >= _sqnr(ref, fused_q) - 0.5, (_sqnr(ref, split_q), _sqnr(ref, fused_q))

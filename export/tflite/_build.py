@@ -63,8 +63,12 @@ def check_supported(graph: OnnxGraph) -> None:
             raise UnsupportedOpError(node.op_type, node.name or node.output[0], supported_ops())
 
 
-def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayout.NHWC) -> Lowered:
+def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayout.NHWC,
+                for_int8: bool = False) -> Lowered:
     """Trace the ONNX graph into a TensorFlow concrete function.
+
+    `for_int8`: the trace feeds the full-integer quantizer, so ops whose INT8 kernel XNNPACK does not run are
+    written in an equivalent form it does run (HardSwish: see ops_elementwise.hard_swish).
 
     Inputs: 4-D ONNX inputs (N,C,H,W) become NHWC float32 inputs (N,H,W,C) unless `input_layout="nchw"`.
     Outputs: a 4-D output leaves in the same layout as the inputs; other ranks in ONNX layout.
@@ -82,7 +86,7 @@ def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayo
     state: dict = {}
 
     def fn(*args):
-        ctx = LoweringContext(graph)
+        ctx = LoweringContext(graph, for_int8=for_int8)
         used: set[str] = set()
         boundary = 0
         for name, t in zip(graph.inputs, args):

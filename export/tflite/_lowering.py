@@ -80,8 +80,9 @@ _SCOPE_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
 class LoweringContext:
     """Holds values by ONNX name while one graph is lowered inside a `tf.function` trace."""
 
-    def __init__(self, graph: OnnxGraph):
+    def __init__(self, graph: OnnxGraph, *, for_int8: bool = False):
         self.graph = graph
+        self.for_int8 = for_int8  # lowering for the INT8 quantizer: prefer forms XNNPACK runs in INT8
         self.values: dict[str, Value | np.ndarray] = dict(graph.consts)
         self.transposes = 0
         self.scope_to_onnx: dict[str, str] = {}

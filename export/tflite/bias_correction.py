@@ -107,10 +107,12 @@ def correct_biases(
     float_model: bytes,
     inputs: Sequence[np.ndarray],
     max_steps: float = 16.0,
+    significance: float = 2.0,
     progress=None,
 ) -> tuple[bytes, BiasCorrectionReport]:
     """Return (corrected INT8 flatbuffer, report). `inputs`: float32 arrays in the TFLite input layout (batch 1),
-    fed to both models (quantized with the INT8 model's input parameters when its input is integer)."""
+    fed to both models (quantized with the INT8 model's input parameters when its input is integer). A channel is
+    corrected only where its mean shift exceeds `significance` standard errors of the per-sample means."""
     import time
 
     t0 = time.perf_counter()
@@ -158,6 +160,7 @@ def correct_biases(
         cnt = None
         sq_before = 0.0
         diffs = []
+        per_sample = []  # per-sample channel means (NaN where a sample has no position inside the range)
         for x, f in zip(inputs, ref[ly.name]):
             _feed(it, x)
             q = (it.get_tensor(ly.out_tensor).astype(np.float32) - out_zp) * out_scale
@@ -168,10 +171,21 @@ def correct_biases(
             c = mask.sum(axis=axes)
             err_sum = s if err_sum is None else err_sum + s
             cnt = c if cnt is None else cnt + c
+            per_sample.append(np.where(c > 0, s / np.maximum(c, 1), np.nan))
             sq_before += float((d ** 2).sum())
             diffs.append((d, mask))
         del it
         shift = np.where(cnt > 0, err_sum / np.maximum(cnt, 1), 0.0)  # per output channel, in float units
+        # only shifts that stand out of the sample-to-sample noise: |shift| > z x standard error over samples.
+        # Positions within one sample are correlated, so the samples (not the positions) are the independent draws;
+        # without this, layers with few positions per channel (SE convs, late 2x2 maps) fit noise and the held-out
+        # error grows (MobileNetV3-Small at 64 px: 16.3 dB without correction, 13.1 dB with the ungated one).
+        ms = np.stack(per_sample)
+        n_ok = np.sum(~np.isnan(ms), axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            se = np.nanstd(ms, axis=0, ddof=1) / np.sqrt(n_ok)
+        significant = (n_ok >= 2) & (np.abs(shift) > significance * np.nan_to_num(se, nan=np.inf))
+        shift = np.where(significant, shift, 0.0)
         bias_t = sg.tensors[ly.bias_tensor]
         bscale = np.asarray(bias_t.quantization.scale, dtype=np.float64).reshape(-1)
         if bscale.size == 1:

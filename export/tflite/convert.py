@@ -95,6 +95,10 @@ class ConversionResult:
     bias_correction: dict | None = None
 
 
+# ONNX ops whose lowering differs when tracing for the INT8 quantizer (LoweringContext.for_int8)
+_INT8_FORMS = {"HardSwish"}
+
+
 def shuffle_pass_available() -> bool:
     return importlib.util.find_spec(SHUFFLE_PASS_MODULE) is not None
 
@@ -317,6 +321,11 @@ def convert(
     t = time.perf_counter()
     graph = OnnxGraph.from_model(model)
     lowered = lower_graph(graph, input_layout=input_layout)
+    # the INT8 model is traced from a second lowering where an op's XNNPACK-friendly INT8 form differs (HardSwish)
+    lowered_int8 = lowered
+    if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
+        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True)
+    lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
     timings["lower_s"] = time.perf_counter() - t
 
     blobs: dict[Precision, bytes] = {}
@@ -326,15 +335,17 @@ def convert(
         t = time.perf_counter()
         rep = None
         if p is Precision.INT8:
-            rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
-        blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
+            rep, n_cal = _representative(lowered_int8, calibration, input_layout, max_calibration_samples)
+        blobs[p] = _tflite_bytes(lowered_for[p], p, representative=rep, io_dtype=io_dtype,
                                  calibration_method=str(getattr(calibration_method, "value", calibration_method)),
                                  calibration=calibration)
         timings[f"convert_{p.value}_s"] = time.perf_counter() - t
     if Precision.INT8 in blobs and bias_correction_samples > 0:
         t = time.perf_counter()
+        # the float reference must come from the same lowering as the INT8 model (tensor names must match)
+        float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
         blobs[Precision.INT8], bc_report = _bias_correct(
-            lowered, blobs[Precision.INT8], float_blob=blobs.get(Precision.FP32), calibration=calibration,
+            lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
             input_layout=input_layout, num=min(bias_correction_samples, n_cal))
         timings["bias_correction_s"] = time.perf_counter() - t
 
@@ -344,7 +355,7 @@ def convert(
     for p, blob in blobs.items():
         interp = _interpreter(model_content=blob)
         ops[p.value] = _histogram_of(interp)
-        tmaps[p.value] = tensor_map(interp, lowered, channel_perms)
+        tmaps[p.value] = tensor_map(interp, lowered_for[p], channel_perms)
         if p is Precision.INT8:
             floats[p.value] = _float_tensors(interp, io_dtype)
     for p, blob in blobs.items():
