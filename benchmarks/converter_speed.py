@@ -12,7 +12,9 @@
 
 Timing: every configuration is warmed up, then timed in `--rounds` rotating rounds of `--runs` inferences, the
 samples pooled; medians and p90 are printed. Short rounds (5 runs) keep a burst of noise from landing on one
-configuration. Random-init weights (latency does not depend on the values).
+configuration. Random-init weights with BatchNorm statistics from real-photo crops: fp32 latency does not depend on
+the values, but INT8 does through its scales (a raw random init's activations shrink to ~1e-6, where XNNPACK declines
+some INT8 ops), so the networks are given the activation scales of a working one.
 
     python benchmarks/converter_speed.py                       # all parts, all zoo models for part 2
     python benchmarks/converter_speed.py --parts bound,time    # the quick parts only
@@ -36,13 +38,19 @@ BOUND_MODELS = ("shufflenet_v2_x1_0", "augshufflenet_x1_0", "shufflenet_v1_g3_x1
 
 
 def _export(name: str, work: Path, **kwargs) -> Path:
+    """Random-init weights with BatchNorm statistics taken from real-photo crops (calibrate_batchnorm), so INT8
+    activation scales are those of a working network rather than the vanishing ones of a raw random init."""
     import torch
 
+    from edgeport.calibration import Split, load_samples
     from edgeport.export.onnx_export import export_onnx
-    from edgeport.models import build_model, get_spec
+    from edgeport.models import build_model, calibrate_batchnorm, get_spec
 
     torch.manual_seed(0)
-    model = build_model(name, **kwargs).eval()
+    spec = get_spec(name)
+    crops = load_samples("default", model_spec=spec, num=16, seed=1, split=Split.VALIDATION)
+    x = torch.from_numpy(np.concatenate([next(iter(r.values())) for r in crops]))
+    model = calibrate_batchnorm(build_model(name, **kwargs), inputs=x)
     tag = name + "".join(f"_{k}{v}" for k, v in kwargs.items())
     path = work / f"{tag}.onnx"
     export_onnx(model, input_shape=(1, *get_spec(name).input_shape), path=path)

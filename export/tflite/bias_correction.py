@@ -47,7 +47,9 @@ class BiasCorrectionReport:
 def _interpreter(content: bytes):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=content, experimental_preserve_all_tensors=True, num_threads=2,
+    # one thread: the builtin kernels' thread pool spins, and on these small tensors a second thread cost 3x on an
+    # idle 2-core machine and 20x when the process shares its core (ShuffleNetV2: 3.3 s / 10.7 s / 69 s)
+    it = Interpreter(model_content=content, experimental_preserve_all_tensors=True, num_threads=1,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     return it
