@@ -163,7 +163,20 @@ def split(ctx, node, attrs):
         chunk = -(-dim // n)
         sizes = [chunk] * (n - 1) + [dim - chunk * (n - 1)]
     sizes = [int(s) for s in sizes]
-    parts = tf.split(x.tensor, sizes, axis=x.tf_axis(axis)) if len(sizes) > 1 else [tf.identity(x.tensor)]
+    if len(sizes) == 1:
+        parts = [tf.identity(x.tensor)]
+    elif len(set(sizes)) == 1:
+        # equal parts: SPLIT, which XNNPACK runs (SPLIT_V, what tf.split with a size list gives, it does not)
+        parts = tf.split(x.tensor, len(sizes), axis=x.tf_axis(axis))
+    else:  # unequal parts: one SLICE each, which XNNPACK runs
+        ax, begin, parts = x.tf_axis(axis), 0, []
+        for sz in sizes:
+            b = [0] * x.rank
+            b[ax] = begin
+            sh = [-1] * x.rank
+            sh[ax] = sz
+            parts.append(tf.slice(x.tensor, b, sh))
+            begin += sz
     outs = []
     for p, s in zip(parts, sizes):
         shape = list(x.shape)
