@@ -11,8 +11,10 @@ nothing: they only relabel. Physical tensors are produced only by real compute:
 - per-channel ops (depthwise Conv, BatchNormalization, PRelu, Relu-like, pools, Add/Mul by a per-channel constant)
   run on the physical tensor as it is, their per-channel parameters permuted;
 - where a consumer needs a physical tensor that does not exist yet, it is assembled from contiguous runs by Slice +
-  Concat ("materialised"). A consumer that needs a specific order that cannot be assembled from few runs (e.g. a
-  shuffle feeding a grouped Conv, ShuffleNetV1) gets the shuffle back as Reshape/Transpose/Reshape on one tensor.
+  Concat ("materialised"). A consumer that needs a specific order that cannot be assembled from few runs gets the
+  shuffle back as Reshape/Transpose/Reshape on one tensor;
+- a shuffle that feeds a grouped Conv (ShuffleNetV1, FBNet-A) cannot be absorbed: it is kept in the form chosen by
+  `GroupedShuffleForm` (default: the Reshape/Transpose/Reshape, measured fastest).
 
 I/O contract: `remove_channel_shuffles(model=...)` takes a shape-inferable, simplified ONNX model (static shapes,
 NCHW) and returns `(rewritten_model, perms)`. The rewritten model computes exactly the same graph outputs (same names,
