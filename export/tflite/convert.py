@@ -282,8 +282,8 @@ def convert(
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off). `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle_pass.py).
-    Files: `model_<precision>.tflite`. All models are converted in memory first, then each file is written atomically; an unsupported op raises UnsupportedOpError
-    before anything is written.
+    Files: `model_<precision>.tflite`. All models are converted in memory first, then each file is written
+    atomically; an unsupported op raises UnsupportedOpError before anything is written.
     """
     t0 = time.perf_counter()
     precs = [Precision(p) for p in precisions]
