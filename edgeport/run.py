@@ -233,11 +233,10 @@ def preflight_conversion(src, *, calibration: str, precisions, io_dtype: str = "
         s = load_samples(calibration, model_spec=src.spec, split=Split.CALIBRATION, num=None)
         if len(s) == 0:
             raise CalibrationError(f"calibration source {calibration!r} has no samples")
-    if "int8" in precisions and calibration_method == "percentile" and io_dtype != "int8":
-        from edgeport.errors import ExportError
+    if "int8" in precisions:
+        from edgeport.export.tflite.convert import check_int8_io, tflite_calibration_method
 
-        raise ExportError(f"calibration method percentile writes int8 model I/O only, not {io_dtype}",
-                          hint="use --io int8 with --calibration-method percentile")
+        check_int8_io(calibration_method=tflite_calibration_method(calibration_method), io_dtype=io_dtype)
 
 
 def run_pipeline(

@@ -44,8 +44,10 @@ def tflite_step(
     with captured_native_output():
         from edgeport.calibration import CalibrationMethod
 
+        from edgeport.export.tflite.convert import tflite_calibration_method
+
         method = CalibrationMethod(calibration_method)
-        tfl_method = method if method is not CalibrationMethod.ENTROPY else CalibrationMethod.MINMAX
+        tfl_method = CalibrationMethod(tflite_calibration_method(method))
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=io_dtype,
                          input_layout=input_layout, calibration_method=tfl_method.value)
     artifacts, info, ops = {}, {}, {}

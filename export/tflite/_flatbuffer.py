@@ -2,6 +2,9 @@
 converted model (bias correction, same-scale range unification, percentile ranges) share these four helpers."""
 from __future__ import annotations
 
+# TFLite ActivationFunctionType fused into an op -> the range its output is confined to (NONE and others: absent)
+FUSED_ACTIVATION_RANGE = {1: (0.0, float("inf")), 2: (-1.0, 1.0), 3: (0.0, 6.0)}  # RELU, RELU_N1_TO_1, RELU6
+
 
 def schema():
     from tensorflow.lite.python import schema_py_generated

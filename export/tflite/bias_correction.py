@@ -24,10 +24,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ._flatbuffer import op_names, pack as _pack, schema as _schema, unpack as _unpack
+from ._flatbuffer import FUSED_ACTIVATION_RANGE, op_names, pack as _pack, schema as _schema, unpack as _unpack
 
 _CORRECTABLE = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": None}
-_ACT_RANGE = {0: None, 1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}  # NONE, RELU, RELU_N1_TO_1, RELU6
 
 
 @dataclass
@@ -85,7 +84,7 @@ def _layers(model) -> list[_Layer]:
         if bias.type != schema.TensorType.INT32 or bias.quantization is None or bias.quantization.scale is None:
             continue
         opts = op.builtinOptions
-        act = _ACT_RANGE.get(getattr(opts, "fusedActivationFunction", 0), None)
+        act = FUSED_ACTIVATION_RANGE.get(getattr(opts, "fusedActivationFunction", 0))
         out.append(_Layer(i, op.outputs[0], op.inputs[2], sg.tensors[op.outputs[0]].name.decode(), act))
     return out
 
@@ -137,17 +136,18 @@ def correct_biases(
 
     # TensorFlow stores identical constants once (e.g. two all-zero biases): give every shared bias its own copy,
     # then repack once; from here on a correction patches the bias bytes in place (same size, no repacking)
-    bias_bufs = [sg.tensors[ly.bias_tensor].buffer for ly in wanted]
     users = Counter(t.buffer for g in model.subgraphs for t in g.tensors)
-    if any(users[b] > 1 for b in bias_bufs):
-        for ly in wanted:
-            bias_t = sg.tensors[ly.bias_tensor]
-            if users[bias_t.buffer] > 1:
-                users[bias_t.buffer] -= 1
-                clone = _schema().BufferT()
-                clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
-                model.buffers.append(clone)
-                bias_t.buffer = len(model.buffers) - 1
+    cloned = False
+    for ly in wanted:
+        bias_t = sg.tensors[ly.bias_tensor]
+        if users[bias_t.buffer] > 1:
+            users[bias_t.buffer] -= 1
+            clone = _schema().BufferT()
+            clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
+            model.buffers.append(clone)
+            bias_t.buffer = len(model.buffers) - 1
+            cloned = True
+    if cloned:
         int8_model = _pack(model)
     current = bytearray(int8_model)
     where = _buffer_offsets(current, [sg.tensors[ly.bias_tensor].buffer for ly in wanted])
@@ -187,6 +187,7 @@ def correct_biases(
         with np.errstate(invalid="ignore", divide="ignore"):
             se = np.nanstd(ms, axis=0, ddof=1) / np.sqrt(n_ok)
         significant = (n_ok >= 2) & (np.abs(shift) > significance * np.nan_to_num(se, nan=np.inf))
+        measured = shift
         shift = np.where(significant, shift, 0.0)
         bias_t = sg.tensors[ly.bias_tensor]
         bscale = np.asarray(bias_t.quantization.scale, dtype=np.float64).reshape(-1)
@@ -198,7 +199,7 @@ def correct_biases(
         sq_after = 0.0
         for d, mask in diffs:
             sq_after += float((np.where(mask, d + delta, d) ** 2).sum())
-        rec = {"layer": ly.name.split(";")[0], "mean_shift_before": float(np.abs(shift).mean() / out_scale),
+        rec = {"layer": ly.name.split(";")[0], "mean_shift_before": float(np.abs(measured).mean() / out_scale),
                "applied": False}
         if sq_after < sq_before and np.any(delta != 0):
             start, length = where[bias_t.buffer]

@@ -99,6 +99,22 @@ class ConversionResult:
 _INT8_FORMS = {"HardSwish"}
 
 
+def tflite_calibration_method(method) -> str:
+    """The range method the TFLite INT8 conversion uses for a user-facing one: entropy is ONNX Runtime's only, so
+    TFLite keeps its min/max there."""
+    m = str(getattr(method, "value", method))
+    return "minmax" if m == "entropy" else m
+
+
+def check_int8_io(*, calibration_method, io_dtype) -> None:
+    """Raise ExportError for a TFLite calibration method that cannot keep the requested model I/O type: only the
+    min/max path writes float or uint8 I/O (the recalibrated path goes through the int8-I/O quantizer entry)."""
+    m, io = str(getattr(calibration_method, "value", calibration_method)), IODtype(io_dtype)
+    if m != "minmax" and io is not IODtype.INT8:
+        raise ExportError(f"calibration method {m} writes int8 model I/O only, not {io.value}",
+                          hint=f"use --io int8 with --calibration-method {m}")
+
+
 def shuffle_pass_available() -> bool:
     return importlib.util.find_spec(SHUFFLE_PASS_MODULE) is not None
 
@@ -291,10 +307,9 @@ def convert(
         raise ExportError("no precision requested", hint=f"choose from {[p.value for p in Precision]}")
     io_dtype = IODtype(io_dtype)
     input_layout = InputLayout(input_layout)
-    if Precision.INT8 in precs and str(getattr(calibration_method, "value", calibration_method)) != "minmax" \
-            and io_dtype is not IODtype.INT8:
-        raise ExportError(f"calibration method {calibration_method} writes int8 model I/O only, not {io_dtype}",
-                          hint="use --io int8 with --calibration-method percentile")
+    calibration_method = str(getattr(calibration_method, "value", calibration_method))
+    if Precision.INT8 in precs:
+        check_int8_io(calibration_method=calibration_method, io_dtype=io_dtype)
     if Precision.INT8 in precs and calibration is None:
         raise CalibrationError("int8 needs calibration data (an iterable of {input_name: NCHW float32 array})")
     out_dir = Path(out_dir)
@@ -337,7 +352,7 @@ def convert(
         if p is Precision.INT8:
             rep, n_cal = _representative(lowered_int8, calibration, input_layout, max_calibration_samples)
         blobs[p] = _tflite_bytes(lowered_for[p], p, representative=rep, io_dtype=io_dtype,
-                                 calibration_method=str(getattr(calibration_method, "value", calibration_method)),
+                                 calibration_method=calibration_method,
                                  calibration=calibration)
         timings[f"convert_{p.value}_s"] = time.perf_counter() - t
     if Precision.INT8 in blobs and bias_correction_samples > 0:

@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._flatbuffer import op_names, pack, unpack
-
-# TFLite fused activation (ActivationFunctionType) -> the range its output is confined to
-_FUSED_RANGE = {1: (0.0, np.inf), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+from ._flatbuffer import FUSED_ACTIVATION_RANGE, op_names, pack, unpack
 
 # ops whose INT8 kernels need the same scale on their activation input(s) and output(s)
 SAME_SCALE_OPS = frozenset({"CONCATENATION", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "RESHAPE", "SQUEEZE"})
@@ -66,7 +63,7 @@ def clamp_fused_activation_ranges(model) -> int:
     sg = model.subgraphs[0]
     changed = 0
     for op in sg.operators:
-        act = _FUSED_RANGE.get(getattr(op.builtinOptions, "fusedActivationFunction", 0))
+        act = FUSED_ACTIVATION_RANGE.get(getattr(op.builtinOptions, "fusedActivationFunction", 0))
         if act is None or not op.outputs:
             continue
         q = sg.tensors[op.outputs[0]].quantization
