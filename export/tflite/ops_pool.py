@@ -27,7 +27,16 @@ def _params(node, attrs, x: Value):
 
 
 def _pad(x, begin, end, value):
-    return tf.pad(x, [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]], constant_values=value)
+    """Spatial constant padding of an NHWC tensor, written on its (N, H, W*C) view. XNNPACK copies a PAD row by row
+    along the innermost dimension: on NHWC that is one row of C values per pixel (a 3x3/2 stem max-pool's PAD of
+    112x112x16 floats took 140 us, 5x the pool), on the row view one row of W*C values per image row (23 us). A PAD
+    right before a convolution is not written this way: XNNPACK fuses that one into the convolution."""
+    if not any(begin) and not any(end):
+        return x
+    n, h, w, c = (int(d) for d in x.shape)
+    rows = tf.reshape(x, [n, h, w * c])
+    rows = tf.pad(rows, [[0, 0], [begin[0], end[0]], [begin[1] * c, end[1] * c]], constant_values=value)
+    return tf.reshape(rows, [n, h + begin[0] + end[0], w + begin[1] + end[1], c])
 
 
 # Why not PADV2 with the lowest float: TensorFlow's INT8 quantizer gives a PADV2's padding constant the scale of its
@@ -53,21 +62,17 @@ def _nonnegative(ctx, name: str) -> bool:
 
 def _edge_pad(x, begin, end):
     """Replicate the border rows/columns (exact for max pooling when every window holds a real element: the
-    replicated value is already in any window that reaches the padding). SLICE + CONCATENATION: XNNPACK runs both,
-    and INT8 keeps one scale."""
-    for axis, (b, e) in ((1, (begin[0], end[0])), (2, (begin[1], end[1]))):
-        n = x.shape[axis]
-        parts = []
-        if b:
-            first = x[:, :1] if axis == 1 else x[:, :, :1]
-            parts += [first] * b
-        parts.append(x)
-        if e:
-            last = x[:, n - 1:] if axis == 1 else x[:, :, n - 1:]
-            parts += [last] * e
-        if len(parts) > 1:
-            x = tf.concat(parts, axis=axis)
-    return x
+    replicated value is already in any window that reaches the padding). SLICE + CONCATENATION on the (N, H, W*C)
+    row view (see `_pad`): XNNPACK runs both, and INT8 keeps one scale."""
+    n, h, w, c = (int(d) for d in x.shape)
+    rows = tf.reshape(x, [n, h, w * c])
+    if begin[0] or end[0]:
+        rows = tf.concat([rows[:, :1]] * begin[0] + [rows] + [rows[:, h - 1:]] * end[0], axis=1)
+        h += begin[0] + end[0]
+    if begin[1] or end[1]:
+        rows = tf.concat([rows[:, :, :c]] * begin[1] + [rows] + [rows[:, :, (w - 1) * c:]] * end[1], axis=2)
+        w += begin[1] + end[1]
+    return tf.reshape(rows, [n, h, w, c])
 
 
 @lowering("MaxPool")
