@@ -9,10 +9,13 @@
    Target: <= 30 s on this machine.
 4. Shuffle forms (`--parts forms`): ShuffleNetV1 g3's shuffles feed grouped convs and cannot be absorbed; each exact
    form the pass can keep (GroupedShuffleForm: transpose, slices, dense) is converted and timed against the bound.
+5. Kernels (`--parts kernels`): single ops at zoo shapes (5x5 and 3x3 depthwise, 1x1 and grouped 1x1 convs, padded
+   pools), fp32 TFLite vs ORT: which kernels decide part 2 where TFLite loses.
 
 Timing: every configuration is warmed up, then timed in `--rounds` rotating rounds of `--runs` inferences, the
-samples pooled; medians and p90 are printed. Short rounds (5 runs) keep a burst of noise from landing on one
-configuration. Random-init weights with BatchNorm statistics from real-photo crops: fp32 latency does not depend on
+samples pooled; medians are printed. Ratios are paired: the median over rounds of (this round's median of A / this
+round's median of B), with the 10th-90th percentile of those per-round ratios where it decides a target. Short
+rounds (5 runs) keep a burst of noise from landing on one configuration. Random-init weights with BatchNorm statistics from real-photo crops: fp32 latency does not depend on
 the values, but INT8 does through its scales (a raw random init's activations shrink to ~1e-6, where XNNPACK declines
 some INT8 ops), so the networks are given the activation scales of a working one.
 
@@ -110,8 +113,10 @@ class _Ort:
 
 
 def interleaved(configs: dict[str, object], *, rounds: int, runs: int, warmup: int = 5) -> dict[str, dict]:
-    """{name: callable} -> {name: {p50, p90, mean, n}} in ms, configurations rotated round by round."""
+    """{name: callable} -> {name: {p50, p90, mean, n, rounds}} in ms, configurations rotated round by round.
+    `rounds` is the list of per-round medians (for ratios paired round by round: `paired_ratio`)."""
     samples: dict[str, list[float]] = {k: [] for k in configs}
+    per_round: dict[str, list[float]] = {k: [] for k in configs}
     for fn in configs.values():
         for _ in range(warmup):
             fn()
@@ -120,12 +125,22 @@ def interleaved(configs: dict[str, object], *, rounds: int, runs: int, warmup: i
         order = names[r % len(names):] + names[: r % len(names)]
         for k in order:
             fn = configs[k]
+            this = []
             for _ in range(runs):
                 t = time.perf_counter()
                 fn()
-                samples[k].append((time.perf_counter() - t) * 1e3)
+                this.append((time.perf_counter() - t) * 1e3)
+            samples[k] += this
+            per_round[k].append(float(np.median(this)))
     return {k: {"p50": float(np.median(v)), "p90": float(np.percentile(v, 90)), "mean": float(np.mean(v)),
-                "n": len(v)} for k, v in samples.items()}
+                "n": len(v), "rounds": per_round[k]} for k, v in samples.items()}
+
+
+def paired_ratio(t: dict[str, dict], a: str, b: str) -> tuple[float, float, float]:
+    """Median, p10 and p90 over rounds of (round median of a) / (round median of b): both measured within the same
+    few milliseconds, so machine-wide slow phases cancel; the spread says how sure the median is."""
+    r = np.asarray(t[a]["rounds"]) / np.asarray(t[b]["rounds"])
+    return float(np.median(r)), float(np.percentile(r, 10)), float(np.percentile(r, 90))
 
 
 def machine() -> str:
@@ -146,8 +161,9 @@ def machine() -> str:
 
 
 def part_bound(work: Path, *, rounds: int, runs: int, log) -> list[str]:
-    lines = ["| model | INT8 p50 ms | lower bound p50 ms | ratio (target <= 1.10) | fp32 p50 ms | fp32 bound ms | fp32 ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | INT8 p50 ms | lower bound p50 ms | INT8 / bound (target <= 1.10) | per-round p10-p90 | "
+             "fp32 p50 ms | fp32 bound ms | fp32 / bound |",
+             "|---|---:|---:|---:|---|---:|---:|---:|"]
     for name in BOUND_MODELS:
         log(f"[bound] {name}: export + convert (model and its shuffle-free twin)")
         real, _ = _convert(_export(name, work), name, ("fp32", "int8"), work)
@@ -156,11 +172,11 @@ def part_bound(work: Path, *, rounds: int, runs: int, log) -> list[str]:
                "fp32": _Tflite(real.artifacts["fp32"]), "fp32_bound": _Tflite(bound.artifacts["fp32"])}
         log(f"[bound] {name}: timing {rounds} rounds x {runs} runs")
         t = interleaved(cfg, rounds=rounds, runs=runs)
-        r8 = t["int8"]["p50"] / t["int8_bound"]["p50"]
-        r32 = t["fp32"]["p50"] / t["fp32_bound"]["p50"]
+        r8, lo8, hi8 = paired_ratio(t, "int8", "int8_bound")
+        r32, _, _ = paired_ratio(t, "fp32", "fp32_bound")
         lines.append(f"| `{name}` | {t['int8']['p50']:.3f} | {t['int8_bound']['p50']:.3f} | "
-                     f"**{r8:.3f}** {'ok' if r8 <= 1.10 else 'MISSED'} | {t['fp32']['p50']:.3f} | "
-                     f"{t['fp32_bound']['p50']:.3f} | {r32:.3f} |")
+                     f"**{r8:.3f}** {'ok' if r8 <= 1.10 else 'MISSED'} | {lo8:.3f}-{hi8:.3f} | "
+                     f"{t['fp32']['p50']:.3f} | {t['fp32_bound']['p50']:.3f} | {r32:.3f} |")
         log(lines[-1])
     return lines
 
@@ -189,9 +205,80 @@ def part_forms(work: Path, *, rounds: int, runs: int, log) -> list[str]:
     t = interleaved(cfg, rounds=rounds, runs=runs)
     for form in GroupedShuffleForm:
         i8, f32 = t[f"int8_{form.value}"]["p50"], t[f"fp32_{form.value}"]["p50"]
-        lines.append(f"| {form.value} | {added[form]} | {i8:.3f} | **{i8 / t['int8_bound']['p50']:.3f}** | "
-                     f"{f32:.3f} | {f32 / t['fp32_bound']['p50']:.3f} |")
+        r8 = paired_ratio(t, f"int8_{form.value}", "int8_bound")[0]
+        r32 = paired_ratio(t, f"fp32_{form.value}", "fp32_bound")[0]
+        lines.append(f"| {form.value} | {added[form]} | {i8:.3f} | **{r8:.3f}** | {f32:.3f} | {r32:.3f} |")
     lines.append(f"| bound (no shuffle) | | {t['int8_bound']['p50']:.3f} | 1.000 | {t['fp32_bound']['p50']:.3f} | 1.000 |")
+    return lines
+
+
+# Single ops at shapes from the zoo, each between two ReLUs (x -> Relu -> op -> Relu; the second ReLU fuses into the
+# op in both runtimes): which kernels decide the whole-model fp32 comparison. The input ReLU and the call overhead are
+# in both columns, so a kernel's own ratio is further from 1 than the row's.
+KERNEL_CASES = (
+    # (label, op, NCHW input shape, attributes, weight shape or None)
+    ("depthwise 5x5 /1, 480 ch, 14x14 (MnasNet, FBNet)", "Conv", (1, 480, 14, 14),
+     dict(group=480, kernel_shape=[5, 5], pads=[2, 2, 2, 2]), (480, 1, 5, 5)),
+    ("depthwise 5x5 /1, 120 ch, 28x28", "Conv", (1, 120, 28, 28),
+     dict(group=120, kernel_shape=[5, 5], pads=[2, 2, 2, 2]), (120, 1, 5, 5)),
+    ("depthwise 3x3 /1, 480 ch, 14x14", "Conv", (1, 480, 14, 14),
+     dict(group=480, kernel_shape=[3, 3], pads=[1, 1, 1, 1]), (480, 1, 3, 3)),
+    ("depthwise 3x3 /1, 144 ch, 56x56", "Conv", (1, 144, 56, 56),
+     dict(group=144, kernel_shape=[3, 3], pads=[1, 1, 1, 1]), (144, 1, 3, 3)),
+    ("1x1 conv 120 -> 40, 28x28", "Conv", (1, 120, 28, 28), dict(kernel_shape=[1, 1]), (40, 120, 1, 1)),
+    ("1x1 conv 80 -> 480, 14x14", "Conv", (1, 80, 14, 14), dict(kernel_shape=[1, 1]), (480, 80, 1, 1)),
+    ("grouped 1x1 g3 240 -> 60, 28x28 (ShuffleNetV1 g3)", "Conv", (1, 240, 28, 28),
+     dict(group=3, kernel_shape=[1, 1]), (60, 80, 1, 1)),
+    ("grouped 1x1 g4 272 -> 68, 28x28 (ShuffleNetV1 g4)", "Conv", (1, 272, 28, 28),
+     dict(group=4, kernel_shape=[1, 1]), (68, 68, 1, 1)),
+    ("grouped 1x1 g8 192 -> 48, 28x28 (ShuffleNetV1 g8 x0.5)", "Conv", (1, 192, 28, 28),
+     dict(group=8, kernel_shape=[1, 1]), (48, 24, 1, 1)),
+    ("max-pool 3x3 /2 pad 1, 16 ch, 112x112 (stems)", "MaxPool", (1, 16, 112, 112),
+     dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), None),
+    ("avg-pool 3x3 /2 pad 1 incl. pad, 16 ch, 56x56 (ShuffleNetV1)", "AveragePool", (1, 16, 56, 56),
+     dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1), None),
+)
+
+
+def _single_op_onnx(path: Path, op: str, shape, attrs: dict, wshape) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, inputs = [], ["r"]
+    if wshape is not None:
+        inits = [numpy_helper.from_array((rng.standard_normal(wshape) * 0.1).astype(np.float32), "w"),
+                 numpy_helper.from_array(rng.standard_normal(wshape[0]).astype(np.float32), "b")]
+        inputs += ["w", "b"]
+    nodes = [helper.make_node("Relu", ["input"], ["r"]), helper.make_node(op, inputs, ["y"], **attrs),
+             helper.make_node("Relu", ["y"], ["output"])]
+    graph = helper.make_graph(nodes, "single_op", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(onnx.shape_inference.infer_shapes(model), path)
+    return path
+
+
+def part_kernels(work: Path, *, rounds: int, runs: int, log) -> list[str]:
+    from edgeport._native import captured_native_output
+    from edgeport.export.tflite import convert
+
+    lines = ["| op (x -> ReLU -> op -> ReLU) | TFLite fp32 us | ORT fp32 us | TFLite / ORT | TFLite ops |",
+             "|---|---:|---:|---:|---|"]
+    cfg, ops = {}, {}
+    for k, (label, op, shape, attrs, wshape) in enumerate(KERNEL_CASES):
+        path = _single_op_onnx(work / f"kernel{k}.onnx", op, shape, attrs, wshape)
+        with captured_native_output():
+            res = convert(path, out_dir=work / f"kernel{k}", precisions=["fp32"])
+        cfg[f"tfl{k}"], cfg[f"ort{k}"] = _Tflite(res.artifacts["fp32"]), _Ort(path)
+        ops[k] = ", ".join(f"{o} {n}" for o, n in sorted(res.ops["fp32"].items()) if o != "RELU")
+    log(f"[kernels] timing {len(KERNEL_CASES)} single-op models, {rounds} rounds x {runs} runs")
+    t = interleaved(cfg, rounds=rounds, runs=runs)
+    for k, (label, *_rest) in enumerate(KERNEL_CASES):
+        ratio = paired_ratio(t, f"tfl{k}", f"ort{k}")[0]
+        lines.append(f"| {label} | {t[f'tfl{k}']['p50'] * 1e3:.1f} | {t[f'ort{k}']['p50'] * 1e3:.1f} | "
+                     f"{ratio:.2f} | {ops[k]} |")
     return lines
 
 
@@ -207,7 +294,7 @@ def part_ort(work: Path, models: list[str], *, rounds: int, runs: int, log) -> l
             lines.append(f"| `{name}` | failed: {type(e).__name__}: {str(e)[:80]} | | |")
             continue
         t = interleaved({"tflite": _Tflite(res.artifacts["fp32"]), "ort": _Ort(onnx_path)}, rounds=rounds, runs=runs)
-        ratio = t["tflite"]["p50"] / t["ort"]["p50"]
+        ratio = paired_ratio(t, "tflite", "ort")[0]
         if ratio > 1.0:
             worse.append(name)
         lines.append(f"| `{name}` | {t['tflite']['p50']:.3f} | {t['ort']['p50']:.3f} | {ratio:.2f} |")
@@ -229,7 +316,7 @@ def part_time(work: Path, *, log) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="bound,forms,ort,time")
+    ap.add_argument("--parts", default="bound,forms,kernels,ort,time")
     ap.add_argument("--models", default=None, help="comma list for the fp32 TFLite vs ORT part (default: whole zoo)")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--runs", type=int, default=5)
@@ -254,6 +341,9 @@ def main(argv=None) -> int:
         if "forms" in parts:
             doc += ["## ShuffleNetV1: forms of a shuffle that feeds a grouped conv (1 thread, XNNPACK)", ""]
             doc += part_forms(work, rounds=args.rounds, runs=args.runs, log=log) + [""]
+        if "kernels" in parts:
+            doc += ["## fp32 single ops: TFLite (XNNPACK) vs ONNX Runtime, 1 thread", ""]
+            doc += part_kernels(work, rounds=args.rounds, runs=args.runs, log=log) + [""]
         if "ort" in parts:
             doc += ["## fp32: TFLite (XNNPACK) vs ONNX Runtime, 1 thread", ""]
             doc += part_ort(work, models, rounds=args.rounds, runs=args.runs, log=log) + [""]
