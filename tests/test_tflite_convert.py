@@ -214,6 +214,50 @@ def test_int8_padded_maxpool_keeps_sane_scales_and_runs_on_xnnpack(producer, tmp
     assert cos >= 0.99999 and err <= 1e-4 * peak
 
 
+@pytest.mark.parametrize("pool", ["max", "avg", "avg_exclude_pad"])
+def test_pooling_pads_are_written_on_the_row_view(pool, tmp_path):
+    """A PAD in front of a pool is not fused by XNNPACK, and XNNPACK copies a PAD one innermost row at a time: on NHWC
+    that is one row of C values per pixel (a 112x112x16 stem max-pool's PAD cost 5x the pool). The pooling lowerings
+    pad the (N, H, W*C) view instead: every PAD/CONCATENATION that feeds a pool reads a rank-3 tensor, both models
+    stay one XNNPACK partition, and the result is exact. XNNPACK has no INT8 average pool either: the INT8 model
+    computes it as a depthwise conv with 1/9 weights (and a border rescale where padding is excluded)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    layer = {"max": torch.nn.MaxPool2d(3, 2, 1), "avg": torch.nn.AvgPool2d(3, 2, 1, count_include_pad=True),
+             "avg_exclude_pad": torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)}[pool]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU(), layer, torch.nn.Conv2d(16, 8, 1),
+                                torch.nn.Flatten(), torch.nn.Linear(8 * 8 * 8, 10)).eval()
+    export_onnx(model, input_shape=(1, 3, 32, 32), path=tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    cal = [{"input": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(4)]
+    res = convert(tmp_path / "m.onnx", out_dir=tmp_path, precisions=["fp32", "int8"], calibration=cal,
+                  bias_correction_samples=0)
+    for prec in ("fp32", "int8"):
+        it = Interpreter(model_path=str(res.artifacts[prec]), num_threads=1)
+        it.allocate_tensors()
+        ops = [d for d in it._get_ops_details() if d["op_name"] != "DELEGATE"]
+        names = [d["op_name"] for d in ops]
+        consumer = {int(i): d["op_name"] for d in ops for i in d["inputs"]}
+        # a PAD in front of a convolution stays NHWC (XNNPACK fuses that one); a pool's PAD is on the row view
+        pads = [d for d in ops if d["op_name"] == "PAD"
+                and consumer.get(int(d["outputs"][0])) not in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        if pool != "max" and prec == "int8":  # no INT8 average pool in XNNPACK: a 1/9 depthwise conv instead
+            assert "AVERAGE_POOL_2D" not in names and names.count("DEPTHWISE_CONV_2D") == 1 and not pads, names
+        else:
+            assert len(pads) == 1, names
+            assert len(it.get_tensor_details()[pads[0]["inputs"][0]]["shape"]) == 3
+        assert _delegate_partitions(res.artifacts[prec]) == 1
+    cos, err, peak = _parity(model, res, (1, 3, 32, 32))
+    assert cos >= 0.99999 and err <= 1e-4 * peak
+    x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    got = np.concatenate([run_tflite(res.artifacts["int8"], res, {res.input_names[0]: x[i:i + 1]})[0]
+                          for i in range(4)])
+    assert _sqnr(ref, got) >= 25.0
+
+
 def _one_per_family() -> list[str]:
     seen: dict[str, str] = {}
     for n in ZOO:
@@ -290,6 +334,7 @@ def test_bias_correction_lowers_int8_error_and_keeps_shared_biases_apart(tmp_pat
 
 
 def _delegate_partitions(path) -> int:
+    """How many DELEGATE nodes XNNPACK made of the model: 1 when every op runs in one XNNPACK subgraph."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path), num_threads=1)  # default delegates: XNNPACK

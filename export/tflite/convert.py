@@ -96,7 +96,7 @@ class ConversionResult:
 
 
 # ONNX ops whose lowering differs when tracing for the INT8 quantizer (LoweringContext.for_int8)
-_INT8_FORMS = {"HardSwish"}
+_INT8_FORMS = {"HardSwish", "AveragePool"}
 
 
 def tflite_calibration_method(method) -> str:

@@ -107,6 +107,10 @@ def _divisor(n_out, stride, k, lo, hi, begin):
 
 @lowering("AveragePool")
 def average_pool(ctx, node, attrs):
+    """fp32: AVERAGE_POOL_2D. INT8: XNNPACK (ai-edge-litert 2.3) has no signed-INT8 average pooling, so the op would
+    run on the builtin kernels between two delegate partitions; the INT8 trace writes it as a depthwise convolution
+    with every weight 1/(kh*kw) instead (exact in INT8: the per-channel weight scale makes each weight 127), its
+    zero padding fused into the convolution by XNNPACK."""
     xv = ctx.act(node, 0)
     k, s, begin, end = _params(node, attrs, xv)
     include = bool(int(attrs.get("count_include_pad", 0)))
@@ -115,7 +119,7 @@ def average_pool(ctx, node, attrs):
     mode = choose_padding((h, w), begin, end, k, s, [1, 1])
     x = ctx.to_perm(xv, NHWC)
     shape = (xv.shape[0], xv.shape[1], oh, ow)
-    if mode == "VALID" or (mode == "SAME" and not include):
+    if not ctx.for_int8 and (mode == "VALID" or (mode == "SAME" and not include)):
         return [Value(tf.nn.avg_pool2d(x, k, s, mode), NHWC, shape)]
     # general: zero-pad, average over full windows, rescale by (window size / true divisor) where they differ
     if include:
@@ -127,7 +131,12 @@ def average_pool(ctx, node, attrs):
         bounds = [(0, h), (0, w)]
     dh = _divisor(oh, s[0], k[0], *bounds[0], begin[0])
     dw = _divisor(ow, s[1], k[1], *bounds[1], begin[1])
-    y = tf.nn.avg_pool2d(_pad(x, begin, end, 0.0), k, s, "VALID")
+    if ctx.for_int8:
+        padded = tf.pad(x, [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]]) if any(begin + end) else x
+        filt = np.full((k[0], k[1], xv.shape[1], 1), 1.0 / (k[0] * k[1]), _F)
+        y = tf.raw_ops.DepthwiseConv2dNative(input=padded, filter=filt, strides=[1, s[0], s[1], 1], padding="VALID")
+    else:
+        y = tf.nn.avg_pool2d(_pad(x, begin, end, 0.0), k, s, "VALID")
     scale = (k[0] * k[1]) / np.outer(dh, dw)
     if not np.allclose(scale, 1.0):
         y = y * scale.astype(_F)[None, :, :, None]
