@@ -87,6 +87,13 @@ CASES = [
      {"lo": np.array(0.5, np.float32), "hi": np.array(-0.5, np.float32)}, False),
     ("prelu_channel", [N("PRelu", ["x", "s"], ["y"])], {"x": X4}, {"s": rnd(4, 1, 1)}, False),
     ("prelu_scalar", [N("PRelu", ["x", "s"], ["y"])], {"x": X4}, {"s": np.array([0.25], np.float32)}, False),
+    # slopes all <= 1 (MAXIMUM form, incl. negative slopes), all >= 1 (MINIMUM form), computed at run time
+    ("prelu_slopes_below_1", [N("PRelu", ["x", "s"], ["y"])], {"x": X4},
+     {"s": np.array([0.0, 0.3, -0.7, 1.0], np.float32).reshape(4, 1, 1)}, False),
+    ("prelu_slopes_above_1", [N("PRelu", ["x", "s"], ["y"])], {"x": X4},
+     {"s": np.array([1.0, 1.5, 3.0, 2.0], np.float32).reshape(4, 1, 1)}, False),
+    ("prelu_computed_slope", [N("Sigmoid", ["s0"], ["s"]), N("PRelu", ["x", "s"], ["y"])],
+     {"x": X4, "s0": rnd(4, 1, 1)}, {}, False),
     ("leaky_relu", [N("LeakyRelu", ["x"], ["y"], alpha=0.1)], {"x": X4}, {}, False),
     ("sigmoid", [N("Sigmoid", ["x"], ["y"])], {"x": X4}, {}, False),
     ("silu_pattern", [N("Sigmoid", ["x"], ["s"]), N("Mul", ["x", "s"], ["y"])], {"x": X4}, {}, False),

@@ -96,7 +96,7 @@ class ConversionResult:
 
 
 # ONNX ops whose lowering differs when tracing for the INT8 quantizer (LoweringContext.for_int8)
-_INT8_FORMS = {"HardSwish", "AveragePool"}
+_INT8_FORMS = {"HardSwish", "AveragePool", "PRelu"}
 
 
 def tflite_calibration_method(method) -> str:

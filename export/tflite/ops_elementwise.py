@@ -142,21 +142,47 @@ def clip(ctx, node, attrs):
     return [Value(y, x.perm, x.shape)]
 
 
+# the leaky ReLU slope the INT8 PReLU form is built on (any value in (0, 1) is exact; XNNPACK declines slope 0)
+_PRELU_BASE_SLOPE = 0.5
+
+
 @lowering("PRelu")
 def prelu(ctx, node, attrs):
+    """max(x, 0) + slope * min(x, 0). TensorFlow 2.21's converter fuses none of the usual spellings into a PRELU op,
+    and the Keras one (relu(x) - a * relu(-x)) leaves a NEG that its INT8 quantizer does not quantize (a float
+    DEQUANTIZE/NEG/QUANTIZE island per PReLU: 57 in ESPNetV2).
+
+    fp32: constant slopes all <= 1 (the usual case) as MAXIMUM(x, slope * x), all >= 1 as MINIMUM(x, slope * x) (two
+    ops, exact, XNNPACK runs both); otherwise relu(x) + slope * (x - relu(x)).
+    INT8: XNNPACK (ai-edge-litert 2.3) runs neither INT8 MAXIMUM/MINIMUM nor a standalone INT8 RELU, but it runs
+    LEAKY_RELU. One slope for every channel: LEAKY_RELU(slope). Per-channel or computed slopes:
+    x + k * (L(x) - x) with L = LEAKY_RELU(b) and k = (1 - slope) / (1 - b), exact algebra (L(x) - x is 0 for
+    x >= 0 and (b - 1) x below) in ops that all run in XNNPACK."""
     x = ctx.act(node, 0)
+    t = x.tensor
     slope = ctx.get(node.input[1])
+    b = _PRELU_BASE_SLOPE
     if isinstance(slope, Value):
         s = ctx.to_perm(_expand(ctx, slope, x.rank), x.perm)
-        neg = -s
+        if ctx.for_int8:
+            return [Value(t + (tf.nn.leaky_relu(t, alpha=b) - t) * ((1.0 - s) * _F(1.0 / (1.0 - b))), x.perm, x.shape)]
+        r = tf.nn.relu(t)
+        return [Value(r + s * (t - r), x.perm, x.shape)]
+    s = np.asarray(slope, _F)
+    a = ctx.const_in_layout(s, x.rank, x.perm)
+    if a.size == 1:
+        a = a.reshape(())
+    if ctx.for_int8:
+        if np.all(s == s.reshape(-1)[0]) and s.reshape(-1)[0] != 0.0:
+            y = tf.nn.leaky_relu(t, alpha=float(s.reshape(-1)[0]))
+        else:
+            k = ((1.0 - a.astype(np.float64)) / (1.0 - b)).astype(_F)
+            y = t + (tf.nn.leaky_relu(t, alpha=b) - t) * k
+    elif np.all(s <= 1.0):
+        y = tf.maximum(t, t * a)
+    elif np.all(s >= 1.0):
+        y = tf.minimum(t, t * a)
     else:
-        s = np.asarray(slope, _F)
-        neg = -ctx.const_in_layout(s, x.rank, x.perm)
-        if neg.size == 1:
-            neg = neg.reshape(())
-        else:  # TFLite PRELU wants alpha without the leading size-1 batch axes
-            while neg.ndim > 1 and neg.shape[0] == 1:
-                neg = neg[0]
-    # this exact form is pattern-matched into one PRELU op by the TFLite converter
-    y = tf.nn.relu(x.tensor) + neg * tf.nn.relu(tf.math.negative(x.tensor))
+        r = tf.nn.relu(t)
+        y = r + a * (t - r)
     return [Value(y, x.perm, x.shape)]
