@@ -55,6 +55,7 @@ def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path):
     assert cos >= 0.99999, f"{name}: cosine {cos:.7f}"
     assert err <= 1e-4 * peak, f"{name}: max abs err {err:.3g} > 1e-4 x max|logit| {peak:.3g}"
     assert op_histogram(res.artifacts["fp32"]) == res.ops["fp32"]
+    assert _fully_delegated(res.artifacts["fp32"]), f"{name}: XNNPACK leaves part of the fp32 graph to builtin kernels"
     shuffles = len(find_channel_shuffles(onnx.load(str(path))))
     transposes = res.ops["fp32"].get("TRANSPOSE", 0)
     if shuffles == 0 or get_spec(name).family in ABSORBED:
