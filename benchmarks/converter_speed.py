@@ -11,6 +11,8 @@
    form the pass can keep (GroupedShuffleForm: transpose, slices, dense) is converted and timed against the bound.
 5. Kernels (`--parts kernels`): single ops at zoo shapes (5x5 and 3x3 depthwise, 1x1 and grouped 1x1 convs, padded
    pools), fp32 TFLite vs ORT: which kernels decide part 2 where TFLite loses.
+6. INT8 (`--parts int8`): INT8 against fp32 TFLite for every zoo model (or --models), whether XNNPACK runs the whole
+   INT8 graph, and how many tensors stayed float.
 
 Timing: every configuration is warmed up, then timed in `--rounds` rotating rounds of `--runs` inferences, the
 samples pooled; medians are printed. Ratios are paired: the median over rounds of (this round's median of A / this
@@ -333,6 +335,39 @@ def part_ort(work: Path, models: list[str], *, rounds: int, runs: int, log) -> l
     return lines
 
 
+def xnnpack_coverage(path: Path) -> str:
+    """"all" when XNNPACK runs the whole graph (one DELEGATE node producing the outputs), else how it is split."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    delegates = [d for d in it._get_ops_details() if d["op_name"] == "DELEGATE"]
+    outputs = {d["index"] for d in it.get_output_details()}
+    if len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs:
+        return "all"
+    return f"{len(delegates)} partitions + builtin ops"
+
+
+def part_int8(work: Path, models: list[str], *, rounds: int, runs: int, log) -> list[str]:
+    lines = ["| model | fp32 p50 ms | INT8 p50 ms | INT8 / fp32 | XNNPACK runs (INT8) | float tensors (INT8) |",
+             "|---|---:|---:|---:|---|---:|"]
+    for k, name in enumerate(models):
+        log(f"[int8] {k + 1}/{len(models)} {name}")
+        try:
+            res, _ = _convert(_export(name, work), name, ("fp32", "int8"), work, num_calibration=32,
+                              bias_correction_samples=0)
+        except Exception as e:  # a model that fails here is a row, not a crash
+            lines.append(f"| `{name}` | failed: {type(e).__name__}: {str(e)[:80]} | | | | |")
+            continue
+        t = interleaved({"fp32": _Tflite(res.artifacts["fp32"]), "int8": _Tflite(res.artifacts["int8"])},
+                        rounds=rounds, runs=runs)
+        ratio = paired_ratio(t, "int8", "fp32")[0]
+        lines.append(f"| `{name}` | {t['fp32']['p50']:.3f} | {t['int8']['p50']:.3f} | {ratio:.2f} | "
+                     f"{xnnpack_coverage(res.artifacts['int8'])} | {len(res.float_tensors['int8'])} |")
+        log(lines[-1])
+    return lines
+
+
 def part_time(work: Path, *, log) -> list[str]:
     name = "shufflenet_v2_x1_0"
     onnx_path = _export(name, work)
@@ -345,8 +380,8 @@ def part_time(work: Path, *, log) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--parts", default="bound,forms,kernels,ort,time")
-    ap.add_argument("--models", default=None, help="comma list for the fp32 TFLite vs ORT part (default: whole zoo)")
+    ap.add_argument("--parts", default="bound,forms,kernels,ort,int8,time")
+    ap.add_argument("--models", default=None, help="comma list for the ort and int8 parts (default: whole zoo)")
     ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", default=None, help="also write the tables as markdown here")
@@ -373,6 +408,9 @@ def main(argv=None) -> int:
         if "kernels" in parts:
             doc += ["## fp32 single ops: TFLite (XNNPACK) vs ONNX Runtime, 1 thread", ""]
             doc += part_kernels(work, rounds=args.rounds, runs=args.runs, log=log) + [""]
+        if "int8" in parts:
+            doc += ["## INT8 vs fp32 TFLite, 1 thread, XNNPACK (whole zoo)", ""]
+            doc += part_int8(work, models, rounds=args.rounds, runs=args.runs, log=log) + [""]
         if "ort" in parts:
             doc += ["## fp32: TFLite (XNNPACK) vs ONNX Runtime, 1 thread", ""]
             doc += part_ort(work, models, rounds=args.rounds, runs=args.runs, log=log) + [""]
