@@ -1,7 +1,8 @@
 """INT8 vs fp32 and TFLite vs ONNX Runtime speed-ups for a handful of zoo models, on this machine, in ONE run.
 
-Each model is exported with edgeport's own pipeline (`edgeport export NAME --precision fp32,int8`; random weights:
-speed does not depend on them; INT8 calibrated on the bundled photos) into --work (reused on the next run). Then
+Each model is exported with edgeport's own pipeline (`edgeport export NAME --checkpoint CKPT --precision fp32,int8`;
+random weights with BatchNorm statistics from real-photo crops, so INT8 has a working network's activation scales;
+INT8 calibrated on the bundled photos) into --work (reused on the next run). Then
 every (model, artifact, engine) configuration goes into a single job of the benchmark runner (the same
 device_runner.py that runs on devices), which loads them all and times them in rotating rounds -- one inference of
 each configuration per round -- so load from other processes on a shared machine hits all of them alike and the
@@ -29,13 +30,33 @@ DEFAULT_MODELS = ("mobilenet_v3_small", "shufflenet_v2_x1_0", "ghostnet_x1_0", "
 ARTIFACTS = {"onnx": "onnxruntime", "onnx_int8": "onnxruntime", "tflite_fp32": "tflite", "tflite_int8": "tflite"}
 
 
+def bn_calibrated_checkpoint(name: str, path: Path) -> Path:
+    """Random weights with BatchNorm statistics from real-photo crops (edgeport.models.calibrate_batchnorm), saved as
+    a state dict: a raw random init's activations shrink to ~1e-6 by the last stages, which gives INT8 scales no
+    trained network has (and that XNNPACK declines), so INT8 timings of raw inits mean little."""
+    import numpy as np
+    import torch
+
+    from edgeport.calibration import Split, load_samples
+    from edgeport.models import build_model, calibrate_batchnorm, get_spec
+
+    torch.manual_seed(0)
+    crops = load_samples("default", model_spec=get_spec(name), num=16, seed=1, split=Split.VALIDATION)
+    x = torch.from_numpy(np.concatenate([next(iter(r.values())) for r in crops]))
+    torch.save(calibrate_batchnorm(build_model(name), inputs=x).state_dict(), path)
+    return path
+
+
 def export(name: str, out: Path, num_calibration: int) -> Path:
-    if (out / "report.json").exists() and all((out / f).exists() for f in ("model.onnx", "model_int8.onnx",
-                                                                          "model_fp32.tflite", "model_int8.tflite")):
+    done = ("bn_calibrated.pt", "model.onnx", "model_int8.onnx", "model_fp32.tflite", "model_int8.tflite")
+    if (out / "report.json").exists() and all((out / f).exists() for f in done):
         return out
     print(f"exporting {name} -> {out} ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "edgeport.cli", "--quiet", "export", name, "--out", str(out),
-                    "--precision", "fp32,int8", "--num-calibration", str(num_calibration)], check=True)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = bn_calibrated_checkpoint(name, out / "bn_calibrated.pt")
+    subprocess.run([sys.executable, "-m", "edgeport.cli", "--quiet", "export", name, "--checkpoint", str(ckpt),
+                    "--out", str(out), "--precision", "fp32,int8", "--num-calibration", str(num_calibration)],
+                   check=True)
     return out
 
 
