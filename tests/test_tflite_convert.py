@@ -60,8 +60,8 @@ def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path):
     transposes = res.ops["fp32"].get("TRANSPOSE", 0)
     if shuffles == 0 or get_spec(name).family in ABSORBED:
         assert transposes == 0, f"{name}: {res.ops['fp32']}"
-    else:  # a shuffle that feeds a grouped conv is kept as one transpose (GroupedShuffleForm.TRANSPOSE), no more
-        assert transposes <= shuffles, f"{name}: {transposes} TRANSPOSE ops for {shuffles} shuffles"
+    else:  # a shuffle that feeds a grouped conv is kept (GroupedShuffleForm.TRANSPOSE): three tiled transposes each
+        assert transposes <= 3 * shuffles, f"{name}: {transposes} TRANSPOSE ops for {shuffles} shuffles"
 
 
 @pytest.mark.parametrize("name", sorted(n for n in ZOO if get_spec(n).family in SHUFFLE_FAMILIES and

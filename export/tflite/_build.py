@@ -63,6 +63,24 @@ def check_supported(graph: OnnxGraph) -> None:
             raise UnsupportedOpError(node.op_type, node.name or node.output[0], supported_ops())
 
 
+def channel_shuffle_nhwc(t: tf.Tensor, groups: int) -> tf.Tensor:
+    """ShuffleNet's channel shuffle of an NHWC tensor as three transposes XNNPACK tiles well: (HW, C) -> (C, HW),
+    swap the two channel factors moving whole H*W rows, and back. The direct form, a 5-D transpose that swaps the two
+    innermost factors of every pixel's channels, moves one element at a time: INT8 28x28x116 shuffle 66 us against
+    12 us, 28x28x60 in 3 groups 37 us against 7 us (fp32 56 / 21 us and 26 / 14 us)."""
+    n, h, w, c = (int(d) for d in t.shape)
+    a = tf.transpose(tf.reshape(t, [n, h * w, c]), [0, 2, 1])                               # (N, C, HW)
+    a = tf.transpose(tf.reshape(a, [n, groups, c // groups, h * w]), [0, 2, 1, 3])          # (N, C/g, g, HW)
+    return tf.reshape(tf.transpose(tf.reshape(a, [n, c, h * w]), [0, 2, 1]), [n, h, w, c])
+
+
+def _channel_shuffles(graph: OnnxGraph) -> dict[str, tuple[tuple, int]]:
+    """First Reshape's output -> ((reshape, transpose, reshape), groups) for every channel shuffle in the graph."""
+    from edgeport.export.tflite.shuffle_pass import find_channel_shuffles
+
+    return {nodes[0].output[0]: (tuple(nodes), groups) for nodes, _, _, groups in find_channel_shuffles(graph.model)}
+
+
 def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayout.NHWC,
                 for_int8: bool = False) -> Lowered:
     """Trace the ONNX graph into a TensorFlow concrete function.
@@ -84,11 +102,13 @@ def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayo
         in_shapes[name] = tshape
         specs.append(tf.TensorSpec(tshape, dt, name=scope_name(name, set())))
     state: dict = {}
+    shuffles = _channel_shuffles(graph)
 
     def fn(*args):
         ctx = LoweringContext(graph, for_int8=for_int8)
         used: set[str] = set()
         boundary = 0
+        skip: set[str] = set()  # first outputs of the Transpose/Reshape of shuffles lowered as a whole
         for name, t in zip(graph.inputs, args):
             shape = graph.shapes[name]
             if len(shape) == 4 and input_layout is InputLayout.NHWC:
@@ -99,6 +119,20 @@ def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayo
             else:
                 ctx.values[name] = Value(t, identity(len(shape)), shape)
         for node in graph.nodes:
+            if node.output and node.output[0] in skip:
+                continue
+            shuffle = shuffles.get(node.output[0]) if node.output else None
+            if shuffle is not None and isinstance(ctx.values.get(node.input[0]), Value):
+                (_, tr, r2), groups = shuffle
+                skip.update((tr.output[0], r2.output[0]))
+                v = ctx.values[node.input[0]]
+                scope = scope_name(r2.output[0], used)
+                ctx.scope_to_onnx[scope] = r2.output[0]
+                with tf.name_scope(scope):
+                    y = channel_shuffle_nhwc(ctx.to_perm(v, NHWC), groups)
+                ctx.values[r2.output[0]] = Value(y, NHWC, v.shape)
+                ctx.onnx_layout[r2.output[0]] = NHWC
+                continue
             ins = [n for n in node.input if n]
             attrs = attrs_of(node)
             if ins and all(not isinstance(ctx.values[n], Value) for n in ins) and node.op_type != "Shape":

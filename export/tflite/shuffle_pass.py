@@ -48,7 +48,8 @@ class GroupedShuffleForm(str, enum.Enum):
     """Exact form of a channel shuffle that feeds a grouped convolution (where absorbing it is impossible: the
     permutation mixes channels across the groups of both the producing and the consuming grouped conv).
 
-    TRANSPOSE: Reshape / Transpose / Reshape on the bottleneck tensor (one copy; fastest measured, the default).
+    TRANSPOSE: Reshape / Transpose / Reshape on the bottleneck tensor (fastest measured, the default; the lowering
+    writes it as three transposes XNNPACK tiles well, `_build.channel_shuffle_nhwc`).
     SLICES: the consumer's groups assembled from contiguous runs by Slice + Concat (two copies).
     DENSE: the consuming grouped conv becomes a group=1 conv with zero blocks, input channels permuted (no copy,
     `groups` times that conv's multiply-adds). `benchmarks/converter_speed.py --parts forms` times all three."""
