@@ -42,23 +42,28 @@ import numpy as np  # noqa: E402
 BOUND_MODELS = ("shufflenet_v2_x1_0", "augshufflenet_x1_0", "shufflenet_v1_g3_x1_0")
 
 
-def _export(name: str, work: Path, **kwargs) -> Path:
-    """Random-init weights with BatchNorm statistics taken from real-photo crops (calibrate_batchnorm), so INT8
-    activation scales are those of a working network rather than the vanishing ones of a raw random init."""
+def bn_calibrated_model(name: str, **kwargs):
+    """Zoo model `name` with random-init weights (seed 0) and BatchNorm statistics taken from 16 real-photo crops
+    (calibrate_batchnorm), so INT8 activation scales are those of a working network rather than the vanishing ones of
+    a raw random init. Shared with runtime_speedups.py."""
     import torch
 
     from edgeport.calibration import Split, load_samples
-    from edgeport.export.onnx_export import export_onnx
     from edgeport.models import build_model, calibrate_batchnorm, get_spec
 
     torch.manual_seed(0)
-    spec = get_spec(name)
-    crops = load_samples("default", model_spec=spec, num=16, seed=1, split=Split.VALIDATION)
+    crops = load_samples("default", model_spec=get_spec(name), num=16, seed=1, split=Split.VALIDATION)
     x = torch.from_numpy(np.concatenate([next(iter(r.values())) for r in crops]))
-    model = calibrate_batchnorm(build_model(name, **kwargs), inputs=x)
+    return calibrate_batchnorm(build_model(name, **kwargs), inputs=x)
+
+
+def _export(name: str, work: Path, **kwargs) -> Path:
+    from edgeport.export.onnx_export import export_onnx
+    from edgeport.models import get_spec
+
     tag = name + "".join(f"_{k}{v}" for k, v in kwargs.items())
     path = work / f"{tag}.onnx"
-    export_onnx(model, input_shape=(1, *get_spec(name).input_shape), path=path)
+    export_onnx(bn_calibrated_model(name, **kwargs), input_shape=(1, *get_spec(name).input_shape), path=path)
     return path
 
 
@@ -335,20 +340,9 @@ def part_ort(work: Path, models: list[str], *, rounds: int, runs: int, log) -> l
     return lines
 
 
-def xnnpack_coverage(path: Path) -> str:
-    """"all" when XNNPACK runs the whole graph (one DELEGATE node producing the outputs), else how it is split."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    delegates = [d for d in it._get_ops_details() if d["op_name"] == "DELEGATE"]
-    outputs = {d["index"] for d in it.get_output_details()}
-    if len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs:
-        return "all"
-    return f"{len(delegates)} partitions + builtin ops"
-
-
 def part_int8(work: Path, models: list[str], *, rounds: int, runs: int, log) -> list[str]:
+    from edgeport.export.tflite import xnnpack_coverage
+
     lines = ["| model | fp32 p50 ms | INT8 p50 ms | INT8 / fp32 | XNNPACK runs (INT8) | float tensors (INT8) |",
              "|---|---:|---:|---:|---|---:|"]
     for k, name in enumerate(models):

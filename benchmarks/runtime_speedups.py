@@ -31,19 +31,15 @@ ARTIFACTS = {"onnx": "onnxruntime", "onnx_int8": "onnxruntime", "tflite_fp32": "
 
 
 def bn_calibrated_checkpoint(name: str, path: Path) -> Path:
-    """Random weights with BatchNorm statistics from real-photo crops (edgeport.models.calibrate_batchnorm), saved as
-    a state dict: a raw random init's activations shrink to ~1e-6 by the last stages, which gives INT8 scales no
+    """The state dict of converter_speed.bn_calibrated_model(name): random weights with BatchNorm statistics from
+    real-photo crops. A raw random init's activations shrink to ~1e-6 by the last stages, which gives INT8 scales no
     trained network has (and that XNNPACK declines), so INT8 timings of raw inits mean little."""
-    import numpy as np
     import torch
 
-    from edgeport.calibration import Split, load_samples
-    from edgeport.models import build_model, calibrate_batchnorm, get_spec
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from converter_speed import bn_calibrated_model
 
-    torch.manual_seed(0)
-    crops = load_samples("default", model_spec=get_spec(name), num=16, seed=1, split=Split.VALIDATION)
-    x = torch.from_numpy(np.concatenate([next(iter(r.values())) for r in crops]))
-    torch.save(calibrate_batchnorm(build_model(name), inputs=x).state_dict(), path)
+    torch.save(bn_calibrated_model(name).state_dict(), path)
     return path
 
 

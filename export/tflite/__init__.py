@@ -7,10 +7,11 @@ TFLiteConverter writes fp32 / fp16 / dynamic-range / full-INT8 flatbuffers.
 """
 from ._build import InputLayout, lower_graph
 from ._lowering import LOWERINGS, lowering, supported_ops
-from .convert import (ConversionResult, IODtype, Precision, TensorOrigin, artifact_filename, convert,
-                      op_histogram, shuffle_pass_available)
+from .convert import (ConversionResult, IODtype, Precision, TensorOrigin, XnnpackCoverage, artifact_filename,
+                      convert, op_histogram, shuffle_pass_available, xnnpack_coverage)
 
 __all__ = [
     "ConversionResult", "IODtype", "InputLayout", "LOWERINGS", "Precision", "TensorOrigin", "artifact_filename",
-    "convert", "lower_graph", "lowering", "op_histogram", "shuffle_pass_available", "supported_ops",
+    "XnnpackCoverage", "convert", "lower_graph", "lowering", "op_histogram", "shuffle_pass_available", "supported_ops",
+    "xnnpack_coverage",
 ]

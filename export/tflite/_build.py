@@ -78,7 +78,8 @@ def _channel_shuffles(graph: OnnxGraph) -> dict[str, tuple[tuple, int]]:
     """First Reshape's output -> ((reshape, transpose, reshape), groups) for every channel shuffle in the graph."""
     from edgeport.export.tflite.shuffle_pass import find_channel_shuffles
 
-    return {nodes[0].output[0]: (tuple(nodes), groups) for nodes, _, _, groups in find_channel_shuffles(graph.model)}
+    found = find_channel_shuffles(graph.model, shapes=graph.shapes)
+    return {nodes[0].output[0]: (tuple(nodes), groups) for nodes, _, _, groups in found}
 
 
 def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayout.NHWC,

@@ -227,6 +227,31 @@ def op_histogram(tflite_path: str | os.PathLike) -> dict[str, int]:
     return _histogram_of(_interpreter(model_path=str(tflite_path)))
 
 
+@dataclass(frozen=True)
+class XnnpackCoverage:
+    """How ai-edge-litert's default XNNPACK delegate takes a model: `partitions` DELEGATE nodes; `complete` when one
+    delegate runs the whole graph (it produces the model's outputs: a partition count alone misses a trailing op left
+    to the builtin kernels)."""
+
+    partitions: int
+    complete: bool
+
+    def __str__(self) -> str:
+        return "all" if self.complete else f"{self.partitions} partitions + builtin ops"
+
+
+def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
+    """Load the model with the default delegates (XNNPACK, 1 thread) and report what XNNPACK runs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(tflite_path), num_threads=1)
+    it.allocate_tensors()  # raises for a model XNNPACK cannot prepare
+    delegates = [d for d in it._get_ops_details() if d["op_name"] == "DELEGATE"]
+    outputs = {d["index"] for d in it.get_output_details()}
+    complete = len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs
+    return XnnpackCoverage(partitions=len(delegates), complete=complete)
+
+
 def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
                   input_layout: InputLayout, num: int):
     """Empirical per-channel bias correction of the INT8 model against the float model (bias_correction.py)."""

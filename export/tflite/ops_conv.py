@@ -11,11 +11,12 @@ from ._padding import choose_padding, onnx_pads, out_sizes
 _F = np.float32
 
 
-def _pad_spatial(x: tf.Tensor, begin, end, value: float = 0.0) -> tf.Tensor:
+def pad_for_conv(x: tf.Tensor, begin, end) -> tf.Tensor:
+    """Zero spatial padding of an NHWC tensor that a convolution reads next (PyTorch's symmetric pads that SAME
+    cannot express). Kept as a plain NHWC PAD: XNNPACK fuses a PAD into the following (depthwise) convolution."""
     if not any(begin) and not any(end):
         return x
-    paddings = [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]]
-    return tf.pad(x, paddings, constant_values=value)
+    return tf.pad(x, [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]])
 
 
 def _check_2d(node, shape):
@@ -38,7 +39,7 @@ def conv(ctx, node, attrs):
     mode = choose_padding((h, wd), begin, end, (kh, kw), strides, dil)
     x = ctx.to_perm(xv, NHWC)
     if mode == "EXPLICIT":
-        x = _pad_spatial(x, begin, end)
+        x = pad_for_conv(x, begin, end)
         mode = "VALID"
     s4 = [1, strides[0], strides[1], 1]
     d4 = [1, dil[0], dil[1], 1]

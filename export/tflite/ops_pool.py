@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ._lowering import NHWC, Value, lowering, unsupported
 from ._padding import choose_padding, onnx_pads, out_sizes
+from .ops_conv import pad_for_conv
 
 _F = np.float32
 
@@ -132,9 +133,9 @@ def average_pool(ctx, node, attrs):
     dh = _divisor(oh, s[0], k[0], *bounds[0], begin[0])
     dw = _divisor(ow, s[1], k[1], *bounds[1], begin[1])
     if ctx.for_int8:
-        padded = tf.pad(x, [[0, 0], [begin[0], end[0]], [begin[1], end[1]], [0, 0]]) if any(begin + end) else x
         filt = np.full((k[0], k[1], xv.shape[1], 1), 1.0 / (k[0] * k[1]), _F)
-        y = tf.raw_ops.DepthwiseConv2dNative(input=padded, filter=filt, strides=[1, s[0], s[1], 1], padding="VALID")
+        y = tf.raw_ops.DepthwiseConv2dNative(input=pad_for_conv(x, begin, end), filter=filt,
+                                            strides=[1, s[0], s[1], 1], padding="VALID")
     else:
         y = tf.nn.avg_pool2d(_pad(x, begin, end, 0.0), k, s, "VALID")
     scale = (k[0] * k[1]) / np.outer(dh, dw)

@@ -112,11 +112,13 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def find_channel_shuffles(model: onnx.ModelProto) -> list[tuple[list[onnx.NodeProto], str, str, int]]:
+def find_channel_shuffles(model: onnx.ModelProto, *, shapes: dict[str, tuple[int, ...]] | None = None,
+                          ) -> list[tuple[list[onnx.NodeProto], str, str, int]]:
     """Every Reshape(N,g,C/g,H,W) -> Transpose(0,2,1,3,4) -> Reshape(N,C,H,W) whose intermediates have no other
-    consumer: list of (the three nodes, input tensor, output tensor, groups)."""
-    shapes = _shapes(model)
-    consts = _Consts(model)
+    consumer: list of (the three nodes, input tensor, output tensor, groups). `shapes`: static shapes already inferred
+    (OnnxGraph.shapes), else inferred here."""
+    if shapes is None:
+        shapes = _shapes(model)
     users = collections.defaultdict(list)
     for n in model.graph.node:
         for i in n.input:
@@ -146,7 +148,6 @@ def find_channel_shuffles(model: onnx.ModelProto) -> list[tuple[list[onnx.NodePr
         if shapes.get(r2.output[0]) != xs:
             continue
         found.append(([r1, tr, r2], r1.input[0], r2.output[0], int(s5[1])))
-    del consts
     return found
 
 
