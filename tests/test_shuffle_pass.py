@@ -13,7 +13,8 @@ from edgeport.export.onnx_export import export_onnx
 from edgeport.export.tflite import convert
 from edgeport.export.tflite._graph import OnnxGraph
 from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, find_channel_shuffles,
-                                                 remove_channel_shuffles_with_stats, shuffle_permutation)
+                                                 remove_channel_shuffles_with_stats, shuffle_permutation,
+                                                 split_sliced_convs)
 from edgeport.errors import ExportError
 from edgeport.models import build_model, get_spec, model_names
 
@@ -121,3 +122,81 @@ def test_every_shuffle_model_family_is_covered():
     fams = {get_spec(n).family for n in model_names() if get_spec(n).family in
             {"shufflenet_v1", "shufflenet_v2", "augshufflenet"}}
     assert fams <= {get_spec(n).family for n in CASES}
+
+
+def _sliced_conv_model(ranges, *, extra_reader=False, step=1):
+    """x -> Conv(8 -> 12, 3x3, bias) -> Relu -> one channel Slice per range -> graph outputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.standard_normal((12, 8, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(12).astype(np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"])]
+    outs = []
+    for k, (a, e) in enumerate(ranges):
+        for nm, v in (("st", a), ("en", e), ("ax", 1), ("sp", step)):
+            inits.append(numpy_helper.from_array(np.array([v], np.int64), f"{nm}{k}"))
+        nodes.append(helper.make_node("Slice", ["r", f"st{k}", f"en{k}", f"ax{k}", f"sp{k}"], [f"y{k}"]))
+        outs.append(helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, [1, -(-(e - a) // step), 6, 6]))
+    if extra_reader:
+        nodes.append(helper.make_node("Sigmoid", ["r"], ["z"]))
+        outs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 12, 6, 6]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 6, 6])],
+                              outs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_split_sliced_convs_computes_each_slice_with_its_own_conv():
+    model = _sliced_conv_model([(9, 12), (0, 3), (5, 9)])  # channels 3-4 are read by nobody
+    out, n = split_sliced_convs(model)
+    onnx.checker.check_model(out)
+    ops = [node.op_type for node in out.graph.node]
+    assert n == 1 and "Slice" not in ops and ops.count("Conv") == 3 and ops.count("Relu") == 3
+    rows = sorted(numpy_helper_dims(out, node.input[1])[0] for node in out.graph.node if node.op_type == "Conv")
+    assert rows == [3, 3, 4]  # the unread channels are no longer computed
+    x = np.random.default_rng(0).standard_normal((1, 8, 6, 6)).astype(np.float32)
+    ref, got = _run(model, x), _run(out, x)
+    assert set(ref) == set(got) == {"y0", "y1", "y2"}
+    for k in ref:
+        np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
+
+
+def numpy_helper_dims(model, name):
+    return next(tuple(i.dims) for i in model.graph.initializer if i.name == name)
+
+
+@pytest.mark.parametrize("case", ["overlapping", "other_reader", "strided"])
+def test_split_sliced_convs_leaves_what_it_cannot_split_exactly(case):
+    model = {"overlapping": lambda: _sliced_conv_model([(0, 6), (4, 12)]),
+             "other_reader": lambda: _sliced_conv_model([(0, 6), (6, 12)], extra_reader=True),
+             "strided": lambda: _sliced_conv_model([(0, 12)], step=2)}[case]()
+    out, n = split_sliced_convs(model)
+    assert n == 0 and out is model
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5"])
+def test_absorbed_shuffles_leave_no_slice_of_a_conv_output(name, tmp_path):
+    """The absorbed V2/Aug graph reads each branch output in pieces; the pass computes every piece with its own
+    conv instead of copying it out with a Slice (and `split_sliced=False` keeps the slices, for measuring)."""
+    model, shape = _onnx(name, tmp_path)
+
+    def sliced_conv_outputs(m):
+        producer = {t: node for node in m.graph.node for t in node.output}
+        hits = 0
+        for node in m.graph.node:
+            src = producer.get(node.input[0]) if node.op_type == "Slice" else None
+            while src is not None and src.op_type in ("Relu", "Clip"):
+                src = producer.get(src.input[0])
+            hits += src is not None and src.op_type == "Conv" and \
+                next((a.i for a in src.attribute if a.name == "group"), 1) == 1
+        return hits
+
+    kept, _, kept_stats = remove_channel_shuffles_with_stats(model, split_sliced=False)
+    out, _, stats = remove_channel_shuffles_with_stats(model)
+    assert kept_stats.convs_split == 0 and sliced_conv_outputs(kept) > 0
+    assert stats.convs_split > 0 and sliced_conv_outputs(out) == 0
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ref, got = _run(model, x), _run(out, x)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=1e-5 * max(float(np.abs(ref[k]).max()), 1.0))

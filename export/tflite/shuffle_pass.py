@@ -75,6 +75,7 @@ class ShufflePassStats:
     concat_inputs: list[int] = field(default_factory=list)
     plan_iterations: int = 0
     densified: int = 0
+    convs_split: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -716,6 +717,111 @@ def _plan_orders(events: list[list[tuple[str, int]]], origin: dict[str, list]) -
     return orders
 
 
+_ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Tanh", "Selu"}
+
+
+def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A Conv (group 1, constant weights) whose output, after any chain of elementwise activations, is read only by
+    disjoint channel Slices becomes one Conv per slice, each computing exactly that slice's channels (weight and bias
+    rows cut). The slices were copies: XNNPACK copies a channel slice of an NHWC tensor pixel by pixel. The split
+    convs do the same multiply-adds in fewer ops, and channels nobody reads are no longer computed. The absorbed
+    ShuffleNetV2 cuts every branch output into the pieces later units read; splitting those convs took its INT8
+    channel copies from 89 ops / 40.3k pixel rows to 20 / 21.1k (`benchmarks/converter_speed.py --parts bound`).
+    Returns (model, number of convs split)."""
+    g = model.graph
+    consts = _Consts(model)
+    users = collections.defaultdict(list)
+    for n in g.node:
+        for i in n.input:
+            users[i].append(n)
+    outputs = {o.name for o in g.output}
+    taken = {t for n in g.node for t in list(n.input) + list(n.output)} | {i.name for i in g.initializer}
+
+    def fresh(base: str) -> str:
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}_{k}"
+        taken.add(name)
+        return name
+
+    replace: dict[int, list[onnx.NodeProto]] = {}
+    drop: set[int] = set()
+    new_inits: list[onnx.TensorProto] = []
+    count = 0
+    for conv in g.node:
+        if conv.op_type != "Conv" or int(_attr(conv, "group", 1)) != 1:
+            continue
+        w = consts.get(conv.input[1])
+        b = consts.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
+        if w is None or (len(conv.input) > 2 and conv.input[2] and b is None):
+            continue
+        chain, t = [], conv.output[0]
+        while len(users[t]) == 1 and users[t][0].op_type in _ELEMENTWISE and t not in outputs \
+                and all(consts.get(i) is not None for i in users[t][0].input[1:] if i):
+            chain.append(users[t][0])
+            t = chain[-1].output[0]
+        slices = users[t]
+        if not slices or t in outputs or any(s.op_type != "Slice" or s.input[0] != t for s in slices):
+            continue
+        ranges = []
+        for sl in slices:
+            args = [consts.get(i) if i else None for i in sl.input[1:]]
+            if len(args) < 3 or any(a is None for a in args[:3]) or len(args[0]) != 1 \
+                    or int(args[2][0]) not in (1, 1 - w.ndim):
+                ranges = None
+                break
+            if len(args) > 3 and args[3] is not None and int(args[3][0]) != 1:
+                ranges = None
+                break
+            c = w.shape[0]
+            a, e = int(args[0][0]), int(args[1][0])
+            a = max(0, min(c, a + c if a < 0 else a))
+            e = max(0, min(c, e + c if e < 0 else e))
+            ranges.append((a, e))
+        if not ranges or any(e <= a for a, e in ranges):
+            continue
+        srt = sorted(ranges)
+        if any(srt[i][1] > srt[i + 1][0] for i in range(len(srt) - 1)):
+            continue  # overlapping slices: a channel would be computed twice
+        nodes = []
+        for sl, (a, e) in zip(slices, ranges):
+            wn = fresh(f"{conv.input[1]}__rows{a}_{e}")
+            new_inits.append(numpy_helper.from_array(np.ascontiguousarray(w[a:e]), wn))
+            ins = [conv.input[0], wn]
+            if b is not None:
+                bn = fresh(f"{conv.input[2]}__rows{a}_{e}")
+                new_inits.append(numpy_helper.from_array(np.ascontiguousarray(b[a:e]), bn))
+                ins.append(bn)
+            produced = [conv.output[0]] + [n.output[0] for n in chain]
+            names = [fresh(f"{t}__rows{a}_{e}") for t in produced[:-1]] + [sl.output[0]]
+            piece = helper.make_node("Conv", ins, [names[0]], name=fresh(f"{conv.name or 'conv'}__rows{a}_{e}"))
+            piece.attribute.extend(conv.attribute)
+            nodes.append(piece)
+            for k, n in enumerate(chain):
+                act = helper.make_node(n.op_type, [names[k]] + list(n.input[1:]), [names[k + 1]],
+                                       name=fresh(f"{n.name or n.op_type}__rows{a}_{e}"))
+                act.attribute.extend(n.attribute)
+                nodes.append(act)
+        replace[id(conv)] = nodes
+        drop |= {id(n) for n in chain} | {id(n) for n in slices}
+        count += 1
+    if not count:
+        return model, 0
+    new_nodes = []
+    for n in g.node:
+        if id(n) in replace:
+            new_nodes += replace[id(n)]
+        elif id(n) not in drop:
+            new_nodes.append(n)
+    used = {i for n in new_nodes for i in n.input}
+    inits = [i for i in list(g.initializer) + new_inits if i.name in used]
+    graph = helper.make_graph(new_nodes, g.name, list(g.input), list(g.output), inits)
+    out = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name=model.producer_name)
+    out.ir_version = model.ir_version
+    return out, count
+
+
 def _cost(stats: ShufflePassStats) -> tuple:
     return (stats.gathers, stats.shuffles_materialised, sum(stats.concat_inputs) + stats.slices)
 
@@ -737,8 +843,10 @@ def remove_channel_shuffles(
 
 def remove_channel_shuffles_with_stats(
     model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5,
-    grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE,
+    grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE, split_sliced: bool = True,
 ) -> tuple[onnx.ModelProto, dict[str, list[int]], ShufflePassStats]:
+    """`remove_channel_shuffles` with the pass's counters. `split_sliced=False` leaves the channel Slices the
+    rewrite cuts from conv outputs as copies instead of splitting those convs (`split_sliced_convs`); for measuring."""
     if not find_channel_shuffles(model):
         return model, {}, ShufflePassStats()
     orders: dict[str, np.ndarray] = {}
@@ -755,6 +863,10 @@ def remove_channel_shuffles_with_stats(
             break
         orders = new_orders
     out, perms, stats = best
+    if split_sliced:
+        out, stats.convs_split = split_sliced_convs(out)
+        present = {t for n in out.graph.node for t in n.output}
+        perms = {k: v for k, v in perms.items() if k in present}
     try:
         onnx.checker.check_model(out)
     except Exception as exc:  # noqa: BLE001 - report as a typed error
