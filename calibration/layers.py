@@ -96,7 +96,8 @@ def attribute_layers(
     # Every op output of the TFLite model, by tensor index (TFLite reuses a name for the requantized copies).
     # One TFLite tensor per ONNX tensor is compared: an op output (int8 or float) of the op that computes it;
     # re-expressions (requantize, pad) only when nothing else carries the name; the last in op order among equals.
-    chosen: dict[str, tuple[int, object]] = {}
+    chosen: dict[str, list[tuple[int, object]]] = {}  # onnx tensor -> the TFLite tensor(s) that hold it
+    pieces: dict[str, list[tuple[int, object]]] = {}
     rank: dict[str, int] = {}
     tensors: list[dict] = []
     for idx in sorted(producer):
@@ -109,14 +110,20 @@ def attribute_layers(
             if d["dtype"] in (np.int8, np.uint8, np.float32, np.int16):
                 r = 0 if producer[idx] in _REEXPRESS else 1
                 if r >= rank.get(origin.onnx_name, -1):
-                    chosen[origin.onnx_name] = (idx, origin)
+                    chosen[origin.onnx_name] = [(idx, origin)]
                     rank[origin.onnx_name] = r
         elif origin is not None:
             # a tensor the shuffle pass created (channel runs sliced / concatenated / gathered from an original
             # tensor): named `<original tensor or consumer node>_<slice|cat|gather|...>__sp<k>`
             # (the tensor it was cut from) or `<consumer node>_cat__sp<k>` (the input assembled for that node)
             base = _SP_SUFFIX.sub("", origin.onnx_name)
-            if base in depth:
+            if base in depth and origin.channel_perm is not None:
+                # a piece of `base` computed by its own conv (split_sliced_convs): these channels of it
+                row.update(onnx_tensor=base, node=tapped.producers[base], kind="shuffle_pass_piece",
+                           pass_tensor=origin.onnx_name)
+                if d["dtype"] in (np.int8, np.uint8, np.float32, np.int16) and producer[idx] not in _REEXPRESS:
+                    pieces.setdefault(base, []).append((idx, origin))
+            elif base in depth:
                 row.update(onnx_tensor=base, node=tapped.producers[base], kind="shuffle_pass",
                            pass_tensor=origin.onnx_name)
             elif base in tapped.node_names:
@@ -124,6 +131,8 @@ def attribute_layers(
             else:
                 row.update(kind="shuffle_pass", pass_tensor=origin.onnx_name)
         tensors.append(row)
+    for base, parts in pieces.items():  # a tensor split across convs is compared as all its pieces together
+        chosen.setdefault(base, parts)
     n_tflite = len(tensors)
     n_tflite_mapped = sum(1 for t in tensors if t["node"] is not None)
     unmapped = [n for n in tapped.order if n not in chosen and tapped.op_types.get(n) != "Input"]
@@ -137,20 +146,27 @@ def attribute_layers(
         ref = tapped.run({feed_name: x})
         interp.set_tensor(inp["index"], quantize_input(to_tflite_layout(x, inp["shape"]), inp))
         interp.invoke()
-        for oname, (tname, origin) in chosen.items():  # tname: the TFLite tensor index
+        for oname, parts in chosen.items():  # parts: (TFLite tensor index, origin), channel pieces of oname
             if oname in skipped:
                 continue
-            d = details[tname]
-            v = _dequant(interp.get_tensor(d["index"]), d)
-            if v is None:
+            vs, rs = [], []
+            for tname, origin in parts:
+                d = details[tname]
+                v = _dequant(interp.get_tensor(d["index"]), d)
+                if v is None:
+                    break
+                perm = tuple(origin.perm)
+                if len(perm) == v.ndim:
+                    v = np.transpose(v, np.argsort(perm))
+                r = ref[oname]
+                if origin.channel_perm is not None and r.ndim >= 2:
+                    r = r[:, origin.channel_perm]
+                vs.append(v)
+                rs.append(r)
+            if len(vs) != len(parts):
                 skipped.add(oname)
                 continue
-            perm = tuple(origin.perm)
-            if len(perm) == v.ndim:
-                v = np.transpose(v, np.argsort(perm))
-            r = ref[oname]
-            if origin.channel_perm is not None and r.ndim >= 2:
-                r = r[:, origin.channel_perm]
+            v, r = (vs[0], rs[0]) if len(vs) == 1 else (np.concatenate(vs, axis=1), np.concatenate(rs, axis=1))
             if v.shape != r.shape:
                 skipped.add(oname)
                 continue
@@ -164,9 +180,10 @@ def attribute_layers(
         s, e = sig[oname], noise[oname]
         sq = math.inf if e == 0 else (-math.inf if s == 0 else 10 * math.log10(s / e))
         rows.append({"depth": depth[oname], "onnx_tensor": oname, "node": tapped.producers[oname],
-                     "op_type": tapped.op_types[oname], "tflite_tensor": details[chosen[oname][0]]["name"],
-                     "tflite_op": producer[chosen[oname][0]], "sqnr_db": sq,
-                     "channel_perm": chosen[oname][1].channel_perm is not None})
+                     "op_type": tapped.op_types[oname], "tflite_tensor": details[chosen[oname][0][0]]["name"],
+                     "tflite_op": producer[chosen[oname][0][0]], "sqnr_db": sq,
+                     "channel_perm": any(o.channel_perm is not None for _, o in chosen[oname]),
+                     "pieces": len(chosen[oname])})
     finite = [r for r in rows if r["op_type"] != "Input"]
     worst_rows = sorted(finite, key=lambda r: r["sqnr_db"])[:worst]
     plot = None

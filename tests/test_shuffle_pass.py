@@ -3,6 +3,8 @@ exactly what the original computes, for every zoo model that contains a shuffle 
 feeds a grouped conv can take; `perms` describes the rewritten tensors' channel order; the op budget of each form."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -77,9 +79,11 @@ def test_rewrite_is_exact_and_perms_describe_it(name, form, tmp_path):
         assert names, f"{name}: the pass permuted no tensor"
     if not names:
         return
-    a, b = _run(model, x, names), _run(out, x, names)
+    # a piece a split conv computes is named after the tensor it was sliced from
+    base = {k: re.sub(r"_slice__sp\d+$", "", k) for k in names}
+    a, b = _run(model, x, sorted(set(base.values()))), _run(out, x, names)
     for k in names:
-        np.testing.assert_allclose(b[k], a[k][:, perms[k]], rtol=0, atol=1e-4, err_msg=k)
+        np.testing.assert_allclose(b[k], a[base[k]][:, perms[k]], rtol=0, atol=1e-4, err_msg=k)
 
 
 @pytest.mark.parametrize("name", ["shufflenet_v1_g3_x0_5", "fbnet_a"])
@@ -149,10 +153,11 @@ def _sliced_conv_model(ranges, *, extra_reader=False, step=1):
 
 def test_split_sliced_convs_computes_each_slice_with_its_own_conv():
     model = _sliced_conv_model([(9, 12), (0, 3), (5, 9)])  # channels 3-4 are read by nobody
-    out, n = split_sliced_convs(model)
+    out, n, pieces = split_sliced_convs(model)
     onnx.checker.check_model(out)
     ops = [node.op_type for node in out.graph.node]
     assert n == 1 and "Slice" not in ops and ops.count("Conv") == 3 and ops.count("Relu") == 3
+    assert pieces == {"y0": ("r", 9, 12), "y1": ("r", 0, 3), "y2": ("r", 5, 9)}
     rows = sorted(numpy_helper_dims(out, node.input[1])[0] for node in out.graph.node if node.op_type == "Conv")
     assert rows == [3, 3, 4]  # the unread channels are no longer computed
     x = np.random.default_rng(0).standard_normal((1, 8, 6, 6)).astype(np.float32)
@@ -171,7 +176,7 @@ def test_split_sliced_convs_leaves_what_it_cannot_split_exactly(case):
     model = {"overlapping": lambda: _sliced_conv_model([(0, 6), (4, 12)]),
              "other_reader": lambda: _sliced_conv_model([(0, 6), (6, 12)], extra_reader=True),
              "strided": lambda: _sliced_conv_model([(0, 12)], step=2)}[case]()
-    out, n = split_sliced_convs(model)
+    out, n, pieces = split_sliced_convs(model)
     assert n == 0 and out is model
 
 
@@ -193,10 +198,16 @@ def test_absorbed_shuffles_leave_no_slice_of_a_conv_output(name, tmp_path):
         return hits
 
     kept, _, kept_stats = remove_channel_shuffles_with_stats(model, split_sliced=False)
-    out, _, stats = remove_channel_shuffles_with_stats(model)
+    out, perms, stats = remove_channel_shuffles_with_stats(model)
     assert kept_stats.convs_split == 0 and sliced_conv_outputs(kept) > 0
     assert stats.convs_split > 0 and sliced_conv_outputs(out) == 0
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     ref, got = _run(model, x), _run(out, x)
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=1e-5 * max(float(np.abs(ref[k]).max()), 1.0))
+    # every piece's perms entry says which channels of the original tensor it computes
+    pieces = {k: re.sub(r"_slice__sp\d+$", "", k) for k in perms if re.search(r"_slice__sp\d+$", k)}
+    assert len(pieces) >= stats.convs_split * 2
+    a, b = _run(model, x, sorted(set(pieces.values()))), _run(out, x, sorted(pieces))
+    for k, base in pieces.items():
+        np.testing.assert_allclose(b[k], a[base][:, perms[k]], rtol=0, atol=1e-4, err_msg=k)

@@ -271,6 +271,9 @@ def test_digits_fp32_attribution_is_exact_everywhere(digits_run):
     low = [(r["onnx_tensor"], round(r["sqnr_db"], 1)) for r in L["layers"] if r["sqnr_db"] < 80]
     assert not low, f"fp32 layers that do not match their ONNX tensor: {low}"
     permuted = [r["onnx_tensor"] for r in L["layers"] if r["channel_perm"]]
+    if get_spec(model).family in ("shufflenet_v2", "augshufflenet"):
+        # branch outputs the absorbed shuffles read in pieces are computed by one conv per piece: compared whole
+        assert any(r["pieces"] > 1 for r in L["layers"]), "no layer compared from split-conv pieces"
     if not permuted:
         return
     real = layers_mod._tensor_map
@@ -285,8 +288,9 @@ def test_digits_fp32_attribution_is_exact_everywhere(digits_run):
                                           samples=x)
     finally:
         layers_mod._tensor_map = real
+    # without it, a permuted tensor mismatches; one split into pieces across convs cannot be compared at all
     sq = {r["onnx_tensor"]: r["sqnr_db"] for r in bad["layers"]}
-    assert all(sq[t] < 20 for t in permuted), {t: sq[t] for t in permuted}
+    assert all(sq.get(t, -np.inf) < 20 for t in permuted), {t: sq.get(t) for t in permuted}
 
 
 @pytest.mark.slow

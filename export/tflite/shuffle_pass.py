@@ -19,7 +19,8 @@ nothing: they only relabel. Physical tensors are produced only by real compute:
 I/O contract: `remove_channel_shuffles(model=...)` takes a shape-inferable, simplified ONNX model (static shapes,
 NCHW) and returns `(rewritten_model, perms)`. The rewritten model computes exactly the same graph outputs (same names,
 order, shapes and channel order). `perms[name] = p` for every tensor of the rewritten graph that carries an original
-tensor's name with its channels permuted: `rewritten[:, i] == original[:, p[i]]`; identities are omitted.
+tensor's name with its channels permuted: `rewritten[:, i] == original[:, p[i]]`; identities are omitted. A piece
+that a split conv computes (`<tensor>_slice__sp<k>`, see `split_sliced_convs`) has `piece[:, i] == tensor[:, p[i]]`.
 """
 from __future__ import annotations
 
@@ -720,14 +721,15 @@ def _plan_orders(events: list[list[tuple[str, int]]], origin: dict[str, list]) -
 _ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Tanh", "Selu"}
 
 
-def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, dict[str, tuple[str, int, int]]]:
     """A Conv (group 1, constant weights) whose output, after any chain of elementwise activations, is read only by
     disjoint channel Slices becomes one Conv per slice, each computing exactly that slice's channels (weight and bias
     rows cut). The slices were copies: XNNPACK copies a channel slice of an NHWC tensor pixel by pixel. The split
     convs do the same multiply-adds in fewer ops, and channels nobody reads are no longer computed. The absorbed
     ShuffleNetV2 cuts every branch output into the pieces later units read; splitting those convs took its INT8
     channel copies from 89 ops / 40.3k pixel rows to 20 / 21.1k (`benchmarks/converter_speed.py --parts bound`).
-    Returns (model, number of convs split)."""
+    Returns (model, number of convs split, {piece tensor: (the tensor it was sliced from, start, stop)}); a piece
+    keeps its Slice's output name."""
     g = model.graph
     consts = _Consts(model)
     users = collections.defaultdict(list)
@@ -749,6 +751,7 @@ def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     drop: set[int] = set()
     new_inits: list[onnx.TensorProto] = []
     count = 0
+    pieces: dict[str, tuple[str, int, int]] = {}
     for conv in g.node:
         if conv.op_type != "Conv" or int(_attr(conv, "group", 1)) != 1:
             continue
@@ -795,6 +798,7 @@ def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
                 ins.append(bn)
             produced = [conv.output[0]] + [n.output[0] for n in chain]
             names = [fresh(f"{t}__rows{a}_{e}") for t in produced[:-1]] + [sl.output[0]]
+            pieces[sl.output[0]] = (t, a, e)
             piece = helper.make_node("Conv", ins, [names[0]], name=fresh(f"{conv.name or 'conv'}__rows{a}_{e}"))
             piece.attribute.extend(conv.attribute)
             nodes.append(piece)
@@ -807,7 +811,7 @@ def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         drop |= {id(n) for n in chain} | {id(n) for n in slices}
         count += 1
     if not count:
-        return model, 0
+        return model, 0, {}
     new_nodes = []
     for n in g.node:
         if id(n) in replace:
@@ -819,7 +823,7 @@ def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     graph = helper.make_graph(new_nodes, g.name, list(g.input), list(g.output), inits)
     out = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name=model.producer_name)
     out.ir_version = model.ir_version
-    return out, count
+    return out, count, pieces
 
 
 def _cost(stats: ShufflePassStats) -> tuple:
@@ -864,7 +868,11 @@ def remove_channel_shuffles_with_stats(
         orders = new_orders
     out, perms, stats = best
     if split_sliced:
-        out, stats.convs_split = split_sliced_convs(out)
+        out, stats.convs_split, pieces = split_sliced_convs(out)
+        # a piece holds channels [a, e) of the sliced tensor, itself permuted (perms) or not: record which
+        # original channels, so per-layer attribution can compare the pieces (calibration/layers.py)
+        for piece, (t, a, e) in pieces.items():
+            perms[piece] = list(perms[t][a:e]) if t in perms else list(range(a, e))
         present = {t for n in out.graph.node for t in n.output}
         perms = {k: v for k, v in perms.items() if k in present}
     try:
