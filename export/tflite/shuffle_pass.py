@@ -13,6 +13,8 @@ nothing: they only relabel. Physical tensors are produced only by real compute:
 - where a consumer needs a physical tensor that does not exist yet, it is assembled from contiguous runs by Slice +
   Concat ("materialised"). A consumer that needs a specific order that cannot be assembled from few runs gets the
   shuffle back as Reshape/Transpose/Reshape on one tensor;
+- finally, a conv whose output is read only in disjoint channel slices is split into one conv per slice
+  (`split_sliced_convs`), so the absorbed ShuffleNetV2's pieces are computed where they are needed, not copied;
 - a shuffle that feeds a grouped Conv (ShuffleNetV1, FBNet-A) cannot be absorbed: it is kept in the form chosen by
   `GroupedShuffleForm` (default: the Reshape/Transpose/Reshape, measured fastest).
 
