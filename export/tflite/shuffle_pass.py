@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -720,6 +721,7 @@ def _plan_orders(events: list[list[tuple[str, int]]], origin: dict[str, list]) -
     return orders
 
 
+_PASS_NAME = re.compile(r"__sp\d+$")
 _ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Tanh", "Selu"}
 
 
@@ -799,7 +801,7 @@ def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, di
                 new_inits.append(numpy_helper.from_array(np.ascontiguousarray(b[a:e]), bn))
                 ins.append(bn)
             produced = [conv.output[0]] + [n.output[0] for n in chain]
-            names = [fresh(f"{t}__rows{a}_{e}") for t in produced[:-1]] + [sl.output[0]]
+            names = [fresh(f"{x}__rows{a}_{e}") for x in produced[:-1]] + [sl.output[0]]
             pieces[sl.output[0]] = (t, a, e)
             piece = helper.make_node("Conv", ins, [names[0]], name=fresh(f"{conv.name or 'conv'}__rows{a}_{e}"))
             piece.attribute.extend(conv.attribute)
@@ -873,8 +875,10 @@ def remove_channel_shuffles_with_stats(
         out, stats.convs_split, pieces = split_sliced_convs(out)
         # a piece holds channels [a, e) of the sliced tensor, itself permuted (perms) or not: record which
         # original channels, so per-layer attribution can compare the pieces (calibration/layers.py)
+        # (only the pass's own slices, `<tensor>_slice__sp<k>`: a Slice the graph kept keeps its original value)
         for piece, (t, a, e) in pieces.items():
-            perms[piece] = list(perms[t][a:e]) if t in perms else list(range(a, e))
+            if _PASS_NAME.search(piece):
+                perms[piece] = list(perms[t][a:e]) if t in perms else list(range(a, e))
         present = {t for n in out.graph.node for t in n.output}
         perms = {k: v for k, v in perms.items() if k in present}
     try:
