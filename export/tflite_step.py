@@ -60,6 +60,7 @@ def tflite_step(
             "io_dtype": str(result.io_dtype) if Precision(prec) is Precision.INT8 else "float32",
             "float_tensors": result.float_tensors.get(str(Precision(prec).value), []),
             "shuffle_pass": result.shuffle_pass_applied,
+            "shuffle_pass_stats": result.shuffle_pass,
             "layout_transposes": result.layout_transposes,
             "boundary_transposes": result.boundary_transposes,
         }

@@ -211,3 +211,18 @@ def test_absorbed_shuffles_leave_no_slice_of_a_conv_output(name, tmp_path):
     a, b = _run(model, x, sorted(set(pieces.values()))), _run(out, x, sorted(pieces))
     for k, base in pieces.items():
         np.testing.assert_allclose(b[k], a[base][:, perms[k]], rtol=0, atol=1e-4, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_cifar_x0_5", "shufflenet_v1_g3_x0_5"])
+def test_convert_reports_what_the_pass_did(name, tmp_path):
+    model, _ = _onnx(name, tmp_path)
+    n = len(find_channel_shuffles(model))
+    res = convert(model, out_dir=tmp_path / "out", precisions=["fp32"])
+    st = res.shuffle_pass
+    assert res.shuffle_pass_applied and st["found"] == n and st["grouped_form"] == "transpose"
+    assert st["absorbed"] + st["kept"] + st["densified"] == n
+    if get_spec(name).family == "shufflenet_v2":  # every shuffle absorbed, every piece computed by its own conv
+        assert st["absorbed"] == n and st["convs_split"] > 0 and st["slices"] == 0 and st["concats"] > 0
+        assert res.ops["fp32"].get("SLICE", 0) == 0
+    else:  # ShuffleNetV1: every shuffle feeds a grouped conv and is kept
+        assert st["kept"] == n and st["absorbed"] == 0

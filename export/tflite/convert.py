@@ -89,6 +89,9 @@ class ConversionResult:
     tensor_map: dict[str, dict[str, TensorOrigin]] = field(default_factory=dict)
     channel_permutations: dict[str, list[int]] = field(default_factory=dict)
     shuffle_pass_applied: bool = False
+    # what the shuffle pass did: shuffles found / absorbed / kept (as tiled transposes) / densified, convs split
+    # into per-slice pieces, and the Slice / Concat copies it left (None when it did not run)
+    shuffle_pass: dict | None = None
     layout_transposes: int = 0
     boundary_transposes: int = 0
     calibration_samples: int = 0
@@ -345,8 +348,9 @@ def convert(
     t = time.perf_counter()
     channel_perms: dict[str, list[int]] = {}
     applied = False
+    shuffle_stats = None
     if shuffle_pass_available():
-        from edgeport.export.tflite.shuffle_pass import GroupedShuffleForm, remove_channel_shuffles
+        from edgeport.export.tflite.shuffle_pass import GroupedShuffleForm, remove_channel_shuffles_with_stats
 
         try:
             form = GroupedShuffleForm(str(getattr(grouped_shuffle_form, "value", grouped_shuffle_form)))
@@ -354,8 +358,13 @@ def convert(
             raise ExportError(f"unknown grouped shuffle form {grouped_shuffle_form!r}",
                               hint=f"choose from {[f.value for f in GroupedShuffleForm]}") from None
         # the pass wants a shape-inferred graph (graph outputs typed with shapes)
-        model, channel_perms = remove_channel_shuffles(OnnxGraph.from_model(model).model, grouped_form=form)
+        model, channel_perms, st = remove_channel_shuffles_with_stats(OnnxGraph.from_model(model).model,
+                                                                      grouped_form=form)
         applied = True
+        shuffle_stats = {"found": st.shuffles_found, "absorbed": st.shuffles_found - st.shuffles_materialised
+                         - st.densified, "kept": st.shuffles_materialised, "densified": st.densified,
+                         "convs_split": st.convs_split, "slices": st.slices, "concats": st.concats,
+                         "grouped_form": form.value}
     timings["passes_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -408,6 +417,6 @@ def convert(
         out_dir=out_dir.resolve(), artifacts=artifacts, ops=ops, timings=timings, input_layout=input_layout,
         io_dtype=io_dtype, input_names=lowered.input_names, input_shapes=lowered.input_shapes,
         output_names=lowered.output_names, output_perms=lowered.output_perms, float_tensors=floats,
-        tensor_map=tmaps, channel_permutations=channel_perms, shuffle_pass_applied=applied,
+        tensor_map=tmaps, channel_permutations=channel_perms, shuffle_pass_applied=applied, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
         calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None)

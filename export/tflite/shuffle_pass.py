@@ -72,9 +72,9 @@ def shuffle_permutation(channels: int, groups: int) -> np.ndarray:
 @dataclass
 class ShufflePassStats:
     shuffles_found: int = 0
-    shuffles_materialised: int = 0
+    shuffles_materialised: int = 0  # kept as an explicit shuffle (Reshape/Transpose/Reshape)
     gathers: int = 0
-    slices: int = 0
+    slices: int = 0  # Slice copies the pass added (after split_sliced_convs)
     concats: int = 0
     concat_inputs: list[int] = field(default_factory=list)
     plan_iterations: int = 0
@@ -879,6 +879,7 @@ def remove_channel_shuffles_with_stats(
         for piece, (t, a, e) in pieces.items():
             if _PASS_NAME.search(piece):
                 perms[piece] = list(perms[t][a:e]) if t in perms else list(range(a, e))
+                stats.slices -= 1  # that Slice is gone: the piece is computed, not copied
         present = {t for n in out.graph.node for t in n.output}
         perms = {k: v for k, v in perms.items() if k in present}
     try:
