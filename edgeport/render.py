@@ -207,6 +207,9 @@ def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
         t = sum(v for k, v in hist.items() if k in TRANSPOSE_OPS)
         lt = ((info or {}).get(art) or {}).get("layout_transposes")
         sub = f"{sum(hist.values())} ops, {t} transpose" + (f" ({lt} layout)" if lt is not None else "")
+        sp = ((info or {}).get(art) or {}).get("shuffle_pass_stats")
+        if sp and sp.get("found"):
+            sub += f"; shuffles: {sp['absorbed']} absorbed, {sp['kept']} kept"
         ax.set_title(f"{art}\n{sub}", fontsize=8, color="#C0392B" if t else "#222")
         ax.tick_params(labelsize=7)
         ax.margins(x=0.18)
