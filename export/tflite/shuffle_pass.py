@@ -38,7 +38,7 @@ from onnx import helper, numpy_helper
 from edgeport.errors import ExportError
 
 __all__ = ["GroupedShuffleForm", "remove_channel_shuffles", "ShufflePassStats", "find_channel_shuffles",
-           "shuffle_permutation"]
+           "shuffle_permutation", "split_sliced_convs"]
 
 # consumers that need more runs than this get a specific order by other means (shuffle or Gather)
 _MAX_RUNS = 12
