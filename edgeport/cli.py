@@ -145,6 +145,13 @@ def _print_export_summary(report, con: Console) -> None:
         ptxt = f"cos {par['cosine']:.6f}, max abs {par['max_abs_err']:.2e}" if par else "-"
         table.add_row(name, fname, f"{sum(ops.values())} ({len(ops)} types)", ptxt)
     con.print(table)
+    info = report.get("artifact_info", {}) or {}
+    sp = next((i.get("shuffle_pass_stats") for i in info.values() if (i.get("shuffle_pass_stats") or {}).get("found")),
+              None)
+    if sp:
+        con.print(f"shuffle pass (TFLite): {sp['found']} channel shuffles: {sp['absorbed']} absorbed into the weights, "
+                  f"{sp['kept']} kept as tiled transposes, {sp['densified']} densified; {sp['convs_split']} convs "
+                  f"split into the pieces their readers take; {sp['slices']} Slice / {sp['concats']} Concat copies")
 
 
 def add_export_parser(sub) -> None:

@@ -117,3 +117,12 @@ def test_export_int8_with_percentile_calibration_method(tmp_path):
     assert main(["--quiet", "export", NAME, "--checkpoint", ck, "--out", str(bad), "--precision", "int8",
                  "--calibration", "digits", "--num-calibration", "8", "--calibration-method", "percentile",
                  "--io", "float"]) == 2
+
+
+def test_export_says_what_the_shuffle_pass_did(tmp_path):
+    out = tmp_path / "out"
+    r = run("export", NAME, "--out", out, "--precision", "fp32")
+    assert r.returncode == 0, r.stderr
+    st = json.loads((out / "report.json").read_text())["artifact_info"]["tflite_fp32"]["shuffle_pass_stats"]
+    assert st["found"] == st["absorbed"] > 0 and st["kept"] == 0 and st["convs_split"] > 0 and st["slices"] == 0
+    assert f"shuffle pass (TFLite): {st['found']} channel shuffles: {st['absorbed']} absorbed" in r.stdout
