@@ -113,3 +113,13 @@ def fold_node(node: onnx.NodeProto, inputs: dict[str, np.ndarray], opset: int) -
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     res = ReferenceEvaluator(m).run(None, {})
     return [np.asarray(r) for r in res]
+
+
+def unique_name(base: str, used: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... : the first not in `used`, which it is added to."""
+    name, k = base, 1
+    while name in used:
+        k += 1
+        name = f"{base}_{k}"
+    used.add(name)
+    return name

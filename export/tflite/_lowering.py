@@ -20,7 +20,7 @@ import tensorflow as tf
 from edgeport.errors import UnsupportedOpError
 from edgeport.registry import Registry
 
-from ._graph import OnnxGraph, attrs_of
+from ._graph import OnnxGraph, attrs_of, unique_name
 
 NHWC = (0, 2, 3, 1)
 
@@ -152,9 +152,4 @@ def scope_name(onnx_name: str, used: set[str]) -> str:
     base = _SCOPE_BAD.sub("_", onnx_name) or "t"
     if not re.match(r"[A-Za-z0-9.]", base[0]):
         base = "t" + base
-    name, k = base, 1
-    while name in used:
-        k += 1
-        name = f"{base}_{k}"
-    used.add(name)
-    return name
+    return unique_name(base, used)

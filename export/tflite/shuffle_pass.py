@@ -36,6 +36,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeport.errors import ExportError
+from edgeport.export.tflite._graph import unique_name
 
 __all__ = ["GroupedShuffleForm", "remove_channel_shuffles", "ShufflePassStats", "find_channel_shuffles",
            "shuffle_permutation", "split_sliced_convs"]
@@ -744,12 +745,7 @@ def split_sliced_convs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, di
     taken = {t for n in g.node for t in list(n.input) + list(n.output)} | {i.name for i in g.initializer}
 
     def fresh(base: str) -> str:
-        name, k = base, 0
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
+        return unique_name(base, taken)
 
     replace: dict[int, list[onnx.NodeProto]] = {}
     drop: set[int] = set()
