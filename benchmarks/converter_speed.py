@@ -3,6 +3,7 @@
 1. ShuffleNet lower bound: INT8 TFLite (1 thread, XNNPACK) of `shufflenet_v2_x1_0`, `augshufflenet_x1_0` and
    `shufflenet_v1_g3_x1_0` against the same network built with `channel_shuffle=False` (identical convolutions and
    FLOPs, no shuffles: no correct conversion can be faster), converted by the same converter. Target: <= 1.10x.
+   The other shuffle piece form (`shuffle_pass.PieceForm.CONVS`; default SLICES) is timed in the same rotation.
 2. fp32 TFLite (XNNPACK) vs ONNX Runtime fp32 (CPU EP, ORT_ENABLE_ALL), 1 thread, for every zoo model (or --models).
    Target: TFLite no slower than ORT (ratio <= 1.00).
 3. Conversion time of ShuffleNetV2 1.0x to fp32 + INT8 TFLite (64 calibration samples, bias correction included).
@@ -10,7 +11,8 @@
 4. Shuffle forms (`--parts forms`): ShuffleNetV1 g3's shuffles feed grouped convs and cannot be absorbed; each exact
    form the pass can keep (GroupedShuffleForm: transpose, slices, dense) is converted and timed against the bound.
 5. Kernels (`--parts kernels`): single ops at zoo shapes (5x5 and 3x3 depthwise, 1x1 and grouped 1x1 convs, padded
-   pools), fp32 TFLite vs ORT: which kernels decide part 2 where TFLite loses.
+   pools), fp32 TFLite vs ORT: which kernels decide part 2 where TFLite loses. Includes the exact rewrite of a 5x5
+   depthwise conv into four unipass-sized pieces (checked against the plain op before it is timed).
 6. INT8 (`--parts int8`): INT8 against fp32 TFLite for every zoo model (or --models), whether XNNPACK runs the whole
    INT8 graph, and how many tensors stayed float.
 
@@ -194,28 +196,36 @@ def copy_rows(path: Path) -> tuple[int, int]:
 
 def part_bound(work: Path, *, rounds: int, runs: int, log) -> list[str]:
     lines = ["| model | INT8 p50 ms | lower bound p50 ms | INT8 / bound (target <= 1.10) | per-round p10-p90 | "
-             "fp32 p50 ms | fp32 bound ms | fp32 / bound | INT8 channel copies: ops / pixel rows (bound) |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---|"]
+             "pieces as convs: INT8 / bound | fp32 p50 ms | fp32 bound ms | fp32 / bound | "
+             "pieces as convs: fp32 / bound | INT8 channel copies: ops / pixel rows (bound) |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for name in BOUND_MODELS:
-        log(f"[bound] {name}: export + convert (model and its shuffle-free twin)")
-        real, _ = _convert(_export(name, work), name, ("fp32", "int8"), work)
+        log(f"[bound] {name}: export + convert (model, its shuffle-free twin, and the other shuffle piece form)")
+        onnx_path = _export(name, work)
+        real, _ = _convert(onnx_path, name, ("fp32", "int8"), work)
         bound, _ = _convert(_export(name, work, channel_shuffle=False), name, ("fp32", "int8"), work)
-        # each precision's pair rotates on its own: an fp32 model between two INT8 timings would leave 4x the
-        # weights in the caches the INT8 pair then competes for
-        log(f"[bound] {name}: timing {rounds} rounds x {runs} runs, INT8 pair then fp32 pair")
-        t = interleaved({"int8": _Tflite(real.artifacts["int8"]), "int8_bound": _Tflite(bound.artifacts["int8"])},
-                        rounds=rounds, runs=runs)
-        t |= interleaved({"fp32": _Tflite(real.artifacts["fp32"]), "fp32_bound": _Tflite(bound.artifacts["fp32"])},
-                         rounds=rounds, runs=runs)
+        # PieceForm.CONVS (the default is SLICES) only differs where shuffles were absorbed (not ShuffleNetV1)
+        alt = None
+        if real.shuffle_pass and real.shuffle_pass["absorbed"]:
+            alt, _ = _convert(onnx_path, name, ("fp32", "int8"), work, tag="_convs", shuffle_piece_form="convs")
+        # each precision's configurations rotate on their own: an fp32 model between two INT8 timings would leave
+        # 4x the weights in the caches the INT8 models then compete for
+        log(f"[bound] {name}: timing {rounds} rounds x {runs} runs, INT8 models then fp32 models")
+        t = {}
+        for prec in ("int8", "fp32"):
+            cfg = {prec: _Tflite(real.artifacts[prec]), f"{prec}_bound": _Tflite(bound.artifacts[prec])}
+            if alt is not None:
+                cfg[f"{prec}_convs"] = _Tflite(alt.artifacts[prec])
+            t |= interleaved(cfg, rounds=rounds, runs=runs)
         r8, lo8, hi8 = paired_ratio(t, "int8", "int8_bound")
         r32, _, _ = paired_ratio(t, "fp32", "fp32_bound")
+        a8, a32 = ((f"{paired_ratio(t, f'{p}_convs', f'{p}_bound')[0]:.3f}" if alt is not None else "-")
+                   for p in ("int8", "fp32"))
         (ops, rows), (bops, brows) = copy_rows(real.artifacts["int8"]), copy_rows(bound.artifacts["int8"])
-        extra_us = (t["int8"]["p50"] - t["int8_bound"]["p50"]) * 1e3
-        per_row = f"; {extra_us * 1e3 / (rows - brows):.1f} ns per extra row" if rows > brows else ""
         lines.append(f"| `{name}` | {t['int8']['p50']:.3f} | {t['int8_bound']['p50']:.3f} | "
-                     f"**{r8:.3f}** {'ok' if r8 <= 1.10 else 'MISSED'} | {lo8:.3f}-{hi8:.3f} | "
-                     f"{t['fp32']['p50']:.3f} | {t['fp32_bound']['p50']:.3f} | {r32:.3f} | "
-                     f"{ops} / {rows / 1e3:.1f}k ({bops} / {brows / 1e3:.1f}k){per_row} |")
+                     f"**{r8:.3f}** {'ok' if r8 <= 1.10 else 'MISSED'} | {lo8:.3f}-{hi8:.3f} | {a8} | "
+                     f"{t['fp32']['p50']:.3f} | {t['fp32_bound']['p50']:.3f} | {r32:.3f} | {a32} | "
+                     f"{ops} / {rows / 1e3:.1f}k ({bops} / {brows / 1e3:.1f}k) |")
         log(lines[-1])
     return lines
 
@@ -258,7 +268,11 @@ KERNEL_CASES = (
     # (label, op, NCHW input shape, attributes, weight shape or None)
     ("depthwise 5x5 /1, 480 ch, 14x14 (MnasNet, FBNet)", "Conv", (1, 480, 14, 14),
      dict(group=480, kernel_shape=[5, 5], pads=[2, 2, 2, 2]), (480, 1, 5, 5)),
+    ("same, written as 4 dilated depthwise pieces + 3 ADD (exact)", "Dw5x5Pieces", (1, 480, 14, 14),
+     dict(group=480, kernel_shape=[5, 5], pads=[2, 2, 2, 2]), (480, 1, 5, 5)),
     ("depthwise 5x5 /1, 120 ch, 28x28", "Conv", (1, 120, 28, 28),
+     dict(group=120, kernel_shape=[5, 5], pads=[2, 2, 2, 2]), (120, 1, 5, 5)),
+    ("same, written as 4 dilated depthwise pieces + 3 ADD (exact)", "Dw5x5Pieces", (1, 120, 28, 28),
      dict(group=120, kernel_shape=[5, 5], pads=[2, 2, 2, 2]), (120, 1, 5, 5)),
     ("depthwise 3x3 /1, 480 ch, 14x14", "Conv", (1, 480, 14, 14),
      dict(group=480, kernel_shape=[3, 3], pads=[1, 1, 1, 1]), (480, 1, 3, 3)),
@@ -268,15 +282,81 @@ KERNEL_CASES = (
     ("1x1 conv 80 -> 480, 14x14", "Conv", (1, 80, 14, 14), dict(kernel_shape=[1, 1]), (480, 80, 1, 1)),
     ("grouped 1x1 g3 240 -> 60, 28x28 (ShuffleNetV1 g3)", "Conv", (1, 240, 28, 28),
      dict(group=3, kernel_shape=[1, 1]), (60, 80, 1, 1)),
+    ("same, dense with zero blocks (3x the multiply-adds; exact)", "GroupedAsDense", (1, 240, 28, 28),
+     dict(group=3, kernel_shape=[1, 1]), (60, 80, 1, 1)),
+    ("same, SPLIT + one conv per group + CONCATENATION (exact)", "GroupedAsSplit", (1, 240, 28, 28),
+     dict(group=3, kernel_shape=[1, 1]), (60, 80, 1, 1)),
     ("grouped 1x1 g4 272 -> 68, 28x28 (ShuffleNetV1 g4)", "Conv", (1, 272, 28, 28),
      dict(group=4, kernel_shape=[1, 1]), (68, 68, 1, 1)),
     ("grouped 1x1 g8 192 -> 48, 28x28 (ShuffleNetV1 g8 x0.5)", "Conv", (1, 192, 28, 28),
      dict(group=8, kernel_shape=[1, 1]), (48, 24, 1, 1)),
+    ("3x3 conv 64 -> 256, 28x28 (EfficientNetV2-S fused-MBConv)", "Conv", (1, 64, 28, 28),
+     dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]), (256, 64, 3, 3)),
     ("max-pool 3x3 /2 pad 1, 16 ch, 112x112 (stems)", "MaxPool", (1, 16, 112, 112),
      dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), None),
     ("avg-pool 3x3 /2 pad 1 incl. pad, 16 ch, 56x56 (ShuffleNetV1)", "AveragePool", (1, 16, 56, 56),
      dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1), None),
 )
+
+
+def _dw5x5_pieces(inits, attrs):
+    """A 5x5 depthwise conv (pads 2) as the exact sum of four depthwise convs with dilation 2, one per parity class
+    of its taps: (even rows, even cols) 3x3, (even, odd) 3x2, (odd, even) 2x3, (odd, odd) 2x2. Each piece is at most
+    9 taps, so XNNPACK runs it with a unipass kernel; the 25-tap kernel is multipass on x86. The question this row
+    answers: is the rewrite a converter could do faster than XNNPACK's own 5x5? (It is not: see the table.)"""
+    from onnx import helper, numpy_helper
+
+    w, b = (numpy_helper.to_array(t) for t in inits)
+    out, nodes = [], []
+    parity_classes = (((0, 2, 4), (0, 2, 4)), ((0, 2, 4), (1, 3)), ((1, 3), (0, 2, 4)), ((1, 3), (1, 3)))
+    for n, (rows, cols) in enumerate(parity_classes):
+        piece = np.ascontiguousarray(w[:, :, list(rows)][:, :, :, list(cols)])
+        top, left = 2 - rows[0], 2 - cols[0]
+        pads = [top, left, 2 * (len(rows) - 1) - top, 2 * (len(cols) - 1) - left]
+        inits = [*inits, numpy_helper.from_array(piece, f"w{n}")]
+        nodes.append(helper.make_node("Conv", ["r", f"w{n}"] + (["b"] if n == 0 else []), [f"p{n}"], group=w.shape[0],
+                                      kernel_shape=[len(rows), len(cols)], dilations=[2, 2], pads=pads))
+        out.append(f"p{n}")
+    nodes += [helper.make_node("Add", ["p0", "p1"], ["s0"]), helper.make_node("Add", ["p2", "p3"], ["s1"]),
+              helper.make_node("Add", ["s0", "s1"], ["y"])]
+    return nodes, [t for t in inits if t.name != "w"]
+
+
+def _grouped_as_dense(inits, attrs):
+    """A grouped conv as one dense conv whose weight is block-diagonal (zeros between the groups)."""
+    from onnx import helper, numpy_helper
+
+    w, b = (numpy_helper.to_array(t) for t in inits)
+    g = attrs["group"]
+    co, ci = w.shape[0] // g, w.shape[1]
+    dense = np.zeros((w.shape[0], ci * g, *w.shape[2:]), np.float32)
+    for k in range(g):
+        dense[k * co:(k + 1) * co, k * ci:(k + 1) * ci] = w[k * co:(k + 1) * co]
+    node = helper.make_node("Conv", ["r", "wd", "b"], ["y"], **{k: v for k, v in attrs.items() if k != "group"})
+    return [node], [numpy_helper.from_array(dense, "wd"), inits[1]]
+
+
+def _grouped_as_split(inits, attrs):
+    """A grouped conv as SPLIT of the input channels, one dense conv per group, CONCATENATION of the outputs."""
+    from onnx import helper, numpy_helper
+
+    w, b = (numpy_helper.to_array(t) for t in inits)
+    g = attrs["group"]
+    co, ci = w.shape[0] // g, w.shape[1]
+    conv_attrs = {k: v for k, v in attrs.items() if k != "group"}
+    new = [numpy_helper.from_array(np.array([ci] * g, np.int64), "split")]
+    nodes = [helper.make_node("Split", ["r", "split"], [f"x{k}" for k in range(g)], axis=1)]
+    for k in range(g):
+        new += [numpy_helper.from_array(w[k * co:(k + 1) * co], f"w{k}"),
+                numpy_helper.from_array(b[k * co:(k + 1) * co], f"b{k}")]
+        nodes.append(helper.make_node("Conv", [f"x{k}", f"w{k}", f"b{k}"], [f"y{k}"], **conv_attrs))
+    nodes.append(helper.make_node("Concat", [f"y{k}" for k in range(g)], ["y"], axis=1))
+    return nodes, new
+
+
+# Exact rewrites a converter could emit instead of the op in the row above them (same shape, attributes and seeded
+# weights; part_kernels checks the outputs agree before timing).
+REWRITES = {"Dw5x5Pieces": _dw5x5_pieces, "GroupedAsDense": _grouped_as_dense, "GroupedAsSplit": _grouped_as_split}
 
 
 def _single_op_onnx(path: Path, op: str, shape, attrs: dict, wshape) -> Path:
@@ -289,8 +369,11 @@ def _single_op_onnx(path: Path, op: str, shape, attrs: dict, wshape) -> Path:
         inits = [numpy_helper.from_array((rng.standard_normal(wshape) * 0.1).astype(np.float32), "w"),
                  numpy_helper.from_array(rng.standard_normal(wshape[0]).astype(np.float32), "b")]
         inputs += ["w", "b"]
-    nodes = [helper.make_node("Relu", ["input"], ["r"]), helper.make_node(op, inputs, ["y"], **attrs),
-             helper.make_node("Relu", ["y"], ["output"])]
+    if op in REWRITES:
+        body, inits = REWRITES[op](inits, attrs)
+    else:
+        body = [helper.make_node(op, inputs, ["y"], **attrs)]
+    nodes = [helper.make_node("Relu", ["input"], ["r"]), *body, helper.make_node("Relu", ["y"], ["output"])]
     graph = helper.make_graph(nodes, "single_op", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
                               [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -311,6 +394,13 @@ def part_kernels(work: Path, *, rounds: int, runs: int, log) -> list[str]:
         with captured_native_output():
             res = convert(path, out_dir=work / f"kernel{k}", precisions=["fp32"])
         cfg[f"tfl{k}"], cfg[f"ort{k}"] = _Tflite(res.artifacts["fp32"]), _Ort(path)
+        if op in REWRITES:  # the plain op it rewrites: the nearest row above with the same shape and weights
+            j = max(i for i in range(k)
+                    if KERNEL_CASES[i][1] not in REWRITES and KERNEL_CASES[i][2:] == KERNEL_CASES[k][2:])
+            ref, got = cfg[f"ort{j}"](), cfg[f"ort{k}"]()
+            err = float(np.abs(ref[0] - got[0]).max() / np.abs(ref[0]).max())
+            if err > 1e-5:
+                raise RuntimeError(f"{label}: not an exact rewrite of {KERNEL_CASES[j][0]!r} (relative error {err:.2e})")
         ops[k] = ", ".join(f"{o} {n}" for o, n in sorted(res.ops["fp32"].items()) if o != "RELU")
     log(f"[kernels] timing {len(KERNEL_CASES)} single-op models, {rounds} rounds x {runs} runs")
     t = interleaved(cfg, rounds=rounds, runs=runs)

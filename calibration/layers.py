@@ -26,10 +26,11 @@ from .runners import quantize_input, tflite_interpreter, to_tflite_layout
 WORST = 10
 
 
-def _tensor_map(onnx_path: Path, interp, input_layout: str, for_int8: bool = True):
+def _tensor_map(onnx_path: Path, interp, input_layout: str, for_int8: bool = True, shuffle_pass: dict | None = None):
     """{tflite tensor name: TensorOrigin} and the shuffle pass's channel permutations, recovered by lowering the
-    ONNX model again exactly as `export.tflite.convert` does (same load, shape inference, shuffle pass, lowering),
-    plus the graph outputs (TFLite names them after the signature, not the ONNX scope) matched by position."""
+    ONNX model again exactly as `export.tflite.convert` does (same load, shape inference, shuffle pass with the
+    forms the conversion used: `shuffle_pass` is report.json's `shuffle_pass_stats`, lowering), plus the graph
+    outputs (TFLite names them after the signature, not the ONNX scope) matched by position."""
     from edgeport.export.tflite.convert import TensorOrigin, _load_model, shuffle_pass_available, tensor_map
     from edgeport.export.tflite._build import lower_graph
     from edgeport.export.tflite._graph import OnnxGraph
@@ -39,7 +40,8 @@ def _tensor_map(onnx_path: Path, interp, input_layout: str, for_int8: bool = Tru
     if shuffle_pass_available():
         from edgeport.export.tflite.shuffle_pass import remove_channel_shuffles
 
-        model, perms = remove_channel_shuffles(OnnxGraph.from_model(model).model)
+        forms = {k: v for k, v in (shuffle_pass or {}).items() if k in ("grouped_form", "piece_form") and v}
+        model, perms = remove_channel_shuffles(OnnxGraph.from_model(model).model, **forms)
     from edgeport._native import captured_native_output
 
     with captured_native_output():
@@ -79,13 +81,15 @@ def attribute_layers(
     plot_path: str | Path | None = None,
     worst: int = WORST,
     title: str | None = None,
+    shuffle_pass: dict | None = None,
 ) -> dict:
     """samples: float32 (N, C, H, W), preprocessed. Returns {"layers": [...in depth order], "worst": [...],
     "n_layers", "n_samples", "unmapped", "plot"} with per-layer `onnx_tensor`, `node`, `op_type`, `depth`,
-    `tflite_tensor`, `sqnr_db`, `channel_perm` (bool)."""
+    `tflite_tensor`, `sqnr_db`, `channel_perm` (bool). `shuffle_pass`: report.json's `shuffle_pass_stats` for this
+    artifact (the shuffle-pass forms it was converted with; default forms when None)."""
     onnx_path, tflite_path = Path(onnx_path), Path(tflite_path)
     interp = tflite_interpreter(tflite_path, preserve_all_tensors=True)
-    tmap, perms = _tensor_map(onnx_path, interp, input_layout)
+    tmap, perms = _tensor_map(onnx_path, interp, input_layout, shuffle_pass=shuffle_pass)
     tapped = TappedSession(onnx_path)
     depth = {n: i for i, n in enumerate(tapped.order)}
     details = {d["index"]: d for d in interp.get_tensor_details()}

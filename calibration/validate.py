@@ -238,6 +238,7 @@ def validate_dir(
             onnx_path=out / artifacts["onnx"], tflite_path=out / artifacts["tflite_int8"], samples=x[:16],
             input_layout=(report.get("artifact_info") or {}).get("tflite_int8", {}).get("layout", "nhwc"),
             plot_path=out / "layers_sqnr.png", title=(report.get("model") or {}).get("name"),
+            shuffle_pass=(report.get("artifact_info") or {}).get("tflite_int8", {}).get("shuffle_pass_stats"),
         )
     result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
                               layers=layer_report, notes=notes)

@@ -21,12 +21,13 @@ def tflite_step(
     num_calibration: int | None = None,
     calibration_seed: int | None = None,
     calibration_method: str = "minmax",
+    shuffle_piece_form: str = "slices",
     console=None,
 ) -> Report:
     """Convert DIR/model.onnx (written by the export step) to `model_<precision>.tflite` for each precision; with
     int8, also `model_int8.onnx` (QDQ, static calibration). Calibration samples come from the calibration split of
     `calibration`, preprocessed by the model's spec. Fills report.json `artifacts`, `artifact_info`, `ops`,
-    `conversion` and `calibration`."""
+    `conversion` and `calibration`. `shuffle_piece_form`: slices | convs (shuffle_pass.PieceForm)."""
     from edgeport.calibration import DEFAULT_SEED, Split, load_samples
     from edgeport.export.ort_int8 import quantize_onnx_int8
     from edgeport.export.tflite import Precision, convert
@@ -49,7 +50,8 @@ def tflite_step(
         method = CalibrationMethod(calibration_method)
         tfl_method = CalibrationMethod(tflite_calibration_method(method))
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=io_dtype,
-                         input_layout=input_layout, calibration_method=tfl_method.value)
+                         input_layout=input_layout, calibration_method=tfl_method.value,
+                         shuffle_piece_form=shuffle_piece_form)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         key = f"tflite_{Precision(prec).value}"

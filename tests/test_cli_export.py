@@ -119,10 +119,17 @@ def test_export_int8_with_percentile_calibration_method(tmp_path):
                  "--io", "float"]) == 2
 
 
-def test_export_says_what_the_shuffle_pass_did(tmp_path):
+@pytest.mark.parametrize("pieces", [None, "convs"])
+def test_export_says_what_the_shuffle_pass_did(tmp_path, pieces):
     out = tmp_path / "out"
-    r = run("export", NAME, "--out", out, "--precision", "fp32")
+    r = run("export", NAME, "--out", out, "--precision", "fp32", *(["--shuffle-pieces", pieces] if pieces else []))
     assert r.returncode == 0, r.stderr
-    st = json.loads((out / "report.json").read_text())["artifact_info"]["tflite_fp32"]["shuffle_pass_stats"]
-    assert st["found"] == st["absorbed"] > 0 and st["kept"] == 0 and st["convs_split"] > 0 and st["slices"] == 0
+    rep = json.loads((out / "report.json").read_text())
+    st = rep["artifact_info"]["tflite_fp32"]["shuffle_pass_stats"]
+    assert st["found"] == st["absorbed"] > 0 and st["kept"] == 0 and st["piece_form"] == (pieces or "slices")
+    if pieces == "convs":  # every piece computed by its own conv: no Slice left
+        assert st["convs_split"] > 0 and st["slices"] == 0 and rep["ops"]["tflite_fp32"].get("SLICE", 0) == 0
+    else:
+        assert st["convs_split"] == 0 and st["slices"] == rep["ops"]["tflite_fp32"]["SLICE"] > 0
     assert f"shuffle pass (TFLite): {st['found']} channel shuffles: {st['absorbed']} absorbed" in r.stdout
+    assert f"pieces as {st['piece_form']}" in r.stdout

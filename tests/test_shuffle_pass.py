@@ -14,7 +14,7 @@ import torch
 from edgeport.export.onnx_export import export_onnx
 from edgeport.export.tflite import convert
 from edgeport.export.tflite._graph import OnnxGraph
-from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, find_channel_shuffles,
+from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, PieceForm, find_channel_shuffles,
                                                  remove_channel_shuffles_with_stats, shuffle_permutation,
                                                  split_sliced_convs)
 from edgeport.errors import ExportError
@@ -110,15 +110,18 @@ def test_grouped_consumer_forms_have_their_op_budget(name, tmp_path):
 def test_v2_has_no_transpose_in_any_form(tmp_path):
     model, _ = _onnx("shufflenet_v2_cifar_x0_5", tmp_path)
     for form in GroupedShuffleForm:
-        out, _, stats = remove_channel_shuffles_with_stats(model, grouped_form=form)
-        assert stats.shuffles_materialised == 0 and stats.densified == 0
-        assert "Transpose" not in [node.op_type for node in out.graph.node]
+        for pieces in PieceForm:
+            out, _, stats = remove_channel_shuffles_with_stats(model, grouped_form=form, piece_form=pieces)
+            assert stats.shuffles_materialised == 0 and stats.densified == 0
+            assert "Transpose" not in [node.op_type for node in out.graph.node]
 
 
 def test_convert_rejects_an_unknown_form(tmp_path):
     model, _ = _onnx("shufflenet_v1_g3_x0_5", tmp_path)
     with pytest.raises(ExportError, match="grouped shuffle form 'diagonal'"):
         convert(model, out_dir=tmp_path / "out", precisions=["fp32"], grouped_shuffle_form="diagonal")
+    with pytest.raises(ExportError, match="shuffle piece form 'gathers'.*choose from \\['slices', 'convs'\\]"):
+        convert(model, out_dir=tmp_path / "out", precisions=["fp32"], shuffle_piece_form="gathers")
     assert not (tmp_path / "out").exists()
 
 
@@ -182,8 +185,8 @@ def test_split_sliced_convs_leaves_what_it_cannot_split_exactly(case):
 
 @pytest.mark.parametrize("name", ["shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5"])
 def test_absorbed_shuffles_leave_no_slice_of_a_conv_output(name, tmp_path):
-    """The absorbed V2/Aug graph reads each branch output in pieces; the pass computes every piece with its own
-    conv instead of copying it out with a Slice (and `split_sliced=False` keeps the slices, for measuring)."""
+    """The absorbed V2/Aug graph reads each branch output in pieces; PieceForm.CONVS computes every piece with its
+    own conv instead of copying it out with a Slice (PieceForm.SLICES, the default, keeps the slices)."""
     model, shape = _onnx(name, tmp_path)
 
     def sliced_conv_outputs(m):
@@ -197,8 +200,8 @@ def test_absorbed_shuffles_leave_no_slice_of_a_conv_output(name, tmp_path):
                 next((a.i for a in src.attribute if a.name == "group"), 1) == 1
         return hits
 
-    kept, _, kept_stats = remove_channel_shuffles_with_stats(model, split_sliced=False)
-    out, perms, stats = remove_channel_shuffles_with_stats(model)
+    kept, _, kept_stats = remove_channel_shuffles_with_stats(model)
+    out, perms, stats = remove_channel_shuffles_with_stats(model, piece_form="convs")
     assert kept_stats.convs_split == 0 and sliced_conv_outputs(kept) > 0
     assert stats.convs_split > 0 and sliced_conv_outputs(out) == 0
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
@@ -220,9 +223,13 @@ def test_convert_reports_what_the_pass_did(name, tmp_path):
     res = convert(model, out_dir=tmp_path / "out", precisions=["fp32"])
     st = res.shuffle_pass
     assert res.shuffle_pass_applied and st["found"] == n and st["grouped_form"] == "transpose"
-    assert st["absorbed"] + st["kept"] + st["densified"] == n
-    if get_spec(name).family == "shufflenet_v2":  # every shuffle absorbed, every piece computed by its own conv
-        assert st["absorbed"] == n and st["convs_split"] > 0 and st["slices"] == 0 and st["concats"] > 0
+    assert st["absorbed"] + st["kept"] + st["densified"] == n and st["piece_form"] == "slices"
+    if get_spec(name).family == "shufflenet_v2":  # every shuffle absorbed; the pieces read as slices by default
+        assert st["absorbed"] == n and st["convs_split"] == 0 and st["slices"] == res.ops["fp32"]["SLICE"] > 0
+        assert st["concats"] > 0
+        res = convert(model, out_dir=tmp_path / "convs", precisions=["fp32"], shuffle_piece_form="convs")
+        st = res.shuffle_pass  # or each computed by its own conv
+        assert st["piece_form"] == "convs" and st["convs_split"] > 0 and st["slices"] == 0
         assert res.ops["fp32"].get("SLICE", 0) == 0
     else:  # ShuffleNetV1: every shuffle feeds a grouped conv and is kept
         assert st["kept"] == n and st["absorbed"] == 0

@@ -257,23 +257,37 @@ def test_digits_layer_attribution(digits_run):
 
 
 @pytest.mark.slow
-def test_digits_fp32_attribution_is_exact_everywhere(digits_run):
+@pytest.mark.parametrize("pieces", ["slices", "convs"])
+def test_digits_fp32_attribution_is_exact_everywhere(digits_run, pieces, tmp_path):
     """The same mapping applied to the fp32 TFLite model: every layer matches ONNX to float rounding, including
-    the tensors whose channels the shuffle pass permuted. Without the permutation those layers would not match."""
+    the tensors whose channels the shuffle pass permuted. Without the permutation those layers would not match.
+    Both shuffle piece forms: the default artifact (slices), and one converted with every piece computed by its own
+    conv."""
     from edgeport.calibration import load_samples
     from edgeport.calibration import layers as layers_mod
+    from edgeport.export.tflite import convert
 
     model, out, res = digits_run
+    absorbs = get_spec(model).family in ("shufflenet_v2", "augshufflenet")
+    if pieces == "convs" and not absorbs:
+        pytest.skip(f"{model} has no absorbed shuffle: both piece forms give the same graph")
+    tflite = out / "model_fp32.tflite"
+    if pieces == "convs":
+        tflite = convert(out / "model.onnx", out_dir=tmp_path, precisions=["fp32"],
+                         shuffle_piece_form="convs").artifacts["fp32"]
     x = load_samples("digits", model_spec=get_spec(model), split="validation", num=8).array()
-    L = layers_mod.attribute_layers(onnx_path=out / "model.onnx", tflite_path=out / "model_fp32.tflite", samples=x)
+    attrib = dict(onnx_path=out / "model.onnx", tflite_path=tflite, samples=x, shuffle_pass={"piece_form": pieces})
+    L = layers_mod.attribute_layers(**attrib)
     _check_layer_mapping(L, out / "model.onnx")
     assert L["n_layers"] == res.layers["n_layers"]
     low = [(r["onnx_tensor"], round(r["sqnr_db"], 1)) for r in L["layers"] if r["sqnr_db"] < 80]
     assert not low, f"fp32 layers that do not match their ONNX tensor: {low}"
     permuted = [r["onnx_tensor"] for r in L["layers"] if r["channel_perm"]]
-    if get_spec(model).family in ("shufflenet_v2", "augshufflenet"):
-        # branch outputs the absorbed shuffles read in pieces are computed by one conv per piece: compared whole
-        assert any(r["pieces"] > 1 for r in L["layers"]), "no layer compared from split-conv pieces"
+    if absorbs:
+        # branch outputs the absorbed shuffles read in pieces: with convs, each piece computed by its own conv and
+        # compared as the whole tensor; with slices, the tensor is computed whole
+        split = [r["onnx_tensor"] for r in L["layers"] if r["pieces"] > 1]
+        assert bool(split) == (pieces == "convs"), split
     if not permuted:
         return
     real = layers_mod._tensor_map
@@ -284,8 +298,7 @@ def test_digits_fp32_attribution_is_exact_everywhere(digits_run):
 
     layers_mod._tensor_map = without_channel_perms
     try:
-        bad = layers_mod.attribute_layers(onnx_path=out / "model.onnx", tflite_path=out / "model_fp32.tflite",
-                                          samples=x)
+        bad = layers_mod.attribute_layers(**attrib)
     finally:
         layers_mod._tensor_map = real
     # without it, a permuted tensor mismatches; one split into pieces across convs cannot be compared at all

@@ -303,6 +303,13 @@ def tensor_map(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]])
     return out
 
 
+def _choice(enum_cls, value, what: str):
+    try:
+        return enum_cls(str(getattr(value, "value", value)))
+    except ValueError:
+        raise ExportError(f"unknown {what} {value!r}", hint=f"choose from {[f.value for f in enum_cls]}") from None
+
+
 def convert(
     onnx_model_or_path: onnx.ModelProto | str | os.PathLike,
     *,
@@ -315,6 +322,7 @@ def convert(
     calibration_method: str = "minmax",
     bias_correction_samples: int = 8,
     grouped_shuffle_form: str = "transpose",
+    shuffle_piece_form: str = "slices",
 ) -> ConversionResult:
     """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
 
@@ -326,6 +334,8 @@ def convert(
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off). `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle_pass.py).
+    `shuffle_piece_form`: how the channel pieces that absorbed shuffles read are produced (ShuffleNetV2):
+    slices | convs (shuffle_pass.PieceForm; which is faster depends on the CPU).
     Files: `model_<precision>.tflite`. All models are converted in memory first, then each file is written
     atomically; an unsupported op raises UnsupportedOpError before anything is written.
     """
@@ -350,21 +360,19 @@ def convert(
     applied = False
     shuffle_stats = None
     if shuffle_pass_available():
-        from edgeport.export.tflite.shuffle_pass import GroupedShuffleForm, remove_channel_shuffles_with_stats
+        from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, PieceForm,
+                                                         remove_channel_shuffles_with_stats)
 
-        try:
-            form = GroupedShuffleForm(str(getattr(grouped_shuffle_form, "value", grouped_shuffle_form)))
-        except ValueError:
-            raise ExportError(f"unknown grouped shuffle form {grouped_shuffle_form!r}",
-                              hint=f"choose from {[f.value for f in GroupedShuffleForm]}") from None
+        form = _choice(GroupedShuffleForm, grouped_shuffle_form, "grouped shuffle form")
+        pieces = _choice(PieceForm, shuffle_piece_form, "shuffle piece form")
         # the pass wants a shape-inferred graph (graph outputs typed with shapes)
         model, channel_perms, st = remove_channel_shuffles_with_stats(OnnxGraph.from_model(model).model,
-                                                                      grouped_form=form)
+                                                                      grouped_form=form, piece_form=pieces)
         applied = True
         shuffle_stats = {"found": st.shuffles_found, "absorbed": st.shuffles_found - st.shuffles_materialised
                          - st.densified, "kept": st.shuffles_materialised, "densified": st.densified,
                          "convs_split": st.convs_split, "slices": st.slices, "concats": st.concats,
-                         "grouped_form": form.value}
+                         "grouped_form": form.value, "piece_form": pieces.value}
     timings["passes_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

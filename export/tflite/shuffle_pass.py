@@ -13,8 +13,9 @@ nothing: they only relabel. Physical tensors are produced only by real compute:
 - where a consumer needs a physical tensor that does not exist yet, it is assembled from contiguous runs by Slice +
   Concat ("materialised"). A consumer that needs a specific order that cannot be assembled from few runs gets the
   shuffle back as Reshape/Transpose/Reshape on one tensor;
-- finally, a conv whose output is read only in disjoint channel slices is split into one conv per slice
-  (`split_sliced_convs`), so the absorbed ShuffleNetV2's pieces are computed where they are needed, not copied;
+- the pieces an absorbed shuffle leaves (ShuffleNetV2: each unit reads its input from several producers) are
+  channel Slices of a conv output, or, with `PieceForm.CONVS`, each piece is computed by its own conv
+  (`split_sliced_convs`). Which is faster depends on the CPU (`PieceForm`);
 - a shuffle that feeds a grouped Conv (ShuffleNetV1, FBNet-A) cannot be absorbed: it is kept in the form chosen by
   `GroupedShuffleForm` (default: the Reshape/Transpose/Reshape, measured fastest).
 
@@ -38,7 +39,7 @@ from onnx import helper, numpy_helper
 from edgeport.errors import ExportError
 from edgeport.export.tflite._graph import unique_name
 
-__all__ = ["GroupedShuffleForm", "remove_channel_shuffles", "ShufflePassStats", "find_channel_shuffles",
+__all__ = ["GroupedShuffleForm", "PieceForm", "remove_channel_shuffles", "ShufflePassStats", "find_channel_shuffles",
            "shuffle_permutation", "split_sliced_convs"]
 
 # consumers that need more runs than this get a specific order by other means (shuffle or Gather)
@@ -62,6 +63,24 @@ class GroupedShuffleForm(str, enum.Enum):
     TRANSPOSE = "transpose"
     SLICES = "slices"
     DENSE = "dense"
+
+
+class PieceForm(str, enum.Enum):
+    """How a piece of a conv output that an absorbed shuffle reads is produced (ShuffleNetV2/AugShuffleNet: after k
+    shuffles, a unit's input channels come from k producers, each read in channel runs).
+
+    SLICES (default): the producing conv computes all its channels; each run is a Slice (a copy; XNNPACK copies a
+    channel slice of an NHWC tensor one pixel at a time).
+    CONVS: the producing conv is split into one conv per run (`split_sliced_convs`): no copy, more and narrower
+    convs. ShuffleNetV2 1.0x INT8 goes from 37 CONV_2D + 69 SLICE to 90 CONV_2D + 0 SLICE.
+
+    Measured INT8 / shuffle-free bound, 1 thread XNNPACK (`benchmarks/converter_speed.py --parts bound` times both):
+    on an Intel Xeon (AVX-512, this project's CI machine) SLICES 1.05 and CONVS 1.17-1.23 for ShuffleNetV2 and
+    AugShuffleNet; on an AMD EPYC Zen 5, CONVS 1.05-1.07 and SLICES 1.07-1.11. fp32 is faster with SLICES on both
+    (narrow convs waste most of XNNPACK's fp32 GEMM tile)."""
+
+    SLICES = "slices"
+    CONVS = "convs"
 
 
 def shuffle_permutation(channels: int, groups: int) -> np.ndarray:
@@ -833,30 +852,35 @@ def _cost(stats: ShufflePassStats) -> tuple:
 def remove_channel_shuffles(
     model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5,
     grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE,
+    piece_form: PieceForm | str = PieceForm.SLICES,
 ) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
     """Remove every channel shuffle of `model` exactly (see module docstring).
 
     Returns the rewritten model and `{tensor name: p}` with rewritten[:, i] == original[:, p[i]] for every tensor of
     the rewritten graph that keeps an original name with permuted channels. `grouped_form`: how a shuffle that feeds
-    a grouped conv is kept (GroupedShuffleForm). Raises ExportError when the rewritten model fails onnx.checker.
+    a grouped conv is kept (GroupedShuffleForm); `piece_form`: how the pieces the absorbed shuffles read are produced
+    (PieceForm). Raises ExportError when the rewritten model fails onnx.checker.
     """
     rewritten, perms, _ = remove_channel_shuffles_with_stats(
-        model, max_iterations=max_iterations, max_concat_inputs=max_concat_inputs, grouped_form=grouped_form)
+        model, max_iterations=max_iterations, max_concat_inputs=max_concat_inputs, grouped_form=grouped_form,
+        piece_form=piece_form)
     return rewritten, perms
 
 
 def remove_channel_shuffles_with_stats(
     model: onnx.ModelProto, *, max_iterations: int = 4, max_concat_inputs: int = 5,
-    grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE, split_sliced: bool = True,
+    grouped_form: GroupedShuffleForm | str = GroupedShuffleForm.TRANSPOSE,
+    piece_form: PieceForm | str = PieceForm.SLICES,
 ) -> tuple[onnx.ModelProto, dict[str, list[int]], ShufflePassStats]:
-    """`remove_channel_shuffles` with the pass's counters. `split_sliced=False` leaves the channel Slices the
-    rewrite cuts from conv outputs as copies instead of splitting those convs (`split_sliced_convs`); for measuring."""
+    """`remove_channel_shuffles` with the pass's counters."""
+    grouped_form = GroupedShuffleForm(grouped_form)
+    piece_form = PieceForm(piece_form)
     if not find_channel_shuffles(model):
         return model, {}, ShufflePassStats()
     orders: dict[str, np.ndarray] = {}
     best = None
     for it in range(max_iterations):
-        rw = _Rewriter(model, orders, max_concat_inputs, GroupedShuffleForm(grouped_form))
+        rw = _Rewriter(model, orders, max_concat_inputs, grouped_form)
         out = rw.run()
         rw.stats.plan_iterations = it + 1
         if best is None or _cost(rw.stats) < _cost(best[2]):
@@ -867,7 +891,7 @@ def remove_channel_shuffles_with_stats(
             break
         orders = new_orders
     out, perms, stats = best
-    if split_sliced:
+    if piece_form is PieceForm.CONVS:
         out, stats.convs_split, pieces = split_sliced_convs(out)
         # a piece holds channels [a, e) of the sliced tensor, itself permuted (perms) or not: record which
         # original channels, so per-layer attribution can compare the pieces (calibration/layers.py)
