@@ -75,9 +75,9 @@ class PieceForm(str, enum.Enum):
     convs. ShuffleNetV2 1.0x INT8 goes from 37 CONV_2D + 69 SLICE to 90 CONV_2D + 0 SLICE.
 
     Measured INT8 / shuffle-free bound, 1 thread XNNPACK (`benchmarks/converter_speed.py --parts bound` times both):
-    on an Intel Xeon (AVX-512, this project's CI machine) SLICES 1.05 and CONVS 1.17-1.23 for ShuffleNetV2 and
-    AugShuffleNet; on an AMD EPYC Zen 5, CONVS 1.05-1.07 and SLICES 1.07-1.11. fp32 is faster with SLICES on both
-    (narrow convs waste most of XNNPACK's fp32 GEMM tile)."""
+    on an Intel Xeon (AVX-512, this project's CI machine) SLICES 1.05-1.07 and CONVS 1.17-1.25 for ShuffleNetV2 and
+    AugShuffleNet; on an AMD EPYC Zen 5, CONVS 1.03-1.09 and SLICES 1.07-1.11. fp32 is faster with SLICES on both
+    (narrow convs waste most of XNNPACK's fp32 GEMM tile). docs/converter_speed.md has every run."""
 
     SLICES = "slices"
     CONVS = "convs"
