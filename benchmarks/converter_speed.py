@@ -311,8 +311,8 @@ def _dw5x5_pieces(inits, attrs):
     emit faster than XNNPACK's own 5x5? (It is not: see the table.)"""
     from onnx import helper, numpy_helper
 
-    w, b = (numpy_helper.to_array(t) for t in inits)
-    out, nodes = [], []
+    w = numpy_helper.to_array(inits[0])
+    nodes = []
     parity_classes = (((0, 2, 4), (0, 2, 4)), ((0, 2, 4), (1, 3)), ((1, 3), (0, 2, 4)), ((1, 3), (1, 3)))
     for n, (rows, cols) in enumerate(parity_classes):
         piece = np.ascontiguousarray(w[:, :, list(rows)][:, :, :, list(cols)])
@@ -321,34 +321,37 @@ def _dw5x5_pieces(inits, attrs):
         inits = [*inits, numpy_helper.from_array(piece, f"w{n}")]
         nodes.append(helper.make_node("Conv", ["r", f"w{n}"] + (["b"] if n == 0 else []), [f"p{n}"], group=w.shape[0],
                                       kernel_shape=[len(rows), len(cols)], dilations=[2, 2], pads=pads))
-        out.append(f"p{n}")
     nodes += [helper.make_node("Add", ["p0", "p1"], ["s0"]), helper.make_node("Add", ["p2", "p3"], ["s1"]),
               helper.make_node("Add", ["s0", "s1"], ["y"])]
     return nodes, [t for t in inits if t.name != "w"]
+
+
+def _grouped(inits, attrs):
+    """(weight, bias, groups, out channels per group, in channels per group, the conv's attributes without group)."""
+    from onnx import numpy_helper
+
+    w, b = (numpy_helper.to_array(t) for t in inits)
+    g = attrs["group"]
+    return w, b, g, w.shape[0] // g, w.shape[1], {k: v for k, v in attrs.items() if k != "group"}
 
 
 def _grouped_as_dense(inits, attrs):
     """A grouped conv as one dense conv whose weight is block-diagonal (zeros between the groups)."""
     from onnx import helper, numpy_helper
 
-    w, b = (numpy_helper.to_array(t) for t in inits)
-    g = attrs["group"]
-    co, ci = w.shape[0] // g, w.shape[1]
+    w, b, g, co, ci, conv_attrs = _grouped(inits, attrs)
     dense = np.zeros((w.shape[0], ci * g, *w.shape[2:]), np.float32)
     for k in range(g):
         dense[k * co:(k + 1) * co, k * ci:(k + 1) * ci] = w[k * co:(k + 1) * co]
-    node = helper.make_node("Conv", ["r", "wd", "b"], ["y"], **{k: v for k, v in attrs.items() if k != "group"})
-    return [node], [numpy_helper.from_array(dense, "wd"), inits[1]]
+    node = helper.make_node("Conv", ["r", "wd", "b"], ["y"], **conv_attrs)
+    return [node], [numpy_helper.from_array(dense, "wd"), numpy_helper.from_array(b, "b")]
 
 
 def _grouped_as_split(inits, attrs):
     """A grouped conv as SPLIT of the input channels, one dense conv per group, CONCATENATION of the outputs."""
     from onnx import helper, numpy_helper
 
-    w, b = (numpy_helper.to_array(t) for t in inits)
-    g = attrs["group"]
-    co, ci = w.shape[0] // g, w.shape[1]
-    conv_attrs = {k: v for k, v in attrs.items() if k != "group"}
+    w, b, g, co, ci, conv_attrs = _grouped(inits, attrs)
     new = [numpy_helper.from_array(np.array([ci] * g, np.int64), "split")]
     nodes = [helper.make_node("Split", ["r", "split"], [f"x{k}" for k in range(g)], axis=1)]
     for k in range(g):
