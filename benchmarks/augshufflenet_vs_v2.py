@@ -59,7 +59,7 @@ def build(v: dict, art_dir: Path, *, columns: list[str], seed: int = 0) -> dict:
     """Model -> ONNX (+ params, MACs) -> TFLite fp32/INT8 and ORT INT8 (calibrated on digits train images)."""
     import torch
 
-    from edgeport._native import captured_native_output
+    from edgeport.native import captured_native_output
     from edgeport.calibration import load_samples
     from edgeport.export.analysis import count_macs
     from edgeport.export.onnx_export import export_onnx
@@ -279,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     args = ap.parse_args(argv)
 
-    from edgeport.report import Report
-    from edgeport.runtime.bench import BenchSettings, bench
+    from edgeport.runtime.bench import BenchSettings, bench_artifacts
     from edgeport.runtime.targets import TargetOptions, parse_target
 
     widths = [w.strip() for w in args.widths.split(",") if w.strip()]
@@ -308,15 +307,14 @@ def main(argv: list[str] | None = None) -> int:
                     accuracy[info["model"]] = a
                     print(f"digits accuracy {info['model']}: " + ", ".join(
                         f"{k} {v:.2%}" for k, v in a["accuracy"].items()), flush=True)
-        report = Report.load(art)
-        report.set("artifacts", {f"{i['key']}_{c}": f for i in infos for c, f in i["files"].items()})
-        report.save()
+        artifacts = {f"{i['key']}_{c}": art / f for i in infos for c, f in i["files"].items()}
         engines = tuple(dict.fromkeys(COLUMNS[c][0] for c in columns))
         n = sum(len(i["files"]) for i in infos)
         print(f"timing {n} configurations interleaved on {target.url}: {args.warmup} + {args.runs} rounds ...",
               flush=True)
         t0 = time.perf_counter()
-        outcome = bench(out_dir=art, target=target, save=False, options=TargetOptions(timeout_s=3600),
+        outcome = bench_artifacts(artifacts=artifacts, nchw_shape=None, target=target,
+                                  options=TargetOptions(timeout_s=3600),
                         settings=BenchSettings(engines=engines, threads=(args.threads,), warmup=args.warmup,
                                                runs=args.runs, parity=target.url != "local", rss=False))
         print(f"timed in {time.perf_counter() - t0:.0f} s", flush=True)

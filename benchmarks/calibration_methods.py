@@ -65,24 +65,22 @@ MODELS = {
 
 
 def _metrics(ref: np.ndarray, y: np.ndarray, labels) -> dict:
-    from edgeport.calibration.metrics import accuracy, parity_metrics
+    from edgeport.metrics import accuracy, parity_metrics
 
     m = parity_metrics(ref, y)
-    out = {"top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"], "cosine": m["cosine"]}
+    out = {"top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"], "cosine_mean": m["cosine_mean"]}
     if labels is not None:
         out["accuracy"] = accuracy(y, labels)
     return out
 
 
 def run_model(name: str, *, work: Path, num_calibration: int, num_validation: int | None, log=print) -> dict:
-    import torch
-
     from edgeport.calibration import Split, load_samples
-    from edgeport.calibration.runners import run_artifact, run_torch
     from edgeport.export.checkpoint import resolve_source
     from edgeport.export.onnx_export import export_onnx
     from edgeport.export.ort_int8 import quantize_onnx_int8
     from edgeport.export.tflite import convert
+    from edgeport.validation import run_artifact, run_reference
 
     get_ckpt, source, shape, desc = MODELS[name]
     ckpt = get_ckpt()
@@ -99,8 +97,7 @@ def run_model(name: str, *, work: Path, num_calibration: int, num_validation: in
                        seed=0, labelled=True)
     assert not set(cal.ids) & set(val.ids)
     x = val.array()
-    with torch.no_grad():
-        ref = run_torch(src.module.eval(), x)
+    ref = run_reference(src.module.eval(), x)
     labels = val.labels
     row: dict = {"model": name, "weights": desc, "input_shape": list(shape), "source": source,
                  "num_calibration": len(cal), "num_validation": len(val), "tflite": {}, "ort": {}}

@@ -70,7 +70,7 @@ def _export(name: str, work: Path, **kwargs) -> Path:
 
 
 def _convert(onnx_path: Path, name: str, precisions, work: Path, num_calibration: int = 64, tag: str = "", **kw):
-    from edgeport._native import captured_native_output
+    from edgeport.native import captured_native_output
     from edgeport.calibration import Split, load_samples
     from edgeport.export.tflite import convert
     from edgeport.models import get_spec
@@ -231,7 +231,7 @@ def part_bound(work: Path, *, rounds: int, runs: int, log) -> list[str]:
 
 
 def part_forms(work: Path, *, rounds: int, runs: int, log) -> list[str]:
-    from edgeport.export.tflite.shuffle_pass import GroupedShuffleForm
+    from edgeport.export.tflite.shuffle import GroupedShuffleForm
 
     name = "shufflenet_v1_g3_x1_0"
     lines = [f"`{name}`: each exact form of a shuffle that feeds a grouped conv, against the shuffle-free bound.", "",
@@ -391,7 +391,7 @@ def _single_op_onnx(path: Path, op: str, shape, attrs: dict, wshape) -> Path:
 
 
 def part_kernels(work: Path, *, rounds: int, runs: int, log) -> list[str]:
-    from edgeport._native import captured_native_output
+    from edgeport.native import captured_native_output
     from edgeport.export.tflite import convert
 
     lines = ["| op (x -> ReLU -> op -> ReLU) | TFLite fp32 us | ORT fp32 us (plain op) | TFLite / ORT | TFLite ops |",

@@ -58,17 +58,18 @@ def export(name: str, out: Path, num_calibration: int) -> Path:
 
 def measure(dirs: dict[str, Path], *, threads: int, runs: int, warmup: int, timeout: float) -> dict:
     """One job with every configuration, run by the local target (the runner in its own process)."""
-    from edgeport.report import Report
+    from edgeport.report import load_report
     from edgeport.runtime.targets import LocalTarget, TargetOptions
 
     with tempfile.TemporaryDirectory(prefix="edgeport-speedups-") as tmp:
         job_dir = Path(tmp)
         arts = []
         for model, d in dirs.items():
-            listed = Report.load(d, create=False).get("artifacts")
+            report = load_report(d)
             for art in ARTIFACTS:
-                link = job_dir / f"{model}__{listed[art]}"
-                os.symlink((d / listed[art]).resolve(), link)
+                path = report.artifact_path(art)
+                link = job_dir / f"{model}__{path.name}"
+                os.symlink(path.resolve(), link)
                 arts.append({"name": f"{model}|{art}", "file": link.name})
         job = {"artifacts": arts, "engines": ["onnxruntime", "tflite"], "threads": [threads], "warmup": warmup,
                "runs": runs, "time_budget_s": None, "pin": None, "parity_inputs": None, "rss": False, "seed": 0}

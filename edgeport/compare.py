@@ -9,7 +9,11 @@ import json
 from pathlib import Path
 
 from edgeport.errors import EdgeportError
-from edgeport.report import atomic_write_bytes, atomic_write_text
+from edgeport.console import EXIT_OK, EXIT_TARGET_FAILED, plain, step_progress
+from edgeport.files import atomic_write_bytes, atomic_write_text, check_out_dir, prepare_out_dir
+from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
+from edgeport.render import artifact_color, png_bytes, pyplot
+from edgeport.report import load_report
 
 LATENCY_ARTIFACTS = ("tflite_int8", "tflite_fp32", "onnx", "onnx_int8", "tflite_fp16", "tflite_dynamic")
 COLUMNS = ("model", "params", "macs", "artifact", "engine", "target", "threads", "p50_ms", "p90_ms", "cosine",
@@ -20,7 +24,7 @@ def collect(model_dirs: dict[str, Path]) -> list[dict]:
     """One row per (model, artifact, target, threads) with a measured latency."""
     rows = []
     for name, d in model_dirs.items():
-        rep = json.loads((d / "report.json").read_text())
+        rep = load_report(d).data
         acc = (rep.get("accuracy") or {}).get("artifacts") or {}
         for e in rep.get("latency", []):
             if e.get("p50_ms") is None or e["artifact"] not in LATENCY_ARTIFACTS:
@@ -29,7 +33,7 @@ def collect(model_dirs: dict[str, Path]) -> list[dict]:
             rows.append({
                 "model": name, "params": rep["model"].get("params"), "macs": rep["model"].get("macs"),
                 "artifact": e["artifact"], "engine": e["engine"], "target": e["target"], "threads": e["threads"],
-                "p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "cosine": par.get("cosine"),
+                "p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "cosine": par.get("cosine_mean"),
                 "top1_agreement": par.get("top1_agreement"), "accuracy": (acc.get(e["artifact"]) or {}).get("accuracy"),
             })
     return rows
@@ -38,9 +42,8 @@ def collect(model_dirs: dict[str, Path]) -> list[dict]:
 def plot(rows: list[dict]) -> bytes:
     """Left: MACs vs measured p50 (one series per artifact/target/threads); right: accuracy (or top-1 agreement
     with torch) vs p50. Points of one model are labelled."""
-    from edgeport.render import _color, _fig, _png
-
-    plt = _fig()
+    
+    plt = pyplot()
     groups = list(dict.fromkeys((r["artifact"], r["target"], r["threads"]) for r in rows))
     use_acc = any(r["accuracy"] is not None for r in rows)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.6))
@@ -53,10 +56,10 @@ def plot(rows: list[dict]) -> bytes:
         m = markers[configs.index((g[1], g[2])) % len(markers)]
         label = f"{g[0]} · {g[1]} · {g[2]}T"
         ax1.scatter([r["macs"] / 1e6 for r in pts], [r["p50_ms"] for r in pts], marker=m, s=55,
-                    color=_color(g[0], gi), edgecolor="#222", linewidth=0.5, label=label, zorder=3)
+                    color=artifact_color(g[0], gi), edgecolor="#222", linewidth=0.5, label=label, zorder=3)
         ys = [(r, r["accuracy"] if use_acc else r["top1_agreement"]) for r in pts]
         ys = [(r, y) for r, y in ys if y is not None]
-        ax2.scatter([r["p50_ms"] for r, _ in ys], [100 * y for _, y in ys], marker=m, s=55, color=_color(g[0], gi),
+        ax2.scatter([r["p50_ms"] for r, _ in ys], [100 * y for _, y in ys], marker=m, s=55, color=artifact_color(g[0], gi),
                     edgecolor="#222", linewidth=0.5, label=label, zorder=3)
         if g == label_group:  # one labelled series keeps the plot readable; the table has every number
             for r in pts:
@@ -82,7 +85,7 @@ def plot(rows: list[dict]) -> bytes:
         ax2.set_ylim(max(0.0, min(all_y) - pad), min(101.0, max(all_y) + pad))
     ax1.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _cell(c: str, v) -> str:
@@ -130,11 +133,8 @@ def _checkpoints(items: list[str], models: list[str]) -> dict[str, str]:
 def cmd_compare(args, con) -> int:
     from rich.table import Table
 
-    from edgeport.cli import EXIT_OK, EXIT_TARGET_FAILED
     from edgeport.models import get_model_entry
-    from edgeport.report import check_out_dir, prepare_out_dir
-    from edgeport.run import run_pipeline
-    from edgeport.run_cli import _csv, _progress
+    from edgeport.run import preflight, run_pipeline
 
     for name in args.models:  # unknown names fail before any work
         get_model_entry(name)
@@ -142,24 +142,19 @@ def cmd_compare(args, con) -> int:
         raise EdgeportError("a model is listed twice")
     ckpts = _checkpoints(args.checkpoint, args.models)
     check_out_dir(args.out)
-    targets = _csv(args.targets)
-    precisions = _csv(args.precision)
+    convert, bench = ConvertOptions.from_args(args), BenchOptions.from_args(args)
+    validate = ValidateOptions.from_args(args, layers=False)
     dirs, failed = {}, False
     out = None
     for name in args.models:
-        con.print(f"[bold]{name}[/bold]")
-        if out is None:
-            from edgeport.run import preflight
-
-            # the first model's inputs are checked before the compare folder exists
-            preflight(source=name, checkpoint=ckpts.get(name), builder_args={}, input_shape=None, trust=False,
-                      calibration=args.calibration, precisions=precisions, targets=targets, out_dir=args.out)
+        con.print(f"[bold]{plain(name)}[/bold]")
+        source = SourceOptions(source=name, checkpoint=ckpts.get(name))
+        if out is None:  # the first model's inputs are checked before the compare folder exists
+            preflight(source=source, convert=convert, bench=bench, out_dir=args.out)
             out = prepare_out_dir(args.out)
         rep, _ = run_pipeline(
-            source=name, out_dir=out / name, checkpoint=ckpts.get(name), precisions=precisions,
-            calibration=args.calibration, num_calibration=args.num_calibration, num_validation=args.num_validation,
-            layers=False, targets=targets, threads=args.threads, runs=args.runs, warmup=args.warmup,
-            force=args.force, on_event=_progress(con, total=(4 if precisions else 3) + len(targets)), console=con,
+            source=source, out_dir=out / name, convert=convert, validate=validate, bench=bench, force=args.force,
+            on_event=step_progress(con, total=(4 if convert.precisions else 3) + len(bench.targets)), console=con,
         )
         failed |= bool(rep.get("failures"))
         dirs[name] = out / name
@@ -175,26 +170,19 @@ def cmd_compare(args, con) -> int:
                       _cell("top1_agreement", r["top1_agreement"]), _cell("accuracy", r["accuracy"]),
                       f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-")
     con.print(table)
-    con.print("written: " + ", ".join(str(p) for p in paths.values()))
+    con.print("written: " + ", ".join(plain(p) for p in paths.values()))
     con.emit_json({"out": str(out), "rows": rows, "files": {k: str(v) for k, v in paths.items()}})
     return EXIT_TARGET_FAILED if failed else EXIT_OK
 
 
 def add_compare_parser(sub) -> None:
-    from edgeport.run_cli import _ints
-
     p = sub.add_parser("compare", help="run several zoo models and compare MACs/accuracy vs measured latency")
     p.add_argument("models", nargs="+", help="zoo model names")
     p.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
                    help="trained weights for one of the models (repeatable); others run with random init")
     p.add_argument("--out", default="runs/compare", help="output folder (one sub-folder per model)")
-    p.add_argument("--precision", default="fp32,int8")
-    p.add_argument("--calibration", default="default", help="default | digits | folder | .npy/.npz")
-    p.add_argument("--num-calibration", type=int, default=None)
-    p.add_argument("--num-validation", type=int, default=None)
-    p.add_argument("--targets", default="local", help="comma list: local, ssh://user@host[:port], adb://SERIAL")
-    p.add_argument("--threads", type=_ints, default=(1,))
-    p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
+    ConvertOptions.add_arguments(p)
+    ValidateOptions.add_arguments(p)
+    BenchOptions.add_arguments(p, runs=30, warmup=5)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_compare)

@@ -1,6 +1,8 @@
 """Typed errors. Each says what is wrong and what to do; the CLI prints the message and exits with `exit_code`."""
 from __future__ import annotations
 
+import difflib
+
 
 class EdgeportError(Exception):
     """Base class. `exit_code` is what the CLI returns (2: bad input, 1: a check failed, 3: a target failed)."""
@@ -19,9 +21,13 @@ class EdgeportError(Exception):
 class UnknownNameError(EdgeportError, KeyError):
     """A name that is not in a registry; the message lists the valid ones."""
 
-    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]):
-        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")
-        self.kind, self.name, self.valid = kind, name, tuple(valid)
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...], *, suggestion: str | None = None):
+        if suggestion is None:
+            close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+            suggestion = close[0] if close else None
+        hint = f"did you mean {suggestion!r}? " if suggestion else ""
+        super().__init__(f"unknown {kind} {name!r}; {hint}valid: {', '.join(sorted(valid))}")
+        self.kind, self.name, self.valid, self.suggestion = kind, name, tuple(valid), suggestion
 
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return self.message
@@ -80,3 +86,8 @@ class TargetError(EdgeportError):
 
 class OutputDirError(EdgeportError):
     """The output directory is a file or cannot be written."""
+
+
+class ReportError(OutputDirError):
+    """A report.json that is missing, corrupt, of another shape or a newer schema, or that lists an artifact that
+    is missing or changed since edgeport wrote it."""

@@ -12,7 +12,8 @@ import io
 import json
 from pathlib import Path
 
-from edgeport.report import Report, atomic_write_bytes, atomic_write_text
+from edgeport.files import atomic_write_bytes, atomic_write_text
+from edgeport.report import load_report
 
 TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
 PLOTS = ("latency", "tradeoff", "layers", "ops")
@@ -23,7 +24,7 @@ ARTIFACT_COLORS = {"onnx": "#4C78A8", "tflite_fp32": "#F58518", "tflite_fp16": "
 TARGET_HATCH = ("", "//", "..", "xx", "\\\\", "++")
 
 
-def _fig():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -33,14 +34,14 @@ def _fig():
     return plt
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _fig().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
-def _color(artifact: str, i: int = 0) -> str:
+def artifact_color(artifact: str, i: int = 0) -> str:
     return ARTIFACT_COLORS.get(artifact, f"C{i % 10}")
 
 
@@ -53,7 +54,7 @@ def plot_latency(latency: list[dict]) -> bytes | None:
     ok = _timed(latency)
     if not ok:
         return None
-    plt = _fig()
+    plt = pyplot()
     arts = list(dict.fromkeys(e["artifact"] for e in ok))
     configs = list(dict.fromkeys((e["target"], e["threads"]) for e in ok))
     width = 0.8 / len(configs)
@@ -70,7 +71,7 @@ def plot_latency(latency: list[dict]) -> bytes | None:
                 continue
             x = ai + (ci - (len(configs) - 1) / 2) * width
             p90 = e.get("p90_ms") or e["p50_ms"]
-            ax.bar(x, e["p50_ms"], width * 0.92, color=_color(art, ai), hatch=TARGET_HATCH[ci % len(TARGET_HATCH)],
+            ax.bar(x, e["p50_ms"], width * 0.92, color=artifact_color(art, ai), hatch=TARGET_HATCH[ci % len(TARGET_HATCH)],
                    edgecolor="#333", linewidth=0.5)
             shown = min(p90, top)
             ax.errorbar(x, e["p50_ms"], yerr=[[0], [shown - e["p50_ms"]]], color="#222", capsize=0 if p90 > top else 4,
@@ -92,7 +93,7 @@ def plot_latency(latency: list[dict]) -> bytes | None:
         ax.set_title(f"{t} · {n} thread{'s' if n > 1 else ''}", fontsize=8, color="#555")
     fig.suptitle("Latency per artifact and target", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = None) -> bytes | None:
@@ -108,7 +109,7 @@ def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = Non
     points = [p for p in points if p[1] is not None or p[2] is not None]
     if not points:
         return None
-    plt = _fig()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     markers = "osD^v<>"
     configs = list(dict.fromkeys((e["target"], e["threads"]) for e, _, _ in points))
@@ -116,7 +117,7 @@ def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = Non
     xmax = max(e["p50_ms"] for e, _, _ in points)
     for i, (e, y1, y2) in enumerate(sorted(points, key=lambda p: p[0]["p50_ms"])):
         m = markers[configs.index((e["target"], e["threads"])) % len(markers)]
-        c = _color(e["artifact"], arts.index(e["artifact"]))
+        c = artifact_color(e["artifact"], arts.index(e["artifact"]))
         for ax, y in ((ax1, y1), (ax2, y2)):
             if y is None or y == float("inf"):
                 continue
@@ -144,7 +145,7 @@ def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = Non
     fig.suptitle(("Accuracy" if acc else "Agreement with torch") + " and SQNR vs latency (up and left is better)",
                  fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes | None:
@@ -152,7 +153,7 @@ def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes
     rows = [r for r in ((layers or {}).get("layers") or []) if r.get("sqnr_db") is not None]
     if not rows:
         return None
-    plt = _fig()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3.8))
     xs = [r.get("depth", i) for i, r in enumerate(rows)]
     ys = [min(float(r["sqnr_db"]), 80.0) for r in rows]
@@ -180,14 +181,14 @@ def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes
     ax.legend(fontsize=7, ncol=min(6, len(kinds)), loc="upper right")
     ax.margins(y=0.25)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
     """Horizontal op-count bars, one panel per artifact; TRANSPOSE in red (layout changes are what NHWC avoids)."""
     if not ops:
         return None
-    plt = _fig()
+    plt = pyplot()
     n = len(ops)
     cols = 2 if n == 4 else min(n, 3)
     nrows = (n + cols - 1) // cols
@@ -215,7 +216,7 @@ def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
         ax.margins(x=0.18)
     fig.suptitle("Op histogram per artifact (TRANSPOSE in red)", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _fmt(v, digits=4):
@@ -246,7 +247,7 @@ def _check(p: dict) -> str:
         return "not enforced"
     if p["passed"]:
         return "ok"
-    from edgeport.calibration.metrics import passes
+    from edgeport.metrics import passes
 
     missed = [m for m, t in (p.get("thresholds") or {}).items() if p.get(m) is not None and not passes(m, p[m], t)]
     return "FAILED " + ", ".join(missed)
@@ -261,20 +262,19 @@ def summary_rows(data: dict, out: Path | None = None) -> tuple[list[str], list[l
     acc = (data.get("accuracy") or {}).get("artifacts") or {}
     lat = _timed(data.get("latency", []))
     configs = list(dict.fromkeys((e["target"], e["threads"]) for e in lat))
-    cols = ["artifact", "file", "KB", "ops (transposes)", "cosine", "top-1 agree", "SQNR dB"]
+    cols = ["artifact", "file", "KB", "ops (transposes)", "cosine_mean", "top-1 agree", "SQNR dB"]
     if acc:
         cols.append("accuracy")
     cols += [f"p50 / p90 ms · {t} · {n}T" for t, n in configs]
     cols.append("check")
     rows = []
-    for art, fname in (data.get("artifacts") or {}).items():
+    for art, entry in (data.get("artifacts") or {}).items():
+        fname = entry["file"]
         ops = (data.get("ops") or {}).get(art, {})
         par = (data.get("parity") or {}).get(art, {})
-        size = "-"
-        if out is not None and (out / fname).is_file():
-            size = f"{(out / fname).stat().st_size / 1024:,.0f}"
+        size = f"{entry['size'] / 1024:,.0f}"
         row = [art, fname, size, f"{sum(ops.values())} ({sum(v for k, v in ops.items() if k in TRANSPOSE_OPS)})",
-               _cos(par.get("cosine")), _pct(par.get("top1_agreement")), _fmt(par.get("sqnr_db"))]
+               _cos(par.get("cosine_mean")), _pct(par.get("top1_agreement")), _fmt(par.get("sqnr_db"))]
         if acc:
             row.append(_pct(acc.get(art, {}).get("accuracy")))
         for t, n in configs:
@@ -292,11 +292,11 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
         tables.append(("Summary", cols, rows))
     parity = data.get("parity") or {}
     if parity:
-        pcols = ["artifact", "max_abs_err", "mean_abs_err", "cosine", "sqnr_db", "top1_agreement", "top5_overlap",
+        pcols = ["artifact", "max_abs_err", "mean_abs_err", "cosine_mean", "sqnr_db", "top1_agreement", "top5_overlap",
                  "n_samples", "reference", "check"]
         prow = []
         for a, p in parity.items():
-            prow.append([a, *[_cos(p.get(c)) if c == "cosine" else _fmt(p.get(c)) for c in pcols[1:-1]], _check(p)])
+            prow.append([a, *[_cos(p.get(c)) if c == "cosine_mean" else _fmt(p.get(c)) for c in pcols[1:-1]], _check(p)])
         tables.append(("Parity vs torch (held-out samples)", pcols, prow))
     acc = data.get("accuracy") or {}
     if acc.get("artifacts"):
@@ -311,8 +311,8 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
     dp = data.get("device_parity") or []
     if dp:
         tables.append(("Device parity (target outputs vs this machine, same artifact)",
-                       ["target", "artifact", "engine", "cosine", "max_abs", "top1_agreement", "ok"],
-                       [[_fmt(p.get(c)) for c in ("target", "artifact", "engine", "cosine", "max_abs",
+                       ["target", "artifact", "engine", "cosine_min", "max_abs", "top1_agreement", "ok"],
+                       [[_fmt(p.get(c)) for c in ("target", "artifact", "engine", "cosine_min", "max_abs",
                                                    "top1_agreement", "ok")] for p in dp]))
     ops = data.get("ops") or {}
     if ops:
@@ -374,7 +374,7 @@ img.plot{max-width:100%;border:1px solid #eee;margin:6px 0 12px;display:block}
 def render(out_dir: str | Path) -> dict[str, Path]:
     """Write DIR/report.md, DIR/report.html and the plot PNGs from DIR/report.json; returns the paths written."""
     out = Path(out_dir)
-    data = Report.load(out, create=False).data
+    data = load_report(out).data
     parity = data.get("parity") or {}
     th = ((parity.get("tflite_int8") or {}).get("thresholds") or {}).get("sqnr_db")
     plots = {

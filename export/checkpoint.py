@@ -238,6 +238,9 @@ def load_factory(spec_str: str) -> nn.Module:
     sys.modules[mod_name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:  # a script-style file: its exit code must not become edgeport's
+        raise ModelBuildError(f"importing {path} called sys.exit({exc.code})",
+                              hint="guard the script part with `if __name__ == '__main__':`") from None
     except Exception as exc:
         raise ModelBuildError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
@@ -245,6 +248,8 @@ def load_factory(spec_str: str) -> nn.Module:
         raise ModelBuildError(f"{path} has no callable {attr!r}")
     try:
         obj = factory()
+    except SystemExit as exc:
+        raise ModelBuildError(f"{spec_str} called sys.exit({exc.code})") from None
     except Exception as exc:
         raise ModelBuildError(f"{spec_str} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, nn.Module):
@@ -337,25 +342,3 @@ def _apply_checkpoint(src: LoadedSource, checkpoint, *, trust: bool, formats: di
         state = unwrap_state_dict(obj)
     src.checkpoint_format = load_state_dict_strict(src.module, state, formats=formats, name=src.name)
     src.module.eval()
-
-
-def parse_builder_args(items: list[str] | None) -> dict:
-    """`KEY=VALUE` strings -> dict with ints, floats, booleans and strings."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.isidentifier():
-            raise ModelBuildError(f"--arg {item!r}: expected KEY=VALUE")
-        low = value.lower()
-        if low in ("true", "false"):
-            out[key] = low == "true"
-            continue
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = value
-    return out

@@ -11,6 +11,7 @@ import contextlib
 import enum
 import io
 import logging
+import math
 import os
 import tempfile
 import warnings
@@ -23,10 +24,13 @@ import torch
 import torch.nn as nn
 
 from edgeport.errors import ExportError, InputShapeError, ParityError
+from edgeport.files import current_umask
+from edgeport.metrics import cosine_per_sample
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 DEFAULT_OPSET = 18
+MAX_INPUT_ELEMENTS = 3 * 4096 * 4096  # one input tensor; larger shapes are typos (and would allocate >200 MB each)
 
 
 class Exporter(str, enum.Enum):
@@ -39,12 +43,14 @@ class Exporter(str, enum.Enum):
 
 @dataclass(frozen=True)
 class OnnxVerification:
-    """ORT vs torch on the same inputs. `max_abs_err` is over all samples; `rel_err` = max_abs_err / max|torch|."""
+    """ORT vs torch on the same inputs. `max_abs_err` is over all samples; `rel_err` = max_abs_err / max|torch|;
+    `cosine_mean` / `cosine_min`: the per-sample cosine similarity (edgeport.metrics), mean and worst sample."""
 
     max_abs_err: float
     max_ref: float
     rel_err: float
-    cosine: float
+    cosine_mean: float
+    cosine_min: float
     n_samples: int
 
     def as_dict(self) -> dict:
@@ -65,11 +71,14 @@ def check_input_shape(shape) -> tuple[int, ...]:
         )
     if any(d <= 0 for d in dims):
         raise InputShapeError(f"input shape {dims} has a non-positive size")
+    if math.prod(dims) > MAX_INPUT_ELEMENTS:
+        raise InputShapeError(f"input shape {dims} has {math.prod(dims):,} elements, more than edgeport handles "
+                              f"({MAX_INPUT_ELEMENTS:,}: a 4096x4096 RGB image)", hint="check --input-shape")
     return dims
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_exporters():
     """Silence the exporters' progress prints and warnings (they go to stdout/stderr and logging)."""
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -86,9 +95,7 @@ def _atomic_save(model: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    from edgeport.report import _umask
-
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         onnx.save(model, tmp)
         os.replace(tmp, path)
@@ -122,7 +129,7 @@ def export_onnx(
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         try:
-            with _quiet(), torch.no_grad():
+            with quiet_exporters(), torch.no_grad():
                 if exporter is Exporter.DYNAMO:
                     kwargs = {}
                     if dynamic_batch:
@@ -160,7 +167,7 @@ def simplify_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnxsim
 
     try:
-        with _quiet():
+        with quiet_exporters():
             simplified, ok = onnxsim.simplify(model)
     except Exception as exc:
         raise ExportError(f"onnxsim failed: {exc}") from exc
@@ -189,26 +196,26 @@ def verify_onnx(
     min_cosine: float = 0.99999,
 ) -> OnnxVerification:
     """Run torch and ORT on the same NCHW float32 inputs; raise ParityError (with the largest difference) when
-    max abs err > rel_tol * max|torch output| or cosine < min_cosine."""
+    max abs err > rel_tol * max|torch output| or the worst sample's cosine < min_cosine."""
     sess = ort_session(onnx_path)
     in_name = sess.get_inputs()[0].name
-    max_abs, max_ref, dots, n1, n2 = 0.0, 0.0, 0.0, 0.0, 0.0
+    refs, gots = [], []
     with torch.no_grad():
         for x in inputs:
             ref = model(torch.from_numpy(x)).numpy().astype(np.float64)
             got = sess.run(None, {in_name: x})[0].astype(np.float64)
             if got.shape != ref.shape:
                 raise ParityError("onnx", "shape", float("nan"), float("nan"), detail=f"{got.shape} vs torch {ref.shape}")
-            max_abs = max(max_abs, float(np.abs(got - ref).max()))
-            max_ref = max(max_ref, float(np.abs(ref).max()))
-            dots += float((got * ref).sum())
-            n1 += float((got * got).sum())
-            n2 += float((ref * ref).sum())
-    cosine = dots / max(np.sqrt(n1 * n2), 1e-30)
+            refs.append(ref.reshape(-1))
+            gots.append(got.reshape(-1))
+    r, g = np.stack(refs), np.stack(gots)
+    max_abs, max_ref = float(np.abs(g - r).max()), float(np.abs(r).max())
+    cos = cosine_per_sample(r, g)
     rel = max_abs / max(max_ref, 1e-12)
-    result = OnnxVerification(max_abs, max_ref, rel, cosine, len(inputs))
+    result = OnnxVerification(max_abs, max_ref, rel, float(cos.mean()), float(cos.min()), len(inputs))
     if rel > rel_tol:
         raise ParityError("onnx", "max_abs_err/max|ref|", rel, rel_tol, detail=f"largest difference {max_abs:.3g}")
-    if cosine < min_cosine:
-        raise ParityError("onnx", "cosine", cosine, min_cosine, detail=f"largest difference {max_abs:.3g}")
+    if result.cosine_min < min_cosine:
+        raise ParityError("onnx", "cosine_min", result.cosine_min, min_cosine,
+                          detail=f"largest difference {max_abs:.3g}")
     return result

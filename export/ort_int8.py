@@ -1,8 +1,17 @@
 """ONNX Runtime static INT8: a QDQ model (`model_int8.onnx`) calibrated on the project's calibration protocol.
 
-Weights int8 symmetric (per-channel by default), activations int8, QuantizeLinear/DequantizeLinear pairs around
-each quantizable op (the QDQ format every ORT execution provider understands). Calibration: MinMax (default),
+QuantizeLinear/DequantizeLinear pairs around each quantizable op (the QDQ format every ORT execution provider
+understands); weights symmetric, per-channel by default; activations asymmetric. Calibration: MinMax (default),
 Entropy or Percentile (ORT's own histogram calibrators).
+
+Integer types (`OrtInt8Scheme`), chosen so the file gives the same numbers on any CPU it is copied to. ORT's x86
+u8s8 GEMMs on AVX2, and on AVX-512 without VNNI, add pairs of u8*s8 products in a saturating int16 (VPMADDUBSW),
+and ORT runs int8 QDQ activations as uint8 on x86, so an s8s8 file loses accuracy there only: AugShuffleNet digits
+99.4 % -> 86.3 %, EfficientNet-Lite0 agreement with fp32 86 % -> 56 % (docs/calibration.md, "ORT INT8 on CPUs
+without VNNI"). The default `u8u8` stores GEMM weights as uint8 (ORT's U8U8 kernels widen to 32 bits on every
+CPU) with 8-bit precision; depthwise conv weights stay int8 (their kernels widen too, and a uint8 depthwise conv
+takes a slow path). `s8s8` (the former default) and `s8s8-7bit` (reduce_range) remain options. The summary records
+the scheme, this host's CPU features and integer kernel path, and whether the file's numbers depend on that path.
 
 Pitfalls handled here:
 - Entropy/Percentile with QDQ used to fail with "Quantization parameters are not specified" for tensors the
@@ -23,6 +32,7 @@ Pitfalls handled here:
 from __future__ import annotations
 
 import contextlib
+import enum
 import io
 import os
 import re
@@ -34,11 +44,99 @@ import numpy as np
 
 from edgeport.calibration.samples import CalibrationMethod
 from edgeport.errors import CalibrationError, ExportError
-from edgeport.report import _umask
+from edgeport.files import current_umask
+from edgeport.runtime.cpu_features import CpuFeatures, Int8KernelPath, cpu_features, int8_kernel_path
 
 ORT_PERCENTILE = 99.999
 ENTROPY_BINS = 512
 ENTROPY_QUANTIZED_BINS = 255
+# Ops whose weight input (index 1) ORT runs through an integer GEMM (QLinearConv, QGemm, QLinearMatMul).
+GEMM_OPS = ("Conv", "Gemm", "MatMul")
+
+
+class OrtInt8Scheme(str, enum.Enum):
+    """Integer types of the QDQ model.
+
+    U8U8 (default): uint8 activations; weights quantized int8-symmetric (so ORT widens a weight scale where the int32
+      bias would overflow), then stored as uint8 (q + 128, zero point 128: the same products) for every GEMM-backed
+      op; depthwise conv weights stay int8. Exact on every CPU; on VNNI x86 the U8U8 GEMM is slower than u8s8.
+    S8S8: int8 activations and weights. Exact on VNNI / AMX x86 and on ARM; saturates on x86 with AVX2 or AVX-512
+      but no VNNI.
+    S8S8_7BIT: S8S8 with 7-bit weights (ORT's reduce_range): exact everywhere, weights 6 dB coarser.
+    """
+
+    U8U8 = "u8u8"
+    S8S8 = "s8s8"
+    S8S8_7BIT = "s8s8-7bit"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def exact_on_every_cpu(self) -> bool:
+        """True when no CPU's integer path saturates on this file (its numbers do not depend on the host's kernels)."""
+        return self is not OrtInt8Scheme.S8S8
+
+
+def _is_depthwise(node, weight_shape) -> bool:
+    """A Conv with one input and one output channel per group: ORT runs it with widening depthwise kernels."""
+    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+    return node.op_type == "Conv" and group > 1 and len(weight_shape) > 1 and weight_shape[1] == 1 \
+        and weight_shape[0] == group
+
+
+def _store_weights_uint8(model) -> tuple[int, int]:
+    """int8 weights of GEMM-backed ops -> uint8 (q + 128, zero point + 128): the same dequantized values, run by ORT's
+    widening U8U8 kernels. Depthwise conv weights stay int8. Returns (weights moved to uint8, int8 weights kept)."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    moved = kept = 0
+    for dq in [n for n in g.node if n.op_type == "DequantizeLinear"]:
+        if len(dq.input) < 3 or dq.input[0] not in inits or dq.input[2] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[dq.input[0]])
+        users = consumers.get(dq.output[0], [])
+        if q.dtype != np.int8 or not users or any(u.op_type not in GEMM_OPS or list(u.input[1:2]) != [dq.output[0]]
+                                                   for u in users):
+            continue
+        if any(_is_depthwise(u, q.shape) for u in users):
+            kept += 1
+            continue
+        zp = numpy_helper.to_array(inits[dq.input[2]])
+        for k, arr in ((0, q), (2, zp)):  # new initializers: the int8 ones may be shared with other nodes
+            name = f"{dq.input[k]}_u8"
+            if name not in inits:
+                inits[name] = numpy_helper.from_array((arr.astype(np.int16) + 128).astype(np.uint8), name)
+                g.initializer.append(inits[name])
+            dq.input[k] = name
+        moved += 1
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    keep = [i for i in g.initializer if i.name in used]  # drop the int8 copies nothing reads any more
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    return moved, kept
+
+
+def portability(scheme: OrtInt8Scheme, host: CpuFeatures) -> dict:
+    """Whether the numbers of a `scheme` file depend on the integer kernel path of the CPU that runs it, in words."""
+    path = int8_kernel_path(host)
+    if scheme.exact_on_every_cpu:
+        note = (f"{scheme} integer kernels are exact on every CPU (x86 with or without VNNI, ARM): the numbers "
+                f"measured on this host ({path}) do not depend on its integer path")
+    elif path.exact or path is Int8KernelPath.UNKNOWN:
+        note = (f"{scheme} numbers measured on this host ({path}{', exact' if path.exact else ''}) hold on VNNI/AMX "
+                f"x86 and ARM CPUs only: on x86 CPUs with AVX2 or AVX-512 but no VNNI, ORT's u8s8 kernels saturate "
+                f"and this file loses accuracy")
+    else:
+        note = (f"{scheme} numbers measured on this host ({path}) include the saturation of ORT's u8s8 kernels "
+                f"(x86 without VNNI); a VNNI/AMX x86 or ARM CPU gives other, more accurate numbers")
+    return {"host_dependent": not scheme.exact_on_every_cpu, "portability": note}
 
 
 @contextlib.contextmanager
@@ -128,6 +226,17 @@ def _entropy_overrides(prepared: Path, samples: list[dict[str, np.ndarray]], wor
     return out
 
 
+def _scheme_summary(scheme: OrtInt8Scheme, weights: dict) -> dict:
+    """report.json fields of the integer types, this host's CPU and whether the file's numbers depend on it."""
+    host = cpu_features()
+    u8 = scheme is OrtInt8Scheme.U8U8
+    return {"scheme": scheme.value, "activation_type": "uint8" if u8 else "int8",
+            "weight_type": "uint8 (int8: depthwise conv)" if u8 else "int8",
+            "weight_bits": 7 if scheme is OrtInt8Scheme.S8S8_7BIT else 8,
+            **({"weights_uint8": weights["uint8"], "weights_int8_depthwise": weights["int8"]} if weights else {}),
+            "host_cpu": host.to_dict(), **portability(scheme, host)}
+
+
 def quantize_onnx_int8(
     *,
     onnx_path: str | Path,
@@ -136,16 +245,22 @@ def quantize_onnx_int8(
     method: CalibrationMethod | str = CalibrationMethod.MINMAX,
     per_channel: bool = True,
     percentile: float = ORT_PERCENTILE,
+    scheme: OrtInt8Scheme | str = OrtInt8Scheme.U8U8,
 ) -> dict:
     """Float ONNX (NCHW input) -> QDQ INT8 ONNX at `out_path` (same inputs/outputs, float32 I/O).
 
-    `calibration`: the protocol (dicts {input_name: float32 (1,C,H,W)}), consumed once. Returns a summary for
-    report.json (`method`, `per_channel`, `num_calibration`, `fallback_tensors`, `qdq_nodes`).
+    `calibration`: the protocol (dicts {input_name: float32 (1,C,H,W)}), consumed once. `scheme`: the integer types
+    (OrtInt8Scheme; the default u8u8 is exact on every CPU). Returns a summary for report.json (`method`,
+    `per_channel`, `num_calibration`, `fallback_tensors`, `qdq_nodes`, `scheme`, the types, `host_cpu` with its
+    `int8_kernel_path`, `host_dependent` and `portability`).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     method = CalibrationMethod(method)
+    scheme = OrtInt8Scheme(scheme)
+    act_type = QuantType.QUInt8 if scheme is OrtInt8Scheme.U8U8 else QuantType.QInt8
+    weights: dict = {}
     samples = list(calibration)
     if not samples:
         raise CalibrationError("ORT INT8: the calibration set is empty")
@@ -163,16 +278,20 @@ def quantize_onnx_int8(
     ort_method = CalibrationMethod.MINMAX if method == CalibrationMethod.ENTROPY else method
 
     def run(extra_options: dict) -> None:
-        fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=out_path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the artifact gets the mode a plain open() would give
+        fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; the artifact gets the mode a plain open() would give
         os.close(fd)
         try:
             with contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
                 quantize_static(
                     str(prepared), tmp, _Reader(samples), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=_ort_method(ort_method), extra_options=extra_options,
+                    reduce_range=scheme is OrtInt8Scheme.S8S8_7BIT, activation_type=act_type,
+                    weight_type=QuantType.QInt8, calibrate_method=_ort_method(ort_method), extra_options=extra_options,
                 )
+            if scheme is OrtInt8Scheme.U8U8:
+                q = onnx.load(tmp)
+                weights["uint8"], weights["int8"] = _store_weights_uint8(q)
+                onnx.save(q, tmp)
             onnx.checker.check_model(tmp)
             os.replace(tmp, out_path)
         finally:
@@ -211,7 +330,7 @@ def quantize_onnx_int8(
     if qdq == 0:
         raise ExportError(f"ONNX Runtime produced no QuantizeLinear/DequantizeLinear nodes for {onnx_path}")
     return {"method": str(method), "per_channel": per_channel, "num_calibration": len(samples),
-            "format": "qdq", "activation_type": "int8", "weight_type": "int8", "qdq_nodes": qdq,
+            "format": "qdq", **_scheme_summary(scheme, weights), "qdq_nodes": qdq,
             "fallback_tensors": fallback, **({"percentile": percentile} if method == CalibrationMethod.PERCENTILE else {}),
             **({"entropy_bins": ENTROPY_BINS, "entropy_quantized_bins": ENTROPY_QUANTIZED_BINS,
                 "entropy_tensors": len(base_overrides)} if method == CalibrationMethod.ENTROPY else {})}

@@ -1,93 +1,104 @@
-"""The conversion step: DIR/model.onnx -> TFLite artifacts (+ the ONNX Runtime INT8 model) and their report sections."""
+"""The conversion step: DIR/model.onnx -> TFLite artifacts (+ the ONNX Runtime INT8 model) -> ConvertStepResult."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeport._native import captured_native_output
 from edgeport.export.checkpoint import LoadedSource
-from edgeport.report import Report
+from edgeport.native import captured_native_output
+from edgeport.options import ConvertOptions
+from edgeport.report import ArtifactEntry, ArtifactKind
 
-ORT_INT8_NAME = "model_int8.onnx"
+ORT_INT8_NAME = ArtifactKind.ONNX_INT8.file_name
 
 
-def tflite_step(
-    *,
-    out_dir: str | Path,
-    source: LoadedSource,
-    precisions: list[str],
-    io_dtype: str = "int8",
-    input_layout: str = "nhwc",
-    calibration: str = "default",
-    num_calibration: int | None = None,
-    calibration_seed: int | None = None,
-    calibration_method: str = "minmax",
-    shuffle_piece_form: str = "slices",
-    console=None,
-) -> Report:
-    """Convert DIR/model.onnx (written by the export step) to `model_<precision>.tflite` for each precision; with
-    int8, also `model_int8.onnx` (QDQ, static calibration). Calibration samples come from the calibration split of
-    `calibration`, preprocessed by the model's spec. Fills report.json `artifacts`, `artifact_info`, `ops`,
-    `conversion` and `calibration`. `shuffle_piece_form`: slices | convs (shuffle_pass.PieceForm)."""
-    from edgeport.calibration import DEFAULT_SEED, Split, load_samples
-    from edgeport.export.ort_int8 import quantize_onnx_int8
+@dataclass(frozen=True)
+class ConvertStepResult:
+    """The artifacts one conversion wrote into DIR, with what the report says about each."""
+
+    artifacts: dict[ArtifactKind, ArtifactEntry]
+    info: dict[str, dict]
+    ops: dict[str, dict]
+    conversion: dict[str, float]
+    calibration: dict | None = None
+    shuffle_pass: dict = field(default_factory=dict)
+
+    def report_sections(self) -> dict:
+        sections = {"artifacts": self.artifacts, "artifact_info": self.info, "ops": self.ops,
+                    "conversion": self.conversion}
+        if self.calibration is not None:
+            sections["calibration"] = self.calibration
+        return sections
+
+
+def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: ConvertOptions,
+                calibration_seed: int | None = None, console=None) -> ConvertStepResult:
+    """Convert `onnx_path` (DIR/model.onnx, written by the export step) to `model_<precision>.tflite` in the same
+    folder for each precision; with int8, also `model_int8.onnx` (QDQ, static calibration). Calibration samples come
+    from the calibration split of `options.calibration`, preprocessed by the model's spec."""
+    from edgeport.calibration import DEFAULT_SEED, CalibrationMethod, Split, load_samples
     from edgeport.export.tflite import Precision, convert
+    from edgeport.export.tflite.convert import tflite_calibration_method
 
-    out = Path(out_dir)
-    report = Report.load(out, create=False)
-    onnx_path = out / report.get("artifacts", {})["onnx"]
-    precs = [Precision(p) for p in precisions]
+    onnx_path = Path(onnx_path)
+    out = onnx_path.parent
+    precs = [Precision(p) for p in options.precisions]
     calib = None
     seed = DEFAULT_SEED if calibration_seed is None else calibration_seed
     if Precision.INT8 in precs:
-        calib = load_samples(calibration, model_spec=source.spec, num=num_calibration, seed=seed, split=Split.CALIBRATION)
+        calib = load_samples(options.calibration, model_spec=source.spec, num=options.num_calibration, seed=seed,
+                             split=Split.CALIBRATION)
         if console is not None:
             console.log(f"calibration: {calib!r}")
+    method = CalibrationMethod(options.calibration_method)
+    tfl_method = CalibrationMethod(tflite_calibration_method(method))
     with captured_native_output():
-        from edgeport.calibration import CalibrationMethod
-
-        from edgeport.export.tflite.convert import tflite_calibration_method
-
-        method = CalibrationMethod(calibration_method)
-        tfl_method = CalibrationMethod(tflite_calibration_method(method))
-        result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=io_dtype,
-                         input_layout=input_layout, calibration_method=tfl_method.value,
-                         shuffle_piece_form=shuffle_piece_form)
+        result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=options.io_dtype,
+                         input_layout=options.input_layout, calibration_method=tfl_method.value,
+                         shuffle_piece_form=options.shuffle_piece_form)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
-        key = f"tflite_{Precision(prec).value}"
-        artifacts[key] = Path(path).name
-        info[key] = {
-            "precision": Precision(prec).value,
+        p = Precision(prec)
+        kind = ArtifactKind.tflite(p.value)
+        tmap = result.tensor_map_files.get(p.value) or result.tensor_map_files.get(prec)
+        artifacts[kind] = ArtifactEntry.written(out, kind, Path(path).name,
+                                                tensor_map=Path(tmap).name if tmap else None)
+        info[kind.value] = {
+            "precision": p.value,
             "layout": str(result.input_layout),
-            "io_dtype": str(result.io_dtype) if Precision(prec) is Precision.INT8 else "float32",
-            "float_tensors": result.float_tensors.get(str(Precision(prec).value), []),
+            "io_dtype": str(result.io_dtype) if p is Precision.INT8 else "float32",
+            "float_tensors": result.float_tensors.get(p.value, []),
             "shuffle_pass": result.shuffle_pass_applied,
             "shuffle_pass_stats": result.shuffle_pass,
             "layout_transposes": result.layout_transposes,
             "boundary_transposes": result.boundary_transposes,
         }
-        if Precision(prec) is Precision.INT8 and result.bias_correction is not None:
-            info[key]["bias_correction"] = result.bias_correction
-        ops[key] = result.ops[str(Precision(prec).value)] if str(Precision(prec).value) in result.ops else result.ops[prec]
+        if p is Precision.INT8 and result.bias_correction is not None:
+            info[kind.value]["bias_correction"] = result.bias_correction
+        ops[kind.value] = result.ops[p.value] if p.value in result.ops else result.ops[prec]
     conversion = {f"tflite_{k}": round(v, 3) for k, v in result.timings.items()}
+    calibration = None
     if calib is not None:
-        import time
-
-        t0 = time.perf_counter()
-        with captured_native_output():
-            summary = quantize_onnx_int8(onnx_path=onnx_path, out_path=out / ORT_INT8_NAME, calibration=calib,
-                                         method=method)
-        conversion["onnx_int8_s"] = round(time.perf_counter() - t0, 3)
-        artifacts["onnx_int8"] = ORT_INT8_NAME
-        info["onnx_int8"] = {"precision": "int8", "layout": "nchw", "io_dtype": "float32", **summary}
+        summary, seconds = _ort_int8(onnx_path, out / ORT_INT8_NAME, calib, method, options.ort_int8_scheme)
+        conversion["onnx_int8_s"] = round(seconds, 3)
+        kind = ArtifactKind.ONNX_INT8
+        artifacts[kind] = ArtifactEntry.written(out, kind, ORT_INT8_NAME)
+        info[kind.value] = {"precision": "int8", "layout": "nchw", "io_dtype": "float32", **summary}
         from edgeport.export.analysis import op_histogram_onnx
 
-        ops["onnx_int8"] = op_histogram_onnx(out / ORT_INT8_NAME)
-        report.set("calibration", {"calibration": calib.info(), "method": method.value,
-                                   "tflite_method": tfl_method.value, "onnx_int8_method": method.value})
-    report.merge("artifacts", artifacts)
-    report.merge("artifact_info", info)
-    report.merge("ops", ops)
-    report.merge("conversion", conversion)
-    report.save()
-    return report
+        ops[kind.value] = op_histogram_onnx(out / ORT_INT8_NAME)
+        calibration = {"calibration": calib.info(), "method": method.value, "tflite_method": tfl_method.value,
+                       "onnx_int8_method": method.value}
+    return ConvertStepResult(artifacts=artifacts, info=info, ops=ops, conversion=conversion, calibration=calibration,
+                             shuffle_pass=result.shuffle_pass or {})
+
+
+def _ort_int8(onnx_path: Path, out_path: Path, calib, method, scheme: str) -> tuple[dict, float]:
+    from edgeport.export.ort_int8 import quantize_onnx_int8
+
+    t0 = time.perf_counter()
+    with captured_native_output():
+        summary = quantize_onnx_int8(onnx_path=onnx_path, out_path=out_path, calibration=calib, method=method,
+                                     scheme=scheme)
+    return summary, time.perf_counter() - t0

@@ -4,8 +4,8 @@
     >>> model = build_model("shufflenet_v2_x1_0")          # eval mode, random init
     >>> get_spec("shufflenet_v2_x1_0").input_shape          # (3, 224, 224)
 """
-from ._registry import MODELS, build_model, get_model_entry, get_spec, model_names, register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, Layout, ModelEntry, ModelSpec, Task, Tolerances
+from .registry import MODELS, build_model, get_model_entry, get_spec, model_names, register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, Layout, ModelEntry, ModelSpec, Task, Tolerances
 from .layers import calibrate_batchnorm
 
 # Importing a family module registers its models.

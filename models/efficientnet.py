@@ -18,8 +18,8 @@ import re
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Tolerances
+from .registry import register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Tolerances
 
 # EfficientNet-Lite's own preprocessing (tensorflow/tpu efficientnet/lite: mean_rgb = 127, stddev_rgb = 128 on
 # 0..255 pixels, i.e. inputs in [-1, 1]), not ImageNet's per-channel mean/std. The ImageNet-trained Lite0 checkpoint

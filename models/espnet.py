@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._registry import register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Task
+from .registry import register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Task
 
 V1_PAPER = "Mehta et al., ESPNet, ECCV 2018 (arXiv:1803.06815)"
 V2_PAPER = "Mehta et al., ESPNetv2, CVPR 2019 (arXiv:1811.11431)"

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .registry import register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from .layers import SqueezeExcite, channel_shuffle, make_act
 
 V1_PAPER = "Wu et al., FBNet, CVPR 2019 (arXiv:1812.03443)"

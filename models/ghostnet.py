@@ -20,8 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._registry import register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .registry import register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from .layers import make_divisible
 
 V1_PAPER = "Han et al., GhostNet, CVPR 2020 (arXiv:1911.11907)"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .registry import register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from .layers import ConvBNAct, SqueezeExcite
 
 PAPER = "Tan et al., MnasNet, CVPR 2019 (arXiv:1807.11626)"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
-from ._spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .registry import register_model
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from .layers import ConvBNAct, SqueezeExcite, make_divisible
 
 V3_PAPER = "Howard et al., Searching for MobileNetV3, ICCV 2019 (arXiv:1905.02244)"

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ._registry import register_model
-from ._spec import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .registry import register_model
+from .spec import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 from .layers import channel_shuffle
 
 V2_PAPER = "Ma et al., ShuffleNet V2, ECCV 2018 (arXiv:1807.11164)"

@@ -4,14 +4,13 @@
     >>> bench(out_dir="out/shufflenet", target=parse_target("ssh://pi@raspberrypi"), settings=BenchSettings(threads=(1, 4)))
 """
 from edgeport.runtime.bench import BenchOutcome, BenchSettings, bench
-from edgeport.runtime.engines import ENGINES, Engine, EngineKind, open_engine, run
-from edgeport.runtime.layout import to_artifact_layout
-from edgeport.runtime.parity import compare_outputs
-from edgeport.runtime.results import LATENCY_FIELDS, append_latency, latency_table, print_latency_table
+from edgeport.runtime.engines import ENGINES, Engine, EngineKind, default_engine, open_engine, run, run_batches
+from edgeport.runtime.layout import feature_maps_to_nchw, to_artifact_layout
+from edgeport.runtime.results import LATENCY_FIELDS, latency_table
 from edgeport.runtime.targets import TARGETS, TargetKind, TargetOptions, parse_target
 
 __all__ = [
-    "BenchOutcome", "BenchSettings", "bench", "ENGINES", "Engine", "EngineKind", "open_engine", "run",
-    "to_artifact_layout", "compare_outputs", "LATENCY_FIELDS", "append_latency", "latency_table",
-    "print_latency_table", "TARGETS", "TargetKind", "TargetOptions", "parse_target",
+    "BenchOutcome", "BenchSettings", "bench", "ENGINES", "Engine", "EngineKind", "default_engine", "open_engine",
+    "run", "run_batches", "feature_maps_to_nchw", "to_artifact_layout", "LATENCY_FIELDS", "latency_table",
+    "TARGETS", "TargetKind", "TargetOptions", "parse_target",
 ]

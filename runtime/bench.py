@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from edgeport.errors import EdgeportError, OutputDirError, TargetError
-from edgeport.report import Report
+from edgeport.metrics import device_parity_metrics
+from edgeport.native import captured_native_output
+from edgeport.report import Report, load_report
 from edgeport.runtime.engines import ENGINES, EngineKind, open_engine, run
 from edgeport.runtime.layout import to_artifact_layout
-from edgeport.runtime.parity import compare_outputs
 from edgeport.runtime.results import make_entry
 from edgeport.runtime.targets import Target, TargetOptions
 
 DEFAULT_ENGINES = ("onnxruntime", "tflite")
 PARITY_SAMPLES = 8
 # Same artifact, two machines: ARM and x86 kernels may round differently, but must agree this closely: cosine, and
-# the same top-1 on every sample that is not a near-tie (see parity.NEAR_TIE_FRACTION; an INT8 rounding step may
+# the same top-1 on every sample that is not a near-tie (see metrics.NEAR_TIE_FRACTION; an INT8 rounding step may
 # flip a near-tie, and such flips are counted and shown, not failed).
 DEVICE_PARITY_MIN_COSINE = 0.999
 DEVICE_PARITY_MIN_TOP1 = 1.0
@@ -56,10 +57,18 @@ class BenchOutcome:
     def parity_ok(self) -> bool:
         return all(p["ok"] for p in self.device_parity)
 
+    def report_sections(self) -> dict:
+        sections = {"latency": self.entries}
+        if self.device_parity:
+            sections["device_parity"] = self.device_parity
+        return sections
 
-def select_artifacts(report: Report, out_dir: Path, names: tuple[str, ...] | None, engines) -> dict[str, Path]:
-    """report.json artifact name -> existing .onnx/.tflite path that one of `engines` runs."""
-    listed = report.get("artifacts") or {}
+
+def select_artifacts(report: Report, names: tuple[str, ...] | None, engines) -> dict[str, Path]:
+    """report.json artifact name -> verified .onnx/.tflite path that one of `engines` runs. A listed artifact that is
+    missing or changed since edgeport wrote it fails the command (StaleArtifactError names the file)."""
+    out_dir = report.out_dir
+    listed = report.artifact_names()
     if not listed:
         raise OutputDirError(f"{out_dir}/report.json lists no artifacts: run `edgeport export` into {out_dir} first")
     if names:
@@ -68,30 +77,28 @@ def select_artifacts(report: Report, out_dir: Path, names: tuple[str, ...] | Non
             raise OutputDirError(f"artifacts {unknown} are not in {out_dir}/report.json; it has {sorted(listed)}")
     suffixes = {s for e in engines for s in ENGINES.get(e).suffixes}
     chosen = {}
-    for name, fname in listed.items():
+    for name in listed:
         if names and name not in names:
             continue
-        path = out_dir / fname
-        if path.suffix in suffixes and path.is_file():
-            chosen[name] = path
+        if Path(report.artifact_file(name)).suffix in suffixes:
+            chosen[name] = report.artifact_path(name)
     if not chosen:
         raise OutputDirError(f"no artifact in {out_dir} runs on engines {list(engines)} "
                              f"(.onnx -> onnxruntime*, .tflite -> tflite*)")
     return chosen
 
 
-def _nchw_shape(report: Report, engine) -> tuple[int, ...]:
-    model = report.get("model") or {}
-    if model.get("input_shape"):
-        return tuple(int(s) for s in model["input_shape"])
-    shape = engine.input_specs()[0][1]
-    return shape  # no spec: the artifact's own layout is used as is
+def _nchw_shape(model_shape, engine) -> tuple[int, ...]:
+    if model_shape:
+        return tuple(int(s) for s in model_shape)
+    return engine.input_specs()[0][1]  # no spec: the artifact's own layout is used as is
 
 
-def build_job(*, report: Report, out_dir: Path, job_dir: Path, settings: BenchSettings) -> dict:
+def build_job(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None, job_dir: Path,
+              settings: BenchSettings) -> dict:
     """Write job.json, artifacts and parity.npz into job_dir. Returns {key: x86 reference outputs (S, ...)}."""
-    engines = [e for e in settings.engines if ENGINES.get(e).kind is not EngineKind.TORCH]
-    arts = select_artifacts(report, out_dir, settings.artifacts, engines)
+    engines = bench_engines(settings)
+    arts = artifacts
     rng = np.random.default_rng(settings.seed + 20181)
     parity_inputs, references = {}, {}
     for name, path in arts.items():
@@ -105,7 +112,7 @@ def build_job(*, report: Report, out_dir: Path, job_dir: Path, settings: BenchSe
                 local = open_engine(engine_name, path, threads=1)
             except TargetError:
                 continue
-            nchw = _nchw_shape(report, local)
+            nchw = _nchw_shape(nchw_shape, local)
             art_shape = local.input_specs()[0][1]
             if name not in parity_inputs:
                 if len(nchw) == 4 and tuple(nchw) != tuple(art_shape):
@@ -126,17 +133,32 @@ def build_job(*, report: Report, out_dir: Path, job_dir: Path, settings: BenchSe
     return references
 
 
+def bench_engines(settings: BenchSettings) -> list[str]:
+    return [e for e in settings.engines if ENGINES.get(e).kind is not EngineKind.TORCH]
+
+
 def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = BenchSettings(),
           options: TargetOptions = TargetOptions(), save: bool = True) -> BenchOutcome:
-    """Run the benchmark of DIR's artifacts on `target`; append `latency` and `device_parity` to DIR/report.json."""
-    out_dir = Path(out_dir)
-    report = Report.load(out_dir, create=False)
+    """The bench step on DIR: its report's (verified) artifacts timed on `target`; with `save`, the outcome's
+    `latency` and `device_parity` entries are appended to DIR/report.json."""
+    report = load_report(out_dir)
+    artifacts = select_artifacts(report, settings.artifacts, bench_engines(settings))
+    outcome = bench_artifacts(artifacts=artifacts, nchw_shape=(report.get("model") or {}).get("input_shape"),
+                              target=target, settings=settings, options=options)
+    if save:
+        load_report(out_dir).apply(outcome).save()
+    return outcome
+
+
+def bench_artifacts(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None, target: Target,
+                    settings: BenchSettings = BenchSettings(), options: TargetOptions = TargetOptions()
+                    ) -> BenchOutcome:
+    """Time `artifacts` ({name: .onnx/.tflite path}) on `target` and compare the target's outputs with this
+    machine's. `nchw_shape`: the model's (1, C, H, W) when known (parity inputs are drawn in it)."""
     with tempfile.TemporaryDirectory(prefix="edgeport-job-") as tmp:
         job_dir = Path(tmp)
-        from edgeport._native import captured_native_output
-
         with captured_native_output():  # the interpreters' own log lines (e.g. "Created ... XNNPACK delegate")
-            references = build_job(report=report, out_dir=out_dir, job_dir=job_dir, settings=settings)
+            references = build_job(artifacts=artifacts, nchw_shape=nchw_shape, job_dir=job_dir, settings=settings)
         data = target.run_job(job_dir, options=options)
     machine = data["machine"]
     device = target.device_name(machine)
@@ -150,19 +172,13 @@ def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = Benc
         if ref is None:
             continue
         dev = np.asarray(outs[0], np.float32)
-        metrics = compare_outputs(dev, ref)
-        ok = metrics["cosine"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_decisive"] >= DEVICE_PARITY_MIN_TOP1
+        metrics = device_parity_metrics(device=dev, reference=ref)
+        ok = metrics["cosine_min"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_decisive"] >= DEVICE_PARITY_MIN_TOP1
         parity.append({"target": target.url, "device": device, "artifact": artifact, "engine": engine,
                        "reference": "this machine, same artifact", **metrics, "ok": bool(ok),
                        "device_arch": machine.get("arch")})
-    if save:
-        report = Report.load(out_dir, create=False)
-        report.append("latency", entries)
-        if parity:
-            report.append("device_parity", parity)
-        report.save()
     return BenchOutcome(entries=entries, device_parity=parity, machine=machine,
                         interpreters=data.get("interpreters", {}), skipped=data.get("skipped", []))
 
 
-__all__ = ["BenchSettings", "BenchOutcome", "bench", "build_job", "select_artifacts", "EdgeportError"]
+__all__ = ["BenchSettings", "BenchOutcome", "bench", "bench_artifacts", "build_job", "select_artifacts", "EdgeportError"]

@@ -64,7 +64,7 @@ def benchmark_command(*, binary: str, graph: str, threads: int, warmup: int, run
 def run_benchmark_model(target, job_dir: Path, remote: str, options) -> dict:
     """Push the binary and the .tflite artifacts, run one benchmark_model per (artifact, engine, threads)."""
     binary = Path(options.benchmark_binary)
-    if not binary.is_file():  # AdbTarget checks this before touching the device; kept for direct callers
+    if not binary.is_file():  # RemoteTarget checks this before touching the device; kept for direct callers
         raise TargetError(f"{target.url}: --benchmark-binary {binary} does not exist on this machine",
                           hint="build or download TFLite's benchmark_model for the device's ABI (android_aarch64)")
     job = json.loads((job_dir / "job.json").read_text())

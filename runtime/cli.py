@@ -4,29 +4,25 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgeport.console import parse_csv, parse_thread_counts
 from edgeport.errors import EdgeportError
+from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
+from edgeport.runtime.results import latency_table
+from edgeport.runtime.targets import TARGETS, TargetOptions, parse_target
 
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        vals = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected integers like 1,2") from None
-    if not vals or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: thread counts must be >= 1")
-    return vals
+TARGET_USAGE = " | ".join(scheme.usage for _, scheme in TARGETS.items())
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="latency of DIR's artifacts on local / ssh:// / adb:// targets, "
                                             "with the target's outputs checked against this machine")
     p.add_argument("dir", help="output directory of `edgeport export` (holds report.json)")
-    p.add_argument("--target", default="local", help="local | ssh://user@host[:port] | adb://SERIAL")
+    p.add_argument("--target", default="local", help=TARGET_USAGE)
     p.add_argument("--engine", default="onnxruntime,tflite",
                    help=f"comma list of engines: {', '.join(n for n in ENGINES.names() if n != 'torch')}")
     p.add_argument("--artifact", default=None, help="comma list of report.json artifact names (default: all)")
-    p.add_argument("--threads", type=_int_list, default=(1,), help="comma list, e.g. 1,2,4")
+    p.add_argument("--threads", type=parse_thread_counts, default=(1,), help="comma list, e.g. 1,2,4")
     p.add_argument("--runs", type=int, default=50, help="timed inferences per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed inferences per configuration first")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
@@ -48,19 +44,15 @@ def cmd_bench(args, con=None) -> int:
     """Returns 0, or 1 when the device's outputs disagree with this machine's. Raises EdgeportError subclasses."""
     from rich.console import Console
 
-    from edgeport.runtime.bench import BenchSettings, bench
-    from edgeport.runtime.results import latency_table
-    from edgeport.runtime.targets import TargetOptions, parse_target
-
     target = parse_target(args.target)
-    engines = tuple(e.strip() for e in args.engine.split(",") if e.strip())
+    engines = parse_csv(args.engine)
     for e in engines:
         ENGINES.get(e)
     if args.runs < 1 or args.warmup < 0:
         raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
     settings = BenchSettings(engines=engines, threads=tuple(args.threads), warmup=args.warmup, runs=args.runs,
                              time_budget_s=args.time_budget, pin=args.pin,
-                             artifacts=tuple(args.artifact.split(",")) if args.artifact else None,
+                             artifacts=parse_csv(args.artifact) or None,
                              parity=not args.no_parity, rss=not args.no_rss)
     options = TargetOptions(timeout_s=args.timeout, python=args.device_python, ssh_config=args.ssh_config,
                             remote_tmp=args.remote_dir, benchmark_binary=args.benchmark_binary)
@@ -78,7 +70,7 @@ def cmd_bench(args, con=None) -> int:
         for p in outcome.device_parity:
             verdict = "[green]agrees[/green]" if p["ok"] else "[red]DISAGREES[/red]"
             rich.print(f"parity {p['artifact']} ({p['engine']}) {p['device_arch']} vs this machine: {verdict} "
-                       f"(cosine {p['cosine']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
+                       f"(cosine {p['cosine_min']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
                        f"{f', near-ties {n}' if (n := p.get('near_ties')) else ''}, "
                        f"{p['samples']} samples)")
     if con is not None and getattr(con, "json_mode", False):

@@ -58,13 +58,16 @@ class RuntimeMissing(RunnerError):
 
 # ---- engines ---------------------------------------------------------------------------------------------------
 
-def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+def quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """float -> integer `dtype`: clip(round(x / scale + zero_point)), computed in float64 (round half to even)."""
     info = np.iinfo(dtype)
     q = np.round(np.asarray(x, np.float64) / scale + zero_point)
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
-def _dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """integer -> float32: (q - zero_point) * scale, computed in float64 (exact for 8/16-bit q and a float32 scale,
+    so the float32 result is the correctly rounded value)."""
     return ((q.astype(np.float64) - zero_point) * scale).astype(np.float32)
 
 
@@ -128,12 +131,18 @@ class TfliteEngine:
 
     Quantized inputs/outputs (int8/uint8/int16) are converted with the tensor's own scale and zero point, so the
     caller always gives and gets float32. `delegate` "xnnpack" (the interpreter's default) or "none" (builtin
-    kernels only).
+    kernels only). `preserve_all_tensors` (builtin kernels only: a delegate hides its intermediate tensors) keeps
+    every intermediate tensor readable through `interpreter.get_tensor` after `invoke` (per-layer attribution).
+    `input_details` / `output_details`: the interpreter's, in the order `prepare` takes and `decode` returns.
+    `path`: the .tflite file, or the flatbuffer itself (bytes).
     """
 
     kind = "tflite"
 
-    def __init__(self, path: str, *, threads: int, delegate: str = "xnnpack", modules=TFLITE_MODULES):
+    def __init__(self, path: str | bytes, *, threads: int, delegate: str = "xnnpack", modules=TFLITE_MODULES,
+                 preserve_all_tensors: bool = False):
+        if preserve_all_tensors and delegate != "none":
+            raise RunnerError(f"preserve_all_tensors needs the builtin kernels (delegate 'none'), not {delegate!r}")
         errors, load_errors = [], []
         for module in modules:
             try:
@@ -141,10 +150,12 @@ class TfliteEngine:
             except Exception as exc:  # noqa: BLE001 - ImportError, or a broken wheel raising anything
                 errors.append(f"{module}: {type(exc).__name__}: {exc}")
                 continue
-            kwargs = {"model_path": path, "num_threads": int(threads)}
+            kwargs = {"model_content" if isinstance(path, bytes) else "model_path": path, "num_threads": int(threads)}
             if delegate == "none":
                 kwargs["experimental_op_resolver_type"] = mod.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES \
                     if hasattr(mod, "experimental") else mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            if preserve_all_tensors:
+                kwargs["experimental_preserve_all_tensors"] = True
             try:
                 interp = mod.Interpreter(**kwargs)
                 interp.allocate_tensors()
@@ -161,12 +172,21 @@ class TfliteEngine:
                 hint = ("XNNPACK rejects this model: try --engine tflite-builtin"
                         if delegate != "none" and any("XNNPACK" in e for e in load_errors)
                         else "the artifact does not load on this runtime")
-                raise RuntimeMissing(f"{os.path.basename(path)} does not load on the TFLite interpreters of "
+                what = "the in-memory model" if isinstance(path, bytes) else os.path.basename(path)
+                raise RuntimeMissing(f"{what} does not load on the TFLite interpreters of "
                                      f"{sys.executable}: " + "; ".join(errors) + f" ({hint})")
             raise RuntimeMissing("no working TFLite interpreter for " + sys.executable + ": " + "; ".join(errors)
                                  + " (pip install ai-edge-litert, or tflite-runtime with numpy<2)")
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
+
+    @property
+    def input_details(self) -> list[dict]:
+        return self._in
+
+    @property
+    def output_details(self) -> list[dict]:
+        return self._out
 
     def input_specs(self) -> list[tuple[str, tuple, str]]:
         return [(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name) for d in self._in]
@@ -179,7 +199,7 @@ class TfliteEngine:
                 scale, zp = d["quantization"]
                 if not scale:
                     raise RunnerError(f"input {d['name']} is {dtype.name} without quantization parameters")
-                x = _quantize(x, dtype, scale, zp)
+                x = quantize(x, dtype, scale, zp)
             feed.append(np.ascontiguousarray(np.asarray(x, dtype).reshape(d["shape"])))
         return feed
 
@@ -194,7 +214,7 @@ class TfliteEngine:
         for d, r in zip(self._out, raw):
             if np.dtype(d["dtype"]).kind in "iu" and d["quantization"][0]:
                 scale, zp = d["quantization"]
-                out.append(_dequantize(r, scale, zp))
+                out.append(dequantize(r, scale, zp))
             else:
                 out.append(np.asarray(r, np.float32))
         return out
@@ -213,11 +233,17 @@ RUNNER_ENGINES = {
 }
 
 
-def open_engine(name: str, path: str, *, threads: int, tflite_modules=TFLITE_MODULES):
+def open_engine(name: str, path: str | bytes, *, threads: int, tflite_modules=TFLITE_MODULES,
+                preserve_all_tensors: bool = False):
+    """The RUNNER_ENGINES entry `name` on `path`. `preserve_all_tensors`: TFLite builtin kernels only (see
+    TfliteEngine)."""
     kind, options = RUNNER_ENGINES[name]
     if kind == "onnxruntime":
+        if preserve_all_tensors:
+            raise RunnerError(f"preserve_all_tensors is a TFLite interpreter option; engine {name!r} is ONNX Runtime")
         return OrtEngine(path, threads=threads, **options)
-    return TfliteEngine(path, threads=threads, modules=tflite_modules, **options)
+    return TfliteEngine(path, threads=threads, modules=tflite_modules, preserve_all_tensors=preserve_all_tensors,
+                        **options)
 
 
 # ---- statistics ------------------------------------------------------------------------------------------------

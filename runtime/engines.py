@@ -1,23 +1,32 @@
-"""One interface over ONNX Runtime, TFLite interpreters and torch eager (the reference).
+"""The one way edgeport runs a model: ONNX Runtime, TFLite interpreters and torch eager (the reference) behind one
+interface, used by validation, per-layer attribution, bench, the device runner and the tests.
 
-    >>> from edgeport.runtime import open_engine
+    >>> from edgeport.runtime import open_engine, run, run_batches
     >>> eng = open_engine("tflite", "DIR/model_int8.tflite", threads=2)
-    >>> [y] = eng.run([x_nhwc_float32])          # float32 in (artifact layout), float32 out, quantized inside
+    >>> [y] = run(eng, [x_nhwc_float32])          # float32 in (artifact layout), float32 out, quantized inside
+    >>> [ys] = run_batches(eng, [xs_nhwc])        # (N, ...) samples in, (N, ...) outputs out, one sample at a time
 
-The ONNX Runtime and TFLite engines are the classes of `device_runner.py` (the file copied to devices), so a number
-measured on the host and one measured on a Pi come from the same code.
+Inputs and outputs are lists (one array per model input / output, in the model's order). Integer (INT8/UINT8/
+INT16) inputs are quantized and outputs dequantized with the tensor's own scale and zero point, in float64
+(`device_runner.quantize` / `dequantize`). The ONNX Runtime and TFLite engines are the classes of
+`device_runner.py`, the one self-contained file copied to devices, so a number measured on the host and one measured
+on a Pi come from the same code.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from edgeport.errors import TargetError
 from edgeport.registry import Registry
-from edgeport.runtime import device_runner as _dr
+from edgeport.runtime import device_runner
+
+quantize = device_runner.quantize
+dequantize = device_runner.dequantize
 
 
 class EngineKind(str, enum.Enum):
@@ -54,21 +63,36 @@ class EngineEntry:
 
 
 ENGINES: Registry[EngineEntry] = Registry("engine")
-for _name, (_kind, _opts) in _dr.RUNNER_ENGINES.items():
+for _name, (_kind, _opts) in device_runner.RUNNER_ENGINES.items():
     ENGINES.register(_name, EngineEntry(_name, EngineKind(_kind), dict(_opts),
                                         (".onnx",) if _kind == "onnxruntime" else (".tflite",)))
 ENGINES.register("torch", EngineEntry("torch", EngineKind.TORCH, {}, (".pt",)))
 
+# The engine an artifact file runs on when the caller does not choose (validation, tests): by suffix.
+DEFAULT_ENGINES = {".onnx": "onnxruntime", ".tflite": "tflite"}
+
+
+def default_engine(path: str | Path) -> str:
+    """The registered engine that runs the artifact file `path` by default: onnxruntime for .onnx, tflite (the
+    interpreter's default XNNPACK delegate) for .tflite. Raises TargetError for another suffix."""
+    suffix = Path(path).suffix
+    if suffix not in DEFAULT_ENGINES:
+        raise TargetError(f"{path}: no engine runs {suffix or 'suffix-less'} files "
+                          f"(artifacts are {', '.join(DEFAULT_ENGINES)})")
+    return DEFAULT_ENGINES[suffix]
+
 
 class TorchEngine:
-    """torch eager on an nn.Module (the reference). Inputs NCHW float32; outputs float32."""
+    """torch eager on an nn.Module (the reference). Inputs NCHW float32 (any batch); outputs float32.
+    `threads` None leaves torch's (process-wide) thread count as it is."""
 
     kind = "torch"
 
-    def __init__(self, module, *, threads: int, input_shape: tuple[int, ...]):
+    def __init__(self, module, *, threads: int | None, input_shape: tuple[int, ...]):
         import torch
 
-        torch.set_num_threads(int(threads))
+        if threads is not None:
+            torch.set_num_threads(int(threads))
         self.module = module.eval()
         self.runtime = f"torch {torch.__version__}"
         self._shape = tuple(input_shape)
@@ -93,32 +117,54 @@ class TorchEngine:
 
 
 def run(engine: Engine, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """prepare -> invoke -> decode: float32 in, float32 out."""
+    """prepare -> invoke -> decode: one float32 array per model input in, one float32 array per output out."""
     return engine.decode(engine.invoke(engine.prepare(inputs)))
 
 
-def open_engine(name: str, artifact: Any, *, threads: int = 1, input_shape: tuple[int, ...] | None = None,
-                tflite_modules: tuple[str, ...] = _dr.TFLITE_MODULES) -> Engine:
-    """Open `artifact` (a path; for "torch" an nn.Module plus `input_shape`) with the registered engine `name`.
+def run_batches(engine: Engine, inputs: list[np.ndarray], *, batch: int = 1,
+                on_sample: Callable[[int, Engine], None] | None = None) -> list[np.ndarray]:
+    """inputs: one float32 array (N, ...) per model input (artifact layout), samples on axis 0. Runs `batch` samples
+    per invoke (1 for an artifact with a fixed batch-1 input) and returns one float32 array (N, ...) per model
+    output. `on_sample(i, engine)`, when given, is called after each invoke with the index of the first sample of
+    that invoke (per-layer attribution reads intermediate tensors there)."""
+    n = len(inputs[0])
+    if any(len(x) != n for x in inputs):
+        raise ValueError(f"inputs hold different sample counts: {[len(x) for x in inputs]}")
+    per_output: list[list[np.ndarray]] | None = None
+    for i in range(0, n, batch):
+        outs = run(engine, [x[i:i + batch] for x in inputs])
+        if per_output is None:
+            per_output = [[] for _ in outs]
+        for acc, y in zip(per_output, outs):
+            acc.append(y)
+        if on_sample is not None:
+            on_sample(i, engine)
+    return [np.concatenate(acc, axis=0) for acc in per_output or []]
 
-    Raises UnknownNameError for an unknown engine, TargetError when the runtime is missing on this machine.
+
+def open_engine(name: str, artifact: Any, *, threads: int | None = 1, input_shape: tuple[int, ...] | None = None,
+                tflite_modules: tuple[str, ...] = device_runner.TFLITE_MODULES,
+                preserve_all_tensors: bool = False) -> Engine:
+    """Open `artifact` (a path, or a TFLite flatbuffer as bytes; for "torch" an nn.Module plus `input_shape`) with
+    the registered engine `name`.
+
+    threads: intra-op threads (None only for torch: leave its thread count alone). preserve_all_tensors: TFLite
+    builtin kernels ("tflite-builtin") only, every intermediate tensor stays readable after invoke.
+    Raises UnknownNameError for an unknown engine, TargetError when the runtime is missing on this machine or the
+    options do not fit the engine.
     """
     entry = ENGINES.get(name)
     if entry.kind is EngineKind.TORCH:
         if input_shape is None:
             raise TypeError("the torch engine needs input_shape")
         return TorchEngine(artifact, threads=threads, input_shape=input_shape)
+    if threads is None:
+        raise TypeError(f"engine {name!r} needs a thread count")
     try:
-        engine = _dr.open_engine(name, str(artifact), threads=threads, tflite_modules=tflite_modules)
-    except _dr.RunnerError as exc:
+        source = artifact if isinstance(artifact, bytes) else str(artifact)
+        engine = device_runner.open_engine(name, source, threads=threads, tflite_modules=tflite_modules,
+                                           preserve_all_tensors=preserve_all_tensors)
+    except device_runner.RunnerError as exc:
         raise TargetError(f"local: {exc}") from None
     engine.run = lambda inputs: run(engine, inputs)  # convenience
     return engine
-
-
-def engines_for(path: str) -> list[str]:
-    """Registered engine names that run an artifact file (by suffix)."""
-    return [n for n, e in ENGINES.items() if any(str(path).endswith(s) for s in e.suffixes)]
-
-
-EngineFactory = Callable[..., Engine]

@@ -1,4 +1,4 @@
-"""Bring NCHW samples (torch layout, what calibration/parity data are) to an artifact's input layout."""
+"""Between the reference layout (NCHW, what torch, calibration and parity data use) and an artifact's own layout."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,3 +24,9 @@ def to_artifact_layout(samples: np.ndarray, *, artifact_shape: tuple[int, ...], 
         return np.ascontiguousarray(samples.transpose(0, 2, 3, 1))
     raise InputShapeError(f"{artifact}: input shape {tuple(artifact_shape)} is neither NCHW {(1, c, h, w)} "
                           f"nor NHWC {(1, h, w, c)}; re-export it for input {nchw_shape}")
+
+
+def feature_maps_to_nchw(values: np.ndarray) -> np.ndarray:
+    """A TFLite artifact's output back to the reference (torch) layout: 4-D (N, H, W, C) -> (N, C, H, W); other
+    ranks (logits) unchanged."""
+    return values.transpose(0, 3, 1, 2) if values.ndim == 4 else values

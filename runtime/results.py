@@ -1,9 +1,5 @@
-"""Latency result entries: the report.json `latency` schema, appending, and the printed table."""
+"""Latency result entries: the report.json `latency` schema and the printed table."""
 from __future__ import annotations
-
-from pathlib import Path
-
-from edgeport.report import Report
 
 LATENCY_FIELDS = ("target", "device", "engine", "artifact", "threads", "warmup", "runs", "p50_ms", "p90_ms",
                   "p99_ms", "mean_ms", "std_ms", "min_ms", "load_ms", "first_ms", "peak_rss_mb")
@@ -15,13 +11,6 @@ def make_entry(*, target: str, device: str, result: dict, machine: dict) -> dict
     entry.update({k: result[k] for k in LATENCY_FIELDS[2:]})
     entry["machine"] = machine
     return entry
-
-
-def append_latency(out_dir: str | Path, entries: list[dict]) -> Path:
-    """Append entries to DIR/report.json `latency` (atomic write)."""
-    report = Report.load(out_dir)
-    report.append("latency", entries)
-    return report.save()
 
 
 def latency_table(entries: list[dict], *, title: str = "latency"):
@@ -39,12 +28,6 @@ def latency_table(entries: list[dict], *, title: str = "latency"):
                       _ms(e["p50_ms"]), _ms(e["p90_ms"]), _ms(e["p99_ms"]), f"{_ms(e['mean_ms'])}±{_ms(e['std_ms'])}",
                       _ms(e["min_ms"]), _ms(e["load_ms"]), _ms(e["first_ms"]), rss, f"{(e['p50_ms'] or e['mean_ms']) / best:.2f}")
     return table
-
-
-def print_latency_table(entries: list[dict], *, console=None, title: str = "latency") -> None:
-    from rich.console import Console
-
-    (console or Console()).print(latency_table(entries, title=title))
 
 
 def _ms(v: float | None) -> str:

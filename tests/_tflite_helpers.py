@@ -1,10 +1,13 @@
-"""Shared helpers for the TFLite converter tests: tiny ONNX graphs, ORT reference, TFLite run (NHWC aware)."""
+"""Shared helpers for the TFLite converter tests: tiny ONNX graphs, ORT reference, TFLite run (NHWC aware, through
+the engine layer edgeport.runtime.engines)."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from edgeport.runtime.engines import open_engine, run
 
 OPSET = 18
 
@@ -29,30 +32,17 @@ def run_ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
 
 
 def run_tflite(path, result, feeds: dict) -> list[np.ndarray]:
-    """Run a converted model on NCHW float feeds (quantized for integer I/O); outputs float, back in ONNX layout."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    ins = it.get_input_details()
-    # TFLite keeps the signature order of inputs; match by shape+order
-    for d, name in zip(sorted(ins, key=lambda d: d["index"]), result.input_names):
-        x = np.asarray(feeds[name], np.float32)
+    """Run a converted model on NCHW float feeds through the engine layer (integer I/O quantized and dequantized
+    inside it); outputs float, back in ONNX layout (`result`: the converter's ConversionResult)."""
+    eng = open_engine("tflite", path)
+    # TFLite keeps the signature order of inputs: the i-th input by tensor index is result.input_names[i]
+    by_index = sorted(range(len(eng.input_details)), key=lambda k: eng.input_details[k]["index"])
+    names = {k: name for k, name in zip(by_index, result.input_names)}
+    inputs = []
+    for k in range(len(eng.input_details)):
+        x = np.asarray(feeds[names[k]], np.float32)
         if x.ndim == 4 and str(result.input_layout) == "nhwc":
             x = x.transpose(0, 2, 3, 1)
-        if d["dtype"] != np.float32:  # integer I/O: quantize with the model's input parameters
-            scale, zp = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
-        it.set_tensor(d["index"], np.ascontiguousarray(x))
-    it.invoke()
-    outs = []
-    for k, name in enumerate(result.output_names):
-        d = it.get_output_details()[k]
-        y = it.get_tensor(d["index"])
-        if d["dtype"] != np.float32:
-            scale, zp = d["quantization"]
-            y = (y.astype(np.float32) - zp) * scale
-        perm = result.output_perms[name]
-        outs.append(np.transpose(y, np.argsort(perm)))
-    return outs
+        inputs.append(x)
+    outs = run(eng, inputs)
+    return [np.transpose(y, np.argsort(result.output_perms[name])) for y, name in zip(outs, result.output_names)]

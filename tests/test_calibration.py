@@ -11,9 +11,9 @@ from PIL import Image
 
 from edgeport.calibration import SOURCES, SampleSet, Split, from_iterable, load_samples, parse_source
 from edgeport.calibration.photos import CALIBRATION_PHOTOS, VALIDATION_PHOTOS
-from edgeport.calibration.validate import choose_validation_samples
 from edgeport.errors import CalibrationError
 from edgeport.models import get_spec
+from edgeport.validation import choose_validation_samples
 
 CIFAR = get_spec("shufflenet_v2_cifar_x0_5")  # (3, 32, 32), CIFAR mean/std
 IMAGENET = get_spec("efficientnet_lite0")  # (3, 224, 224), ImageNet mean/std
@@ -397,7 +397,7 @@ def _qdq_scales(path: Path) -> dict:
 def test_ort_int8_methods(method, tmp_path):
     """Each ORT method gives a checked QDQ model; entropy and percentile choose narrower activation ranges than
     min/max on heavy-tailed data (ORT's stock entropy would equal min/max: too few histogram bins)."""
-    from edgeport.calibration.runners import run_onnx
+    from edgeport.validation import run_artifact
     from edgeport.export.ort_int8 import quantize_onnx_int8
 
     _tiny_onnx(tmp_path / "m.onnx")
@@ -409,7 +409,7 @@ def test_ort_int8_methods(method, tmp_path):
     assert s["method"] == method and s["qdq_nodes"] > 0 and s["num_calibration"] == 16
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
     x = np.concatenate(xs[:4])
-    ref, y = run_onnx(tmp_path / "m.onnx", x), run_onnx(tmp_path / f"{method}.onnx", x)
+    ref, y = run_artifact(tmp_path / "m.onnx", x), run_artifact(tmp_path / f"{method}.onnx", x)
     cos = np.sum(ref * y, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(y, axis=1)
     assert cos.min() > 0.98
     if method != "minmax":

@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 
 from edgeport.errors import CheckpointError, ModelBuildError, UnknownNameError
-from edgeport.export.checkpoint import parse_builder_args, read_checkpoint, resolve_source, unwrap_state_dict
+from edgeport.export.checkpoint import read_checkpoint, resolve_source, unwrap_state_dict
+from edgeport.options import parse_builder_args
 from edgeport.models import build_model
 
 NAME = "shufflenet_v2_cifar_x0_5"

@@ -1,4 +1,5 @@
 """`edgeport export` and `edgeport models` end to end through the console entry point (real subprocesses)."""
+import hashlib
 import json
 import os
 import subprocess
@@ -26,10 +27,12 @@ def test_export_zoo_model_with_checkpoint(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     assert json.loads(r.stdout)["model"]["name"] == NAME
-    assert rep["artifacts"]["onnx"] == "model.onnx" and (out / "model.onnx").is_file()
+    assert rep["artifacts"]["onnx"]["file"] == "model.onnx" and (out / "model.onnx").is_file()
+    assert rep["artifacts"]["onnx"]["sha256"] == hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    assert rep["artifacts"]["onnx"]["size"] == (out / "model.onnx").stat().st_size
     assert rep["source"]["kind"] == "zoo" and len(rep["source"]["checkpoint_sha256"]) == 64
     assert rep["model"]["params"] == 352_042 and rep["model"]["macs"] > 10e6
-    assert rep["parity"]["onnx"]["cosine"] > 0.99999
+    assert rep["parity"]["onnx"]["cosine_mean"] > 0.99999
     assert rep["ops"]["onnx"]["Conv"] > 10
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temp files left behind"
 

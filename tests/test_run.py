@@ -80,8 +80,10 @@ def assert_nothing_looks_valid_but_is_broken(d: Path) -> None:
         elif p.suffix == ".html":
             assert p.read_text().rstrip().endswith("</html>")
     rep = report(d)
-    for name, fname in (rep.get("artifacts") or {}).items():
+    for name, entry in (rep.get("artifacts") or {}).items():
+        fname = entry["file"]
         assert (d / fname).is_file(), f"report.json lists {name} -> {fname}, which is missing"
+        assert hashlib.sha256((d / fname).read_bytes()).hexdigest() == entry["sha256"], f"{name}: {fname} changed"
     for step, rec in (rep.get("steps") or {}).items():
         for fname, sha in rec["outputs"].items():
             assert hashlib.sha256((d / fname).read_bytes()).hexdigest() == sha, f"{step}: {fname} changed"
@@ -109,7 +111,7 @@ def test_run_writes_every_file_and_section(base):
     out, r, seconds = base
     assert step_status(r.stdout) == dict.fromkeys(STEPS, "done"), r.stdout
     rep = report(out)
-    assert rep["schema_version"] == 1
+    assert rep["schema_version"] == 2
     for key in ("tool", "source", "model", "artifacts", "artifact_info", "ops", "calibration", "conversion", "parity",
                 "layers", "accuracy", "latency", "steps"):
         assert rep.get(key), f"report.json misses {key}"
@@ -233,7 +235,7 @@ def test_killed_and_full_disk_runs_leave_no_valid_looking_partial_artifact_and_t
 
     # 3. the process is killed (SIGKILL) in the middle of validation: after the reference and one artifact ran
     #    (deterministic: a timed kill from outside raced a validation that can finish in under a second)
-    r = faulty_cli(tmp_path, "killcall:edgeport.calibration.validate.run_artifact:2", "run", *ARGS, "--out", out)
+    r = faulty_cli(tmp_path, "killcall:edgeport.validation.validate.run_artifact:2", "run", *ARGS, "--out", out)
     assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
     seen = r.stdout
     assert "validate ..." in seen, seen

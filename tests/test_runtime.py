@@ -1,19 +1,19 @@
-"""The runtime layer on this machine: engines, statistics, interleaving, report.json `latency`, `edgeport bench
---target local`, and the target errors that need no device (malformed URLs, an unreachable ssh host, a timeout).
+"""The runtime layer on this machine: engines (and the guard that fails when a registered engine has no test),
+statistics, interleaving, report.json `latency`, `edgeport bench --target local`, benchmark_model's output.
 
 Models come from the project's own export (`edgeport export` of a tiny CNN, tests/device/tiny_models.py), exported
-once per session. The device side (ssh/adb against emulated aarch64) is tests/device/test_arm_targets.py.
+once per session. Target URLs and the target errors that need no device are tests/test_targets.py; the device side
+(ssh/adb against emulated aarch64) is tests/device/test_arm_targets.py.
 """
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
-import shutil
-import socket
 import sys
-import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,13 +23,14 @@ from tiny_models import SHAPE_NCHW, cached_bench_dir, copy_bench_dir  # noqa: E4
 
 from edgeport.cli import main  # noqa: E402
 from edgeport.errors import TargetError  # noqa: E402
-from edgeport.runtime import LATENCY_FIELDS, BenchSettings, bench, open_engine, parse_target, run  # noqa: E402
+from edgeport.metrics import device_parity_metrics  # noqa: E402
+from edgeport.runtime import (ENGINES, LATENCY_FIELDS, BenchSettings, EngineKind, bench, open_engine,  # noqa: E402
+                              parse_target, run)
 from edgeport.runtime import device_runner as dr  # noqa: E402
 from edgeport.runtime.benchmark_model import benchmark_command, parse_benchmark_output  # noqa: E402
 from edgeport.runtime.layout import to_artifact_layout  # noqa: E402
-from edgeport.runtime.parity import compare_outputs  # noqa: E402
 from edgeport.runtime.results import latency_table  # noqa: E402
-from edgeport.runtime.targets import LocalTarget, TargetSpecError  # noqa: E402
+from edgeport.runtime.targets import LocalTarget  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -75,11 +76,60 @@ def test_engines_agree_on_the_exported_model(exported):
     int8 = open_engine("tflite", exported / "model_int8.tflite")
     nhwc = to_artifact_layout(x, artifact_shape=int8.input_specs()[0][1], nchw_shape=SHAPE_NCHW)
     got = np.stack([int8.run([s[None]])[0] for s in nhwc])
-    m = compare_outputs(got, ref)
-    assert got.dtype == np.float32 and m["cosine"] > 0.98, m
+    m = device_parity_metrics(device=got, reference=ref)
+    assert got.dtype == np.float32 and m["cosine_min"] > 0.98, m
     ort8 = open_engine("onnxruntime", exported / "model_int8.onnx")
     got = np.stack([ort8.run([s[None]])[0] for s in x])
-    assert compare_outputs(got, ref)["cosine"] > 0.98
+    assert device_parity_metrics(device=got, reference=ref)["cosine_min"] > 0.98
+
+
+def test_onnxruntime_basic_agrees_with_onnxruntime(exported):
+    """`onnxruntime-basic` (ORT with only the basic graph optimizations) runs the same exported graphs: fp32 to
+    float rounding, and the QDQ INT8 model (which `onnxruntime` fuses into integer kernels and basic does not)
+    closely, with the same top-1 on every sample."""
+    x = _samples(8, seed=11)
+    for artifact in ("model.onnx", "model_int8.onnx"):
+        full = open_engine("onnxruntime", exported / artifact)
+        basic = open_engine("onnxruntime-basic", exported / artifact)
+        assert basic.kind == "onnxruntime" and basic.runtime == full.runtime
+        assert basic.input_specs() == full.input_specs() == [(basic.input_specs()[0][0], SHAPE_NCHW, "float32")]
+        want = np.stack([run(full, [s[None]])[0] for s in x])
+        got = np.stack([run(basic, [s[None]])[0] for s in x])
+        assert got.dtype == np.float32 and got.shape == want.shape == (8, 1, 10)
+        if artifact == "model.onnx":
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+        else:
+            m = device_parity_metrics(device=got, reference=want)
+            assert m["cosine_min"] > 0.999 and m["top1_agreement"] == 1.0, m
+
+
+REGISTERED_ENGINES = tuple(ENGINES.names())
+"""Every registered engine: test_registered_engine_runs_the_exported_model is parametrized over this."""
+
+
+@pytest.mark.parametrize("name", REGISTERED_ENGINES)
+def test_registered_engine_runs_the_exported_model(exported, name):
+    """Each registered engine opens every exported artifact it runs (by suffix; torch: the module itself) and
+    agrees with torch eager: fp32 to float rounding, INT8 by cosine."""
+    x = _samples(4, seed=5)
+    torch_eng = open_engine("torch", _torch_module(exported), input_shape=SHAPE_NCHW)
+    ref = np.stack([run(torch_eng, [s[None]])[0] for s in x])
+    entry = ENGINES.get(name)
+    if entry.kind is EngineKind.TORCH:
+        eng = open_engine(name, _torch_module(exported), input_shape=SHAPE_NCHW)
+        np.testing.assert_array_equal(np.stack([run(eng, [s[None]])[0] for s in x]), ref)
+        return
+    files = sorted(p for p in exported.iterdir() if p.suffix in entry.suffixes)
+    assert files, f"the export made no artifact {name} runs ({entry.suffixes})"
+    for path in files:
+        eng = open_engine(name, path)
+        inputs = to_artifact_layout(x, artifact_shape=eng.input_specs()[0][1], nchw_shape=SHAPE_NCHW)
+        got = np.stack([run(eng, [s[None]])[0] for s in inputs])
+        assert got.dtype == np.float32 and got.shape == ref.shape, (path.name, got.dtype, got.shape)
+        if "int8" in path.name:
+            assert device_parity_metrics(device=got, reference=ref)["cosine_min"] > 0.98, path.name
+        else:
+            np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-3, err_msg=path.name)
 
 
 def test_quantized_io_is_handled_inside_the_engine(exported):
@@ -171,15 +221,30 @@ def test_configurations_are_interleaved_in_rotating_rounds(monkeypatch, tmp_path
     assert all(e["warmup"] == 2 for e in out["results"])
 
 
-def test_time_budget_runs_at_least_three_rounds(monkeypatch, tmp_path):
+class _ClockedEngine(_RecordingEngine):
+    """Each inference advances the runner's (fake) clock by 1/64 s: exact in binary, so round counts are exact."""
+
+    clock = [0.0]
+
+    def invoke(self, feed):
+        self.clock[0] += 1 / 64
+        return super().invoke(feed)
+
+
+@pytest.mark.parametrize("budget_s,rounds", [(0.01, 3), (0.125, 8)])
+def test_time_budget_runs_at_least_three_rounds(monkeypatch, tmp_path, budget_s, rounds):
+    """--time-budget S: rounds until S seconds have passed on the runner's clock, at least 3, whatever --runs says
+    (1000 here): a budget shorter than one round still gives 3 rounds, and a budget of 8 rounds stops after 8."""
     _RecordingEngine.log = []
-    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _RecordingEngine(path))
+    _ClockedEngine.clock = [0.0]
+    monkeypatch.setattr(dr, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0]))
+    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _ClockedEngine(path))
     (tmp_path / "a.tflite").write_bytes(b"")
     job = {"artifacts": [{"name": "a", "file": "a.tflite"}], "engines": ["tflite"], "threads": [1], "warmup": 0,
-           "runs": 1000, "time_budget_s": 0.05}
-    t0 = time.perf_counter()
+           "runs": 1000, "time_budget_s": budget_s}
     [entry] = dr.run_job(job, str(tmp_path))["results"]
-    assert entry["runs"] >= 3 and time.perf_counter() - t0 < 5
+    assert entry["runs"] == rounds
+    assert len(_RecordingEngine.log) == 1 + rounds  # the first inference, then the timed rounds: nothing more
 
 
 def test_pin_lists():
@@ -192,13 +257,13 @@ def test_pin_lists():
 def test_parity_tolerates_a_flip_only_on_a_near_tie():
     ref = np.array([[1.0, 0.99, -1.0], [2.0, 0.0, -1.0]], np.float32)  # sample 0: top-2 margin 0.5% of range
     flip_tie = np.array([[0.99, 1.0, -1.0], [2.0, 0.0, -1.0]], np.float32)
-    m = compare_outputs(flip_tie, ref)
+    m = device_parity_metrics(device=flip_tie, reference=ref)
     assert m["top1_agreement"] == 0.5 and m["near_ties"] == 1 and m["top1_decisive"] == 1.0
     flip_clear = np.array([[1.0, 0.99, -1.0], [0.0, 2.0, -1.0]], np.float32)
-    m = compare_outputs(flip_clear, ref)
+    m = device_parity_metrics(device=flip_clear, reference=ref)
     assert m["top1_agreement"] == 0.5 and m["top1_decisive"] == 0.0
     with pytest.raises(ValueError, match="differ in shape"):
-        compare_outputs(ref[:1], ref)
+        device_parity_metrics(device=ref[:1], reference=ref)
 
 
 # ---- bench on the local target: report.json `latency` -------------------------------------------------------------
@@ -230,7 +295,7 @@ def test_bench_local_cli_appends_documented_latency_entries(bench_dir, capsys):
     assert rss["onnxruntime"] != rss["tflite"]
     parity = report["device_parity"]
     assert {p["artifact"] for p in parity} == {"onnx", "onnx_int8", "tflite_fp32", "tflite_int8"}
-    assert all(p["ok"] and p["cosine"] > 0.999999 and p["device_arch"] == os.uname().machine for p in parity)
+    assert all(p["ok"] and p["cosine_min"] > 0.999999 and p["device_arch"] == os.uname().machine for p in parity)
     # a second run appends
     assert main(["--quiet", "bench", str(bench_dir), "--artifact", "tflite_int8", "--engine", "tflite",
                  "--runs", "3"]) == 0
@@ -267,7 +332,7 @@ def test_device_parity_failure_is_reported_and_exits_1(bench_dir, monkeypatch, c
                     settings=BenchSettings(engines=("tflite",), runs=2, warmup=0, rss=False))
     assert outcome.device_parity and not outcome.parity_ok
     assert all(not p["ok"] for p in outcome.device_parity)
-    monkeypatch.setattr("edgeport.runtime.targets.parse_target", lambda url: _SkewedTarget())
+    monkeypatch.setattr("edgeport.runtime.cli.parse_target", lambda url: _SkewedTarget())
     assert main(["bench", str(bench_dir), "--engine", "tflite", "--runs", "2", "--no-rss"]) == 1
     assert "DISAGREES" in capsys.readouterr().out
     saved = json.loads((bench_dir / "report.json").read_text())["device_parity"]
@@ -281,76 +346,6 @@ def test_bad_artifact_selection_is_exit_2(bench_dir, tmp_path, capsys):
     assert main(["bench", str(tmp_path / "empty")]) == 2
     assert "report.json does not exist" in capsys.readouterr().err
     assert main(["bench", str(bench_dir), "--engine", "tensorrt"]) == 2
-
-
-# ---- target errors that need no device -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("url", ["ssh://", "ssh://pi@host:99999", "ssh://pi@host/some/path", "ssh://pi:pw@host",
-                                 "adb://", "adb://a b", "tcp://pi", "raspberrypi", ""])
-def test_malformed_target_is_exit_2_naming_it(bench_dir, url, capsys):
-    rc = main(["bench", str(bench_dir), "--target", url])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("edgeport: error: target ")
-    assert repr(url) in err and ("ssh://user@host" in err or "adb://SERIAL" in err)
-    with pytest.raises(TargetSpecError):
-        parse_target(url)
-
-
-def test_target_urls_parse():
-    t = parse_target("ssh://pi@raspberrypi.local:2222")
-    assert (t.user, t.host, t.port, t.dest) == ("pi", "raspberrypi.local", 2222, "pi@raspberrypi.local")
-    assert parse_target("ssh://board").dest == "board"
-    assert parse_target("adb://R58M123ABC").serial == "R58M123ABC"
-    assert parse_target("adb://192.168.1.7:5555").serial == "192.168.1.7:5555"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="no ssh client (CI installs it: .ci/arm_target_up.sh)")
-def test_unreachable_ssh_host_is_target_error_exit_3(bench_dir, capsys):
-    url = f"ssh://pi@127.0.0.1:{_closed_port()}"
-    t0 = time.perf_counter()
-    rc = main(["bench", str(bench_dir), "--target", url, "--ssh-config", "/dev/null", "--timeout", "20"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 3, err
-    assert len(err.splitlines()) == 1
-    assert url in err and "unreachable (connection refused)" in err and "sshd running" in err
-    assert time.perf_counter() - t0 < 15
-    assert "latency" not in json.loads((bench_dir / "report.json").read_text())
-
-
-def test_local_timeout_kills_the_runner(bench_dir, tmp_path, monkeypatch, capsys):
-    jobs = tmp_path / "jobs"
-    jobs.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(jobs))  # the job folder lands here: only our runner is looked for
-    rc = main(["bench", str(bench_dir), "--target", "local", "--runs", "100000000", "--timeout", "3",
-               "--no-rss", "--no-parity"])
-    err = capsys.readouterr().err.strip()
-    assert rc == 3, err
-    assert err.startswith("edgeport: error: local: the benchmark did not finish within 3 s") and "--timeout" in err
-    time.sleep(0.2)
-    assert not _runner_processes(str(jobs)), "a runner survived the timeout"
-    assert list(jobs.iterdir()) == []
-
-
-def _runner_processes(under: str) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if "device_runner.py" in cmd and cwd.startswith(under):
-            found.append(f"{pid}: {cmd}")
-    return found
 
 
 # ---- TFLite benchmark_model output ---------------------------------------------------------------------------------
@@ -404,31 +399,23 @@ def test_benchmark_model_command_means_what_bench_says():
     assert "--min_secs=2.5" in cmd and "--num_runs=3" in cmd and "--use_xnnpack=false" in cmd
 
 
-# ---- transport error classification (what ssh / the runner print -> one actionable line) --------------------------
+# ---- registry guard: a registered engine without a test fails here ----------------------------------------------
 
-@pytest.mark.parametrize("stderr,meaning", [
-    ("root@127.0.0.1: Permission denied (publickey).", "refused the key"),
-    ("No ED25519 host key is known for [h]:22 and you have requested strict checking.\nHost key verification failed.",
-     "host key unknown or changed"),
-    ("ssh: connect to host 10.9.9.9 port 22: Connection timed out", "unreachable (timed out)"),
-    ("ssh: Could not resolve hostname nopi: Name or service not known", "unreachable (unknown host name)"),
-])
-def test_ssh_failures_are_classified(stderr, meaning):
-    t = parse_target("ssh://pi@nopi")
-    with pytest.raises(TargetError) as info:
-        t._check_ssh((255, "", stderr), "creating a temp folder")
-    msg = str(info.value)
-    assert msg.startswith("ssh://pi@nopi: " + meaning + " while creating a temp folder (") and "\n" not in msg
-    t._check_ssh((3, "", stderr), "running the benchmark")  # not ssh's own failure (255): the runner's business
+ENGINE_TESTS = {  # registered engine -> the test in this file that checks its numbers
+    "onnxruntime": "test_engines_agree_on_the_exported_model",
+    "onnxruntime-basic": "test_onnxruntime_basic_agrees_with_onnxruntime",
+    "tflite": "test_engines_agree_on_the_exported_model",
+    "tflite-builtin": "test_engines_agree_on_the_exported_model",
+    "torch": "test_engines_agree_on_the_exported_model",
+}
 
 
-def test_runner_results_are_parsed_or_explained():
-    from edgeport.runtime.targets import parse_result
-
-    assert parse_result("t", "noise\nEDGEPORT-RESULT {\"a\": 1}\n", "", 0) == {"a": 1}
-    with pytest.raises(TargetError, match=r"^t: no working TFLite"):
-        parse_result("t", 'EDGEPORT-RESULT {"error": "no working TFLite interpreter"}', "", 3)
-    with pytest.raises(TargetError, match=r"printed no result \(exit 137\): Traceback \| Killed \(it was killed: out of memory"):
-        parse_result("t", "", "Traceback\nKilled", 137)
-    with pytest.raises(TargetError, match="not valid JSON"):
-        parse_result("t", "EDGEPORT-RESULT {\"a\": ", "", 0)
+def test_every_registered_engine_has_a_test():
+    registered = set(ENGINES.names())
+    assert set(ENGINE_TESTS) == registered, (
+        f"engines without a row in ENGINE_TESTS: {sorted(registered - set(ENGINE_TESTS))}; "
+        f"rows for engines no longer registered: {sorted(set(ENGINE_TESTS) - registered)}")
+    assert set(REGISTERED_ENGINES) == registered
+    for name, test in ENGINE_TESTS.items():
+        assert callable(globals().get(test)), f"engine {name!r}: {test} is not a test in {Path(__file__).name}"
+        assert f'"{name}"' in inspect.getsource(globals()[test]), f"engine {name!r}: {test} never opens it"

@@ -13,10 +13,10 @@ import torch
 
 from edgeport.export.onnx_export import export_onnx
 from edgeport.export.tflite import convert
-from edgeport.export.tflite._graph import OnnxGraph
-from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, PieceForm, find_channel_shuffles,
-                                                 remove_channel_shuffles_with_stats, shuffle_permutation,
-                                                 split_sliced_convs)
+from edgeport.export.tflite.graph import OnnxGraph
+from edgeport.export.tflite.shuffle import (REWRITERS, GroupedShuffleForm, PieceForm, find_channel_shuffles,
+                                            remove_channel_shuffles_with_stats, shuffle_permutation,
+                                            split_sliced_convs)
 from edgeport.errors import ExportError
 from edgeport.models import build_model, get_spec, model_names
 
@@ -233,3 +233,77 @@ def test_convert_reports_what_the_pass_did(name, tmp_path):
         assert res.ops["fp32"].get("SLICE", 0) == 0
     else:  # ShuffleNetV1: every shuffle feeds a grouped conv and is kept
         assert st["kept"] == n and st["absorbed"] == 0
+
+
+# -- every registered rewriter (shuffle.REWRITERS) has a case that makes it rewrite a node -------------------------
+
+def _after_shuffle(op_nodes, consts=None, outputs=("y",)):
+    """x (1,8,4,4) -> Conv 1x1 -> "c" -> channel shuffle (2 groups) -> "s" -> `op_nodes` -> `outputs`."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits = {"w": rng.standard_normal((8, 8, 1, 1)), "b": rng.standard_normal(8),
+             "shape5": np.array([1, 2, 4, 4, 4], np.int64), "shape4": np.array([1, 8, 4, 4], np.int64),
+             **(consts or {})}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+             helper.make_node("Reshape", ["c", "shape5"], ["r5"]),
+             helper.make_node("Transpose", ["r5"], ["t5"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t5", "shape4"], ["s"]), *op_nodes]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [helper.make_empty_tensor_value_info(o) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v, np.int64 if v.dtype == np.int64 else np.float32), k)
+         for k, v in ((k, np.asarray(v)) for k, v in inits.items())])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    return OnnxGraph.from_model(model).model
+
+
+def _rewriter_case(op):
+    from onnx import helper
+
+    n = helper.make_node
+    rng = np.random.default_rng(7)
+    per_channel = rng.standard_normal((1, 8, 1, 1)) + 2.0
+    cases = {
+        "Conv": lambda: _after_shuffle([n("Conv", ["s", "w2"], ["y"])], {"w2": rng.standard_normal((6, 8, 1, 1))}),
+        "BatchNormalization": lambda: _after_shuffle(
+            [n("BatchNormalization", ["s", "g", "be", "m", "v"], ["y"])],
+            {"g": rng.standard_normal(8), "be": rng.standard_normal(8), "m": rng.standard_normal(8),
+             "v": rng.random(8) + 0.5}),
+        "PRelu": lambda: _after_shuffle([n("PRelu", ["s", "slope"], ["y"])], {"slope": rng.random((8, 1, 1))}),
+        "Clip": lambda: _after_shuffle([n("Clip", ["s", "lo", "hi"], ["y"])],
+                                       {"lo": np.array(-0.5, np.float32), "hi": np.array(0.7, np.float32)}),
+        "Add": lambda: _after_shuffle([n("Add", ["s", "c"], ["y"])]),  # two tracked inputs in different orders
+        "Mul": lambda: _after_shuffle([n("Mul", ["k", "s"], ["y"])], {"k": per_channel}),  # constant first
+        "Sub": lambda: _after_shuffle([n("Sub", ["s", "k"], ["y"])], {"k": per_channel}),
+        "Div": lambda: _after_shuffle([n("Div", ["s", "k"], ["y"])], {"k": np.array(3.0, np.float32)}),
+        "Concat": lambda: _after_shuffle([n("Concat", ["s", "c"], ["cat"], axis=1), n("Conv", ["cat", "w2"], ["y"])],
+                                         {"w2": rng.standard_normal((4, 16, 1, 1))}),
+        "Split": lambda: _after_shuffle([n("Split", ["s", "sizes"], ["y0", "y1"], axis=1)],
+                                        {"sizes": np.array([3, 5], np.int64)}, outputs=("y0", "y1")),
+        "Slice": lambda: _after_shuffle([n("Slice", ["s", "st", "en", "ax"], ["y"])],
+                                        {"st": np.array([2], np.int64), "en": np.array([7], np.int64),
+                                         "ax": np.array([1], np.int64)}),
+    }
+    assert op in cases, f"shuffle-pass rewriter {op!r} is registered but has no test case here"
+    return cases[op]()
+
+
+def test_every_rewriter_has_a_case():
+    for op in REWRITERS.names():
+        _rewriter_case(op)
+
+
+@pytest.mark.parametrize("op", sorted(REWRITERS.names()))
+def test_every_registered_rewriter_rewrites_exactly(op):
+    """Each registered rewriter is exercised (it rewrote a node: a registered one never hit fails here), and the
+    rewritten graph computes exactly what the original computes."""
+    model = _rewriter_case(op)
+    out, perms, stats = remove_channel_shuffles_with_stats(model)
+    assert stats.shuffles_found == 1 and stats.rewrites.get(op, 0) >= 1, (op, stats.rewrites)
+    x = np.random.default_rng(0).standard_normal((1, 8, 4, 4)).astype(np.float32)
+    ref, got = _run(model, x), _run(out, x)
+    assert set(ref) == set(got)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=0, atol=1e-5, err_msg=f"{op}: {k}")
+

@@ -3,6 +3,7 @@ precisions/IO variants, atomic writes, and INT8 quality on the real EfficientNet
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 
 import numpy as np
@@ -11,18 +12,20 @@ import pytest
 import torch
 
 from _tflite_helpers import run_tflite
-from edgeport.errors import CalibrationError
+from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.onnx_export import export_onnx
 from edgeport.export.tflite import Precision, convert, op_histogram, xnnpack_coverage
-from edgeport.export.tflite.shuffle_pass import find_channel_shuffles
+from edgeport.export.tflite.tensor_map import (TENSOR_MAP_SUFFIX, TensorMapFile, TensorOrigin, load_tensor_map,
+                                               save_tensor_map, tensor_map_path)
+from edgeport.export.tflite.shuffle import find_channel_shuffles
 from edgeport.models import build_model, get_model_entry, get_spec, model_names
+from conftest import parametrized_names, zoo_params
 
 ZOO = model_names()
 # Models whose architecture contains a channel shuffle; the TRANSPOSE audit runs them with channel_shuffle=False.
 SHUFFLE_FAMILIES = {"shufflenet_v1", "shufflenet_v2", "augshufflenet"}
 # families whose every shuffle the pass absorbs into the surrounding convolutions (zero TRANSPOSE ops)
 ABSORBED = {"shufflenet_v2", "augshufflenet"}
-TESTED = set(ZOO)
 
 
 def _shape(name):
@@ -47,7 +50,7 @@ def _parity(model, res, shape, seed=0):
     return cos, float(np.abs(ref - got).max()), float(np.abs(ref).max())
 
 
-@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("name", zoo_params(ZOO))
 def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path):
     model, path = _export(name, tmp_path)
     res = convert(path, out_dir=tmp_path, precisions=["fp32"])
@@ -65,8 +68,9 @@ def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path):
         assert transposes <= 3 * shuffles, f"{name}: {transposes} TRANSPOSE ops for {shuffles} shuffles"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in ZOO if get_spec(n).family in SHUFFLE_FAMILIES and
-                                        "channel_shuffle" in inspect.signature(get_model_entry(n).builder).parameters))
+@pytest.mark.parametrize("name", zoo_params(sorted(
+    n for n in ZOO if get_spec(n).family in SHUFFLE_FAMILIES
+    and "channel_shuffle" in inspect.signature(get_model_entry(n).builder).parameters)))
 def test_shuffle_models_without_shuffle_have_no_transpose(name, tmp_path):
     model, path = _export(name, tmp_path, channel_shuffle=False)
     res = convert(path, out_dir=tmp_path, precisions=["fp32"])
@@ -78,8 +82,11 @@ def test_shuffle_models_without_shuffle_have_no_transpose(name, tmp_path):
 
 
 def test_every_registered_model_is_tested():
-    missing = sorted(set(model_names()) - TESTED)
+    """Every registered model has a conversion test (in the default run or under `slow`, which CI runs)."""
+    tested = parametrized_names(test_zoo_fp32_parity_and_transpose_audit)
+    missing = sorted(set(model_names()) - tested)
     assert not missing, f"registered models without a conversion test: {missing}"
+    assert tested - set(model_names()) == set(), "the conversion test names models that are not registered"
 
 
 @pytest.mark.slow
@@ -110,7 +117,8 @@ def test_all_precisions_and_io_types(io_dtype, np_dtype, tmp_path):
     res = convert(path, out_dir=tmp_path / "out", precisions=list(Precision), calibration=_calib(_shape("mobilenet_v2"), 8),
                   io_dtype=io_dtype)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "model_dynamic.tflite", "model_fp16.tflite", "model_fp32.tflite", "model_int8.tflite"]
+        "model_dynamic.tensormap.json", "model_dynamic.tflite", "model_fp16.tensormap.json", "model_fp16.tflite",
+        "model_fp32.tensormap.json", "model_fp32.tflite", "model_int8.tensormap.json", "model_int8.tflite"]
     it = Interpreter(model_path=str(res.artifacts["int8"]))
     assert it.get_input_details()[0]["dtype"] == np_dtype
     assert it.get_input_details()[0]["shape"].tolist() == [1, 64, 64, 3]
@@ -129,6 +137,72 @@ def test_tensor_map_names_onnx_tensors(tmp_path):
     assert len(tmap) >= 40
     assert all(o.onnx_name in names for o in tmap.values())
     assert any(o.perm == (0, 2, 3, 1) for o in tmap.values())
+
+
+def test_tensor_map_file_round_trip(tmp_path):
+    tensors = {"a/Relu;b/Conv2D": TensorOrigin("a", (0, 2, 3, 1), [1, 0, 2]), "logits": TensorOrigin("y", (0, 1))}
+    perms = {"a": [1, 0, 2], "a_slice__sp3": [2, 0]}
+    path = tensor_map_path(tmp_path / "model_int8.tflite")
+    assert path == tmp_path / "model_int8.tensormap.json" and path.name.endswith(TENSOR_MAP_SUFFIX)
+    save_tensor_map(path, tensors=tensors, channel_permutations=perms, input_layout="nchw")
+    assert [p.name for p in tmp_path.iterdir()] == ["model_int8.tensormap.json"]  # no temporary file left
+    tm = load_tensor_map(path)
+    assert tm == TensorMapFile(tensors=tensors, channel_permutations=perms, input_layout="nchw")
+    assert tm.version == 1 and list(tm.tensors) == list(tensors)
+
+
+@pytest.mark.parametrize("case", ["missing", "not_json", "foreign", "newer", "bad_tensor", "no_layout"])
+def test_tensor_map_file_refuses_a_missing_corrupt_or_foreign_file(case, tmp_path):
+    import json
+
+    path = tmp_path / "model_int8.tensormap.json"
+    save_tensor_map(path, tensors={"t": TensorOrigin("x", (0, 2, 3, 1))}, channel_permutations={},
+                    input_layout="nhwc")
+    doc = json.loads(path.read_text())
+    if case == "missing":
+        path.unlink()
+    elif case == "not_json":
+        path.write_text(path.read_text()[:40])
+    elif case == "foreign":
+        path.write_text(json.dumps({"artifacts": {}}))
+    elif case == "newer":
+        path.write_text(json.dumps({**doc, "version": 99}))
+    elif case == "bad_tensor":
+        path.write_text(json.dumps({**doc, "tensors": {"t": {"onnx_name": "x", "perm": "0231"}}}))
+    else:
+        path.write_text(json.dumps({k: v for k, v in doc.items() if k != "input_layout"}))
+    with pytest.raises(ExportError) as ei:
+        load_tensor_map(path)
+    msg = str(ei.value)
+    assert str(path) in msg and "re-run edgeport export" in msg and "\n" not in msg, msg
+
+
+@pytest.mark.parametrize("pieces", ["slices", "convs"])
+def test_saved_tensor_map_is_what_per_layer_validation_needs(pieces, tmp_path):
+    """convert() writes model_<precision>.tensormap.json beside each TFLite file: every tensor the converter maps,
+    the graph outputs (matched by position), and the shuffle pass's channel permutations (split-conv pieces too)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    name = "shufflenet_v2_cifar_x0_5"
+    _, path = _export(name, tmp_path)
+    res = convert(path, out_dir=tmp_path / "out", precisions=["fp32", "int8"], calibration=_calib(_shape(name), 4),
+                  shuffle_piece_form=pieces)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "model_fp32.tensormap.json", "model_fp32.tflite", "model_int8.tensormap.json", "model_int8.tflite"]
+    for prec in ("fp32", "int8"):
+        assert res.tensor_map_files[prec] == tensor_map_path(res.artifacts[prec])
+        tm = load_tensor_map(res.tensor_map_files[prec])
+        assert tm.tensors == res.tensor_map[prec] and tm.channel_permutations == res.channel_permutations
+        assert tm.input_layout == "nhwc"
+    # (checked equal, when the file was introduced, to what per-layer validation recomputed by replaying the
+    # converter's passes: calibration.layers._tensor_map)
+    tm = load_tensor_map(res.tensor_map_files["int8"])
+    outputs = Interpreter(model_path=str(res.artifacts["int8"])).get_output_details()
+    assert [tm.tensors[d["name"]].onnx_name for d in outputs] == res.output_names
+    assert tm.channel_permutations, "the absorbed shuffles permute tensors"
+    split = [o for o in tm.tensors.values() if re.search(r"_slice__sp\d+$", o.onnx_name)]
+    if pieces == "convs":  # each piece a split conv computes says which channels of its tensor it holds
+        assert split and all(o.channel_perm == tm.channel_permutations[o.onnx_name] for o in split)
 
 
 def test_int8_without_calibration_and_bad_samples_write_nothing(tmp_path):

@@ -12,6 +12,7 @@ from onnx import helper
 from _tflite_helpers import make_model, run_ort, run_tflite
 from edgeport.errors import UnsupportedOpError
 from edgeport.export.tflite import convert, supported_ops
+from edgeport.export.tflite.shuffle import ShufflePassStats
 
 R = np.random.default_rng(0)
 
@@ -261,7 +262,8 @@ def test_channel_shuffle_is_three_tiled_transposes(case_id, tmp_path, monkeypatc
     """A shuffle the pass keeps is lowered as (HW, C) -> (C, HW), a swap of whole H*W rows, and back: three TRANSPOSEs
     XNNPACK tiles (5x cheaper in INT8 than one 5-D transpose of every pixel's channels), exact, no layout round
     trip counted. (The shuffle pass is switched off here: it would absorb these shuffles into slices.)"""
-    monkeypatch.setattr(sys.modules["edgeport.export.tflite.convert"], "shuffle_pass_available", lambda: False)
+    monkeypatch.setattr(sys.modules["edgeport.export.tflite.convert"], "remove_channel_shuffles_with_stats",
+                        lambda model, **forms: (model, {}, ShufflePassStats()))
     case = next(c for c in CASES if c[0] == case_id)
     res = _check(*case, tmp_path)
     assert res.ops["fp32"].get("TRANSPOSE", 0) == 3

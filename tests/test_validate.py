@@ -5,6 +5,7 @@ Fast tests cover the metric definitions, threshold parsing and the exit-code pat
 digits-trained checkpoints (calibration/checkpoints) and the real Lite0 checkpoint run under `slow`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,18 +18,17 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeport.calibration.metrics import HIGHER_IS_BETTER, parity_metrics, passes
-from edgeport.calibration.validate import (
-    ARTIFACT_PRECISION, default_thresholds, parse_threshold_overrides, validate_dir,
-)
-from edgeport.errors import EdgeportError
+from edgeport.errors import EdgeportError, ExportError
+from edgeport.metrics import HIGHER_IS_BETTER, parity_metrics, passes
 from edgeport.models import Tolerances, get_spec
+from edgeport.report import ArtifactKind
+from edgeport.validation import ARTIFACT_PRECISION, default_thresholds, parse_threshold_overrides, validate_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "calibration" / "checkpoints"
 DIGITS_MODELS = ("shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5")
 ARTIFACTS = ("onnx", "tflite_fp32", "tflite_int8", "onnx_int8")
-TABLE = ("max_abs_err", "mean_abs_err", "cosine", "sqnr_db", "top1_agreement", "top5_overlap")
+TABLE = ("max_abs_err", "mean_abs_err", "cosine_mean", "sqnr_db", "top1_agreement", "top5_overlap")
 # ONNX ops whose output is a real activation (not a relabelling that the shuffle pass may remove)
 COMPUTE = {"Conv", "Gemm", "MatMul", "Relu", "Clip", "Add", "Mul", "Sigmoid", "HardSwish", "HardSigmoid",
            "ReduceMean", "GlobalAveragePool", "AveragePool", "MaxPool"}
@@ -46,7 +46,7 @@ def cli(*args, timeout=900):
 def test_parity_metric_definitions():
     ref = np.array([[1.0, 2.0, 3.0, 0.0, -1.0, 0.5], [3.0, 1.0, 0.0, 2.0, 0.1, -2.0]])
     m = parity_metrics(ref, ref.copy())
-    assert m["max_abs_err"] == 0 and m["sqnr_db"] == math.inf and m["cosine"] == pytest.approx(1.0)
+    assert m["max_abs_err"] == 0 and m["sqnr_db"] == math.inf and m["cosine_mean"] == pytest.approx(1.0)
     assert m["top1_agreement"] == 1.0 and m["top5_overlap"] == 1.0
     noisy = ref + np.array([[0.1, -0.1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
     m = parity_metrics(ref, noisy)
@@ -57,26 +57,40 @@ def test_parity_metric_definitions():
     m = parity_metrics(ref, swapped)
     assert m["top1_agreement"] == 0.5 and m["top5_overlap"] == 1.0
     m = parity_metrics(ref, -ref)
-    assert m["cosine"] == pytest.approx(-1.0) and m["top1_agreement"] == 0.0
+    assert m["cosine_mean"] == pytest.approx(-1.0) and m["top1_agreement"] == 0.0
 
 
 def test_thresholds_come_from_the_spec():
     tol = get_spec("efficientnet_lite0").tolerances
-    assert default_thresholds("int8", tol) == {"cosine": tol.int8_cosine, "top1_agreement": tol.int8_top1,
+    assert default_thresholds("int8", tol) == {"cosine_mean": tol.int8_cosine, "top1_agreement": tol.int8_top1,
                                                "sqnr_db": tol.int8_sqnr_db}
-    assert default_thresholds("fp32", Tolerances()) == {"max_abs_rel": 1e-4, "cosine": 0.99999}
+    assert default_thresholds("fp32", Tolerances()) == {"max_abs_rel": 1e-4, "cosine_mean": 0.99999}
     assert set(ARTIFACT_PRECISION.values()) == {"fp32", "fp16", "int8"}
-    assert passes("cosine", 0.99, 0.95) and not passes("cosine", 0.9, 0.95)
+    assert set(ARTIFACT_PRECISION) == {k.value for k in ArtifactKind}, "an artifact kind without thresholds"
+    assert passes("cosine_mean", 0.99, 0.95) and not passes("cosine_mean", 0.9, 0.95)
     assert passes("max_abs_err", 1e-6, 1e-5) and not passes("max_abs_err", 1e-4, 1e-5)
     assert not passes("sqnr_db", float("nan"), 0)
 
 
 def test_threshold_overrides():
-    o = parse_threshold_overrides(["tflite_int8.top1_agreement=0.9", "cosine=0.5", "onnx_int8.sqnr_db=20"])
-    assert o == {"tflite_int8": {"top1_agreement": 0.9}, None: {"cosine": 0.5}, "onnx_int8": {"sqnr_db": 20.0}}
-    for bad in ["tflite_int8.top1=0.9", "tflite_int8.cosine", "tflite_int8.cosine=high", "tflite_int9.cosine=0.9"]:
+    o = parse_threshold_overrides(["tflite_int8.top1_agreement=0.9", "cosine_mean=0.5", "onnx_int8.sqnr_db=20"])
+    assert o == {"tflite_int8": {"top1_agreement": 0.9}, None: {"cosine_mean": 0.5}, "onnx_int8": {"sqnr_db": 20.0}}
+    for bad in ["tflite_int8.top1=0.9", "tflite_int8.cosine_mean", "tflite_int8.cosine_mean=high",
+                "tflite_int9.cosine_mean=0.9", "tflite_int8.cosine=0.9"]:
         with pytest.raises(EdgeportError, match="--threshold"):
             parse_threshold_overrides([bad])
+    with pytest.raises(EdgeportError, match="'cosine' is now cosine_mean"):
+        parse_threshold_overrides(["cosine=0.9"])
+
+
+def test_layers_read_the_converters_saved_tensor_map(tmp_path):
+    """--layers maps TFLite tensors through the tensor map convert() saved beside the model; without it, one
+    clear error (nothing replays the converter's passes)."""
+    from edgeport.validation import attribute_layers
+
+    with pytest.raises(ExportError, match=r"tensor map .*model_int8\.tensormap\.json does not exist"):
+        attribute_layers(onnx_path=tmp_path / "model.onnx", tflite_path=tmp_path / "model_int8.tflite",
+                         samples=np.zeros((1, 3, 8, 8), np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +132,14 @@ def test_validate_onnx_only_and_exit_code(onnx_only_dir, capsys):
     assert main(["validate", str(onnx_only_dir), "--num-validation", "8"]) == 0
     rep = json.loads((onnx_only_dir / "report.json").read_text())
     p = rep["parity"]["onnx"]
-    assert p["passed"] and p["n_samples"] == 8 and p["cosine"] > 0.99999
-    assert p["thresholds"] == {"max_abs_rel": 1e-4, "cosine": 0.99999}
+    assert p["passed"] and p["n_samples"] == 8 and p["cosine_mean"] > 0.99999
+    assert p["thresholds"] == {"max_abs_rel": 1e-4, "cosine_mean": 0.99999}
     assert rep["calibration"]["validation"]["split"] == "validation"
     capsys.readouterr()
     # an impossible threshold: exit 1 naming the artifact and the metric
-    assert main(["validate", str(onnx_only_dir), "--num-validation", "8", "--threshold", "onnx.cosine=1.5"]) == 1
+    assert main(["validate", str(onnx_only_dir), "--num-validation", "8", "--threshold", "onnx.cosine_mean=1.5"]) == 1
     err = capsys.readouterr().err
-    assert "onnx: cosine = " in err and "misses the threshold 1.5" in err
+    assert "onnx: cosine_mean = " in err and "misses the threshold 1.5" in err
     # an error metric is an upper bound
     assert main(["validate", str(onnx_only_dir), "--num-validation", "8", "--threshold", "max_abs_err=0"]) == 1
     assert "onnx: max_abs_err" in capsys.readouterr().err
@@ -163,12 +177,12 @@ def test_digits_parity_table(digits_run):
             assert isinstance(m[col], float) and not math.isnan(m[col]), (name, col)
         assert m["n_samples"] == 540 and m["reference"] == "torch"
         assert m["thresholds_enforced"] and m["passed"], (name, m)
-    assert rep["parity"]["onnx"]["cosine"] > 0.99999 and rep["parity"]["tflite_fp32"]["max_abs_rel"] < 1e-4
+    assert rep["parity"]["onnx"]["cosine_mean"] > 0.99999 and rep["parity"]["tflite_fp32"]["max_abs_rel"] < 1e-4
     tol = get_spec(model).tolerances
     for name in ("tflite_int8", "onnx_int8"):
         m = rep["parity"][name]
         assert m["thresholds"] == default_thresholds("int8", tol)
-        assert m["cosine"] > 0.99 and m["top1_agreement"] >= 0.98 and m["sqnr_db"] > 20, (name, m)
+        assert m["cosine_mean"] > 0.99 and m["top1_agreement"] >= 0.98 and m["sqnr_db"] > 20, (name, m)
     assert not res.failures
     # calibration and validation recorded, disjoint splits of the digits data
     cal = rep["calibration"]
@@ -264,7 +278,7 @@ def test_digits_fp32_attribution_is_exact_everywhere(digits_run, pieces, tmp_pat
     Both shuffle piece forms: the default artifact (slices), and one converted with every piece computed by its own
     conv."""
     from edgeport.calibration import load_samples
-    from edgeport.calibration import layers as layers_mod
+    from edgeport.validation import layers as layers_mod
     from edgeport.export.tflite import convert
 
     model, out, res = digits_run
@@ -274,7 +288,7 @@ def test_digits_fp32_attribution_is_exact_everywhere(digits_run, pieces, tmp_pat
         tflite = convert(out / "model.onnx", out_dir=tmp_path, precisions=["fp32"],
                          shuffle_piece_form="convs").artifacts["fp32"]
     x = load_samples("digits", model_spec=get_spec(model), split="validation", num=8).array()
-    attrib = dict(onnx_path=out / "model.onnx", tflite_path=tflite, samples=x, shuffle_pass={"piece_form": pieces})
+    attrib = dict(onnx_path=out / "model.onnx", tflite_path=tflite, samples=x)  # + the tensor map beside tflite
     L = layers_mod.attribute_layers(**attrib)
     _check_layer_mapping(L, out / "model.onnx")
     assert L["n_layers"] == res.layers["n_layers"]
@@ -288,17 +302,18 @@ def test_digits_fp32_attribution_is_exact_everywhere(digits_run, pieces, tmp_pat
         assert bool(split) == (pieces == "convs"), split
     if not permuted:
         return
-    real = layers_mod._tensor_map
+    real = layers_mod.load_tensor_map
 
-    def without_channel_perms(*a, **k):
-        tmap, perms = real(*a, **k)
-        return {n: type(o)(o.onnx_name, o.perm, None) for n, o in tmap.items()}, perms
+    def without_channel_perms(path):
+        saved = real(path)
+        return dataclasses.replace(saved, tensors={n: type(o)(o.onnx_name, o.perm, None)
+                                                   for n, o in saved.tensors.items()})
 
-    layers_mod._tensor_map = without_channel_perms
+    layers_mod.load_tensor_map = without_channel_perms
     try:
         bad = layers_mod.attribute_layers(**attrib)
     finally:
-        layers_mod._tensor_map = real
+        layers_mod.load_tensor_map = real
     # without it, a permuted tensor mismatches; one split into pieces across convs cannot be compared at all
     sq = {r["onnx_tensor"]: r["sqnr_db"] for r in bad["layers"]}
     split = {r["onnx_tensor"] for r in L["layers"] if r["pieces"] > 1}
@@ -361,9 +376,9 @@ def test_lite0_validate_with_layers(lite0_checkpoint, tmp_path):
     par = rep["parity"]
     assert set(ARTIFACTS) <= set(par)
     for name in ("onnx", "tflite_fp32"):
-        assert par[name]["passed"] and par[name]["cosine"] > 0.99999
+        assert par[name]["passed"] and par[name]["cosine_mean"] > 0.99999
     for name in ("tflite_int8", "onnx_int8"):
-        assert par[name]["n_samples"] == 64 and par[name]["cosine"] > 0.95 and par[name]["top1_agreement"] >= 0.75
+        assert par[name]["n_samples"] == 64 and par[name]["cosine_mean"] > 0.95 and par[name]["top1_agreement"] >= 0.75
     failing = [(a, m) for a in par for m in par[a]["thresholds"] if not passes(m, par[a][m], par[a]["thresholds"][m])]
     assert (r.returncode == 1) == bool(failing)
     for a, m in failing:

@@ -5,13 +5,14 @@ TFLiteConverter writes fp32 / fp16 / dynamic-range / full-INT8 flatbuffers.
     >>> res = convert("model.onnx", out_dir="out", precisions=["fp32"])
     >>> op_histogram(res.artifacts["fp32"])
 """
-from ._build import InputLayout, lower_graph
-from ._lowering import LOWERINGS, lowering, supported_ops
-from .convert import (ConversionResult, IODtype, Precision, TensorOrigin, XnnpackCoverage, artifact_filename,
-                      convert, op_histogram, shuffle_pass_available, xnnpack_coverage)
+from .build import InputLayout, lower_graph
+from .lowerings import LOWERINGS, lowering, supported_ops
+from .convert import (ConversionResult, IODtype, Precision, XnnpackCoverage, artifact_filename, convert,
+                      op_histogram, xnnpack_coverage)
+from .tensor_map import TensorMapFile, TensorOrigin, load_tensor_map, tensor_map_path
 
 __all__ = [
-    "ConversionResult", "IODtype", "InputLayout", "LOWERINGS", "Precision", "TensorOrigin", "artifact_filename",
-    "XnnpackCoverage", "convert", "lower_graph", "lowering", "op_histogram", "shuffle_pass_available", "supported_ops",
-    "xnnpack_coverage",
+    "ConversionResult", "IODtype", "InputLayout", "LOWERINGS", "Precision", "TensorMapFile", "TensorOrigin",
+    "XnnpackCoverage", "artifact_filename", "convert", "load_tensor_map", "lower_graph", "lowering", "op_histogram",
+    "supported_ops", "tensor_map_path", "xnnpack_coverage",
 ]

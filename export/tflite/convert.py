@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import enum
-import importlib.util
 import os
 import time
 from collections import Counter
@@ -20,11 +19,16 @@ import onnx
 import tensorflow as tf
 
 from edgeport.errors import CalibrationError, ExportError
-from edgeport.report import atomic_write_bytes
+from edgeport.files import atomic_write_bytes
 
-from ._build import InputLayout, Lowered, lower_graph
-from ._graph import OnnxGraph
-from ._lowering import NHWC
+from .bias_correction import correct_biases
+from .build import InputLayout, Lowered, lower_graph
+from .calibrated import apply_calibration_method, quantize_calibrated
+from .graph import OnnxGraph
+from .lowerings import NHWC
+from .scale_unify import unify_same_scale_ranges
+from .shuffle import GroupedShuffleForm, PieceForm, remove_channel_shuffles_with_stats
+from .tensor_map import TensorOrigin, save_tensor_map, tensor_map_path
 
 
 class Precision(str, enum.Enum):
@@ -51,24 +55,10 @@ class IODtype(str, enum.Enum):
 
 
 _IO_TF = {IODtype.INT8: tf.int8, IODtype.UINT8: tf.uint8, IODtype.FLOAT: tf.float32}
-SHUFFLE_PASS_MODULE = "edgeport.export.tflite.shuffle_pass"
 
 
 def artifact_filename(precision: Precision | str) -> str:
     return f"model_{Precision(precision).value}.tflite"
-
-
-@dataclass
-class TensorOrigin:
-    """Where a TFLite tensor comes from: the ONNX tensor, its layout (tflite = transpose(onnx, perm)), and the
-    channel permutation the shuffle pass applied to that ONNX tensor (None if none)."""
-
-    onnx_name: str
-    perm: tuple[int, ...]
-    channel_perm: list[int] | None = None
-
-    def as_dict(self) -> dict:
-        return {"onnx_name": self.onnx_name, "perm": list(self.perm), "channel_perm": self.channel_perm}
 
 
 @dataclass
@@ -87,6 +77,8 @@ class ConversionResult:
     output_perms: dict[str, tuple[int, ...]]
     float_tensors: dict[str, list[str]] = field(default_factory=dict)
     tensor_map: dict[str, dict[str, TensorOrigin]] = field(default_factory=dict)
+    # `model_<precision>.tensormap.json` beside each TFLite file: tensor_map[precision] and the channel permutations
+    tensor_map_files: dict[str, Path] = field(default_factory=dict)
     channel_permutations: dict[str, list[int]] = field(default_factory=dict)
     shuffle_pass_applied: bool = False
     # what the shuffle pass did: shuffles found / absorbed / kept (as tiled transposes) / densified, convs split
@@ -118,11 +110,7 @@ def check_int8_io(*, calibration_method, io_dtype) -> None:
                           hint=f"use --io int8 with --calibration-method {m}")
 
 
-def shuffle_pass_available() -> bool:
-    return importlib.util.find_spec(SHUFFLE_PASS_MODULE) is not None
-
-
-def _load_model(onnx_model_or_path) -> onnx.ModelProto:
+def load_onnx_model(onnx_model_or_path) -> onnx.ModelProto:
     if isinstance(onnx_model_or_path, onnx.ModelProto):
         return onnx_model_or_path
     path = Path(onnx_model_or_path)
@@ -182,10 +170,6 @@ def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None
         # TensorFlow's MLIR quantizer derive every scale/zero-point: percentile ranges replace min/max when asked
         # (edgeport.calibration), and same-scale groups (concat / slice / reshape) get one union range so the
         # quantizer inserts no requantizing QUANTIZE ops (scale_unify.py).
-        from edgeport.calibration.tflite_ranges import apply_calibration_method, quantize_calibrated
-
-        from .scale_unify import unify_same_scale_ranges
-
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -258,8 +242,6 @@ def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
 def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
                   input_layout: InputLayout, num: int):
     """Empirical per-channel bias correction of the INT8 model against the float model (bias_correction.py)."""
-    from .bias_correction import correct_biases
-
     if len(lowered.input_names) != 1 or num <= 0:
         return int8_blob, None  # single-input models only; the report says it was not applied
     if float_blob is None:
@@ -303,11 +285,122 @@ def tensor_map(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]])
     return out
 
 
+def output_origins(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]]) -> dict[str, TensorOrigin]:
+    """TFLite output tensor name -> TensorOrigin of the ONNX graph output at the same position (TFLite names the
+    outputs after the signature, not the ONNX scope); empty when the counts differ."""
+    outs = interp.get_output_details()
+    if len(outs) != len(lowered.output_names):
+        return {}
+    found = {}
+    for d, name in zip(outs, lowered.output_names):
+        perm = lowered.output_perms.get(name) or lowered.layouts.get(name) or tuple(range(len(d["shape"])))
+        found[d["name"]] = TensorOrigin(name, tuple(perm), channel_perms.get(name))
+    return found
+
+
+def full_tensor_map(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]]) -> dict[str, TensorOrigin]:
+    """`tensor_map` plus the graph outputs it cannot name by scope (`output_origins`): what the saved map holds."""
+    tmap = tensor_map(interp, lowered, channel_perms)
+    for name, origin in output_origins(interp, lowered, channel_perms).items():
+        tmap.setdefault(name, origin)
+    return tmap
+
+
 def _choice(enum_cls, value, what: str):
     try:
         return enum_cls(str(getattr(value, "value", value)))
     except ValueError:
         raise ExportError(f"unknown {what} {value!r}", hint=f"choose from {[f.value for f in enum_cls]}") from None
+
+
+def _checked_options(precisions, *, io_dtype, input_layout, calibration_method, calibration):
+    """(precisions, io_dtype, input_layout, calibration method name) as convert() uses them; raises ExportError /
+    CalibrationError for a request that cannot be converted, before any work."""
+    precs = [Precision(p) for p in precisions]
+    if not precs:
+        raise ExportError("no precision requested", hint=f"choose from {[p.value for p in Precision]}")
+    io_dtype = IODtype(io_dtype)
+    input_layout = InputLayout(input_layout)
+    calibration_method = str(getattr(calibration_method, "value", calibration_method))
+    if Precision.INT8 in precs:
+        check_int8_io(calibration_method=calibration_method, io_dtype=io_dtype)
+    if Precision.INT8 in precs and calibration is None:
+        raise CalibrationError("int8 needs calibration data (an iterable of {input_name: NCHW float32 array})")
+    return precs, io_dtype, input_layout, calibration_method
+
+
+def _shuffle_pass(model: onnx.ModelProto, *, grouped_form, piece_form) -> tuple[onnx.ModelProto, dict, dict]:
+    """The channel-shuffle pass (shuffle/): (rewritten model, channel permutations, what it did for the report)."""
+    form = _choice(GroupedShuffleForm, grouped_form, "grouped shuffle form")
+    pieces = _choice(PieceForm, piece_form, "shuffle piece form")
+    # the pass wants a shape-inferred graph (graph outputs typed with shapes)
+    model, channel_perms, st = remove_channel_shuffles_with_stats(OnnxGraph.from_model(model).model,
+                                                                  grouped_form=form, piece_form=pieces)
+    stats = {"found": st.shuffles_found, "absorbed": st.shuffles_found - st.shuffles_materialised - st.densified,
+             "kept": st.shuffles_materialised, "densified": st.densified, "convs_split": st.convs_split,
+             "slices": st.slices, "concats": st.concats, "grouped_form": form.value, "piece_form": pieces.value}
+    return model, channel_perms, stats
+
+
+def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout) -> tuple[Lowered, Lowered]:
+    """(the float lowering, the one the INT8 model is traced from): the INT8 one is a second lowering only where an
+    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object."""
+    graph = OnnxGraph.from_model(model)
+    lowered = lower_graph(graph, input_layout=input_layout)
+    lowered_int8 = lowered
+    if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
+        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True)
+    return lowered, lowered_int8
+
+
+def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtype: IODtype,
+                  input_layout: InputLayout, max_calibration_samples: int | None, calibration_method: str,
+                  timings: dict[str, float]) -> tuple[dict[Precision, bytes], int]:
+    """({precision: TFLite flatbuffer}, calibration samples used), each conversion timed into `timings`."""
+    blobs: dict[Precision, bytes] = {}
+    n_cal = 0
+    for p, lowered in lowered_for.items():
+        t = time.perf_counter()
+        rep = None
+        if p is Precision.INT8:
+            rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
+        blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
+                                 calibration_method=calibration_method, calibration=calibration)
+        timings[f"convert_{p.value}_s"] = time.perf_counter() - t
+    return blobs, n_cal
+
+
+@dataclass(frozen=True)
+class _Written:
+    artifacts: dict[str, Path]
+    ops: dict[str, dict[str, int]]
+    float_tensors: dict[str, list[str]]
+    tensor_maps: dict[str, dict[str, TensorOrigin]]
+    tensor_map_files: dict[str, Path]
+
+
+def _write_artifacts(out_dir: Path, blobs: dict[Precision, bytes], lowered_for: dict[Precision, Lowered], *,
+                     channel_perms: dict[str, list[int]], io_dtype: IODtype, input_layout: InputLayout) -> _Written:
+    """Inspect every model (op histogram, tensor map, float tensors left in INT8), then write each
+    `model_<precision>.tflite` and its `model_<precision>.tensormap.json` atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ops, floats, tmaps = {}, {}, {}
+    for p, blob in blobs.items():
+        interp = _interpreter(model_content=blob)
+        ops[p.value] = _histogram_of(interp)
+        tmaps[p.value] = full_tensor_map(interp, lowered_for[p], channel_perms)
+        if p is Precision.INT8:
+            floats[p.value] = _float_tensors(interp, io_dtype)
+    artifacts, map_files = {}, {}
+    for p, blob in blobs.items():
+        path = out_dir / artifact_filename(p)
+        atomic_write_bytes(path, blob)
+        artifacts[p.value] = path.resolve()
+        map_path = tensor_map_path(path)
+        save_tensor_map(map_path, tensors=tmaps[p.value], channel_permutations=channel_perms,
+                        input_layout=input_layout.value)
+        map_files[p.value] = map_path.resolve()
+    return _Written(artifacts, ops, floats, tmaps, map_files)
 
 
 def convert(
@@ -333,70 +426,35 @@ def convert(
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off). `grouped_shuffle_form`: the exact form kept for a
-    channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle_pass.py).
+    channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle.GroupedShuffleForm).
     `shuffle_piece_form`: how the channel pieces that absorbed shuffles read are produced (ShuffleNetV2):
-    slices | convs (shuffle_pass.PieceForm; which is faster depends on the CPU).
-    Files: `model_<precision>.tflite`. All models are converted in memory first, then each file is written
+    slices | convs (shuffle.PieceForm; which is faster depends on the CPU).
+    Files: `model_<precision>.tflite` and, beside each, `model_<precision>.tensormap.json` (tensor_map.py: which ONNX
+    tensor each TFLite tensor holds). All models are converted in memory first, then each file is written
     atomically; an unsupported op raises UnsupportedOpError before anything is written.
     """
     t0 = time.perf_counter()
-    precs = [Precision(p) for p in precisions]
-    if not precs:
-        raise ExportError("no precision requested", hint=f"choose from {[p.value for p in Precision]}")
-    io_dtype = IODtype(io_dtype)
-    input_layout = InputLayout(input_layout)
-    calibration_method = str(getattr(calibration_method, "value", calibration_method))
-    if Precision.INT8 in precs:
-        check_int8_io(calibration_method=calibration_method, io_dtype=io_dtype)
-    if Precision.INT8 in precs and calibration is None:
-        raise CalibrationError("int8 needs calibration data (an iterable of {input_name: NCHW float32 array})")
-    out_dir = Path(out_dir)
+    precs, io_dtype, input_layout, calibration_method = _checked_options(
+        precisions, io_dtype=io_dtype, input_layout=input_layout, calibration_method=calibration_method,
+        calibration=calibration)
     timings: dict[str, float] = {}
-    model = _load_model(onnx_model_or_path)
+    model = load_onnx_model(onnx_model_or_path)
     timings["load_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    channel_perms: dict[str, list[int]] = {}
-    applied = False
-    shuffle_stats = None
-    if shuffle_pass_available():
-        from edgeport.export.tflite.shuffle_pass import (GroupedShuffleForm, PieceForm,
-                                                         remove_channel_shuffles_with_stats)
-
-        form = _choice(GroupedShuffleForm, grouped_shuffle_form, "grouped shuffle form")
-        pieces = _choice(PieceForm, shuffle_piece_form, "shuffle piece form")
-        # the pass wants a shape-inferred graph (graph outputs typed with shapes)
-        model, channel_perms, st = remove_channel_shuffles_with_stats(OnnxGraph.from_model(model).model,
-                                                                      grouped_form=form, piece_form=pieces)
-        applied = True
-        shuffle_stats = {"found": st.shuffles_found, "absorbed": st.shuffles_found - st.shuffles_materialised
-                         - st.densified, "kept": st.shuffles_materialised, "densified": st.densified,
-                         "convs_split": st.convs_split, "slices": st.slices, "concats": st.concats,
-                         "grouped_form": form.value, "piece_form": pieces.value}
+    model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
+                                                        piece_form=shuffle_piece_form)
     timings["passes_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    graph = OnnxGraph.from_model(model)
-    lowered = lower_graph(graph, input_layout=input_layout)
-    # the INT8 model is traced from a second lowering where an op's XNNPACK-friendly INT8 form differs (HardSwish)
-    lowered_int8 = lowered
-    if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
-        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True)
+    lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout)
     lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
     timings["lower_s"] = time.perf_counter() - t
 
-    blobs: dict[Precision, bytes] = {}
-    n_cal = 0
+    blobs, n_cal = _tflite_blobs(lowered_for, calibration=calibration, io_dtype=io_dtype, input_layout=input_layout,
+                                 max_calibration_samples=max_calibration_samples,
+                                 calibration_method=calibration_method, timings=timings)
     bc_report = None
-    for p in precs:
-        t = time.perf_counter()
-        rep = None
-        if p is Precision.INT8:
-            rep, n_cal = _representative(lowered_int8, calibration, input_layout, max_calibration_samples)
-        blobs[p] = _tflite_bytes(lowered_for[p], p, representative=rep, io_dtype=io_dtype,
-                                 calibration_method=calibration_method,
-                                 calibration=calibration)
-        timings[f"convert_{p.value}_s"] = time.perf_counter() - t
     if Precision.INT8 in blobs and bias_correction_samples > 0:
         t = time.perf_counter()
         # the float reference must come from the same lowering as the INT8 model (tensor names must match)
@@ -407,24 +465,15 @@ def convert(
         timings["bias_correction_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts, ops, floats, tmaps = {}, {}, {}, {}
-    for p, blob in blobs.items():
-        interp = _interpreter(model_content=blob)
-        ops[p.value] = _histogram_of(interp)
-        tmaps[p.value] = tensor_map(interp, lowered_for[p], channel_perms)
-        if p is Precision.INT8:
-            floats[p.value] = _float_tensors(interp, io_dtype)
-    for p, blob in blobs.items():
-        path = out_dir / artifact_filename(p)
-        atomic_write_bytes(path, blob)
-        artifacts[p.value] = path.resolve()
+    written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
+                               input_layout=input_layout)
     timings["write_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
     return ConversionResult(
-        out_dir=out_dir.resolve(), artifacts=artifacts, ops=ops, timings=timings, input_layout=input_layout,
-        io_dtype=io_dtype, input_names=lowered.input_names, input_shapes=lowered.input_shapes,
-        output_names=lowered.output_names, output_perms=lowered.output_perms, float_tensors=floats,
-        tensor_map=tmaps, channel_permutations=channel_perms, shuffle_pass_applied=applied, shuffle_pass=shuffle_stats,
+        out_dir=Path(out_dir).resolve(), artifacts=written.artifacts, ops=written.ops, timings=timings,
+        input_layout=input_layout, io_dtype=io_dtype, input_names=lowered.input_names,
+        input_shapes=lowered.input_shapes, output_names=lowered.output_names, output_perms=lowered.output_perms,
+        float_tensors=written.float_tensors, tensor_map=written.tensor_maps, tensor_map_files=written.tensor_map_files,
+        channel_permutations=channel_perms, shuffle_pass_applied=True, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
         calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None)

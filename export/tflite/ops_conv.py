@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ._lowering import NHWC, Value, identity, lowering, unsupported
-from ._padding import choose_padding, onnx_pads, out_sizes
+from .lowerings import NHWC, Value, identity, lowering, unsupported
+from .padding import choose_padding, onnx_pads, out_sizes
 
 _F = np.float32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ._lowering import Value, identity, lowering, unsupported
+from .lowerings import Value, identity, lowering, unsupported
 
 _F = np.float32
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ._lowering import NHWC, Value, lowering, unsupported
-from ._padding import choose_padding, onnx_pads, out_sizes
+from .lowerings import NHWC, Value, lowering, unsupported
+from .padding import choose_padding, onnx_pads, out_sizes
 from .ops_conv import pad_for_conv
 
 _F = np.float32

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ._lowering import Value, lowering, unsupported
+from .lowerings import Value, lowering
 
 
 def _reduce(fn):

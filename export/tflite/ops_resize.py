@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ._lowering import NHWC, Value, lowering, unsupported
+from .lowerings import NHWC, Value, lowering, unsupported
 
 _F = np.float32
 

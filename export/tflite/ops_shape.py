@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ._lowering import NHWC, Value, identity, inverse, lowering, unsupported
+from .lowerings import NHWC, Value, identity, inverse, lowering, unsupported
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._flatbuffer import FUSED_ACTIVATION_RANGE, op_names, pack, unpack
+from .flatbuffer import FUSED_ACTIVATION_RANGE, op_names, pack, unpack
 
 # ops whose INT8 kernels need the same scale on their activation input(s) and output(s)
 SAME_SCALE_OPS = frozenset({"CONCATENATION", "SLICE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "RESHAPE", "SQUEEZE"})

@@ -1,9 +1,10 @@
-"""The export step: a resolved source -> DIR/model.onnx (verified on ORT) + report.json sections."""
+"""The export step: a resolved source -> DIR/model.onnx (verified against torch on ONNX Runtime) -> ExportResult."""
 from __future__ import annotations
 
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from edgeport.export.analysis import count_macs, op_histogram_onnx
 from edgeport.export.checkpoint import LoadedSource
 from edgeport.export.onnx_export import DEFAULT_OPSET, Exporter, export_onnx, simplify_onnx, verify_onnx
 from edgeport.models.layers import count_params
-from edgeport.report import Report, prepare_out_dir
+from edgeport.files import prepare_out_dir
+from edgeport.report import ArtifactEntry, ArtifactKind
 
 ONNX_NAME = "model.onnx"
 
@@ -28,6 +30,32 @@ def verification_inputs(spec, *, n: int = 4, seed: int = 20181) -> list[np.ndarr
     return [rng.standard_normal((1, *spec.input_shape), dtype=np.float32) for _ in range(n)]
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What the export step produced: DIR/model.onnx (verified against torch on ORT) and what it knows about it."""
+
+    source: dict
+    model: dict
+    artifact: ArtifactEntry
+    info: dict
+    ops: dict
+    seconds: float
+    parity: dict | None = None
+    out_dir: Path = Path(".")
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.out_dir / self.artifact.file
+
+    def report_sections(self) -> dict:
+        sections = {"source": self.source, "model": self.model, "artifacts": {ArtifactKind.ONNX: self.artifact},
+                    "artifact_info": {"onnx": self.info}, "ops": {"onnx": self.ops},
+                    "conversion": {"onnx_seconds": round(self.seconds, 3)}}
+        if self.parity is not None:
+            sections["parity"] = {"onnx": self.parity}
+        return sections
+
+
 def export_step(
     *,
     source: LoadedSource,
@@ -36,8 +64,9 @@ def export_step(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     n_verify: int = 4,
-) -> Report:
-    """Write DIR/model.onnx and fill report.json `source`, `model`, `artifacts.onnx`, `ops.onnx`, `parity.onnx`.
+) -> ExportResult:
+    """Write DIR/model.onnx; return what report.json `source`, `model`, `artifacts.onnx`, `ops.onnx`,
+    `parity.onnx` hold (the caller writes the report from the result).
 
     The ONNX file is exported and verified in a staging directory and moved into DIR only when verification passes,
     so a failure leaves no model.onnx behind.
@@ -63,38 +92,22 @@ def export_step(
         seconds = time.perf_counter() - t0
         macs = count_macs(_static_copy(model, spec)) if dynamic_batch else count_macs(model)
         shutil.move(str(staged), str(out / ONNX_NAME))
-    report = Report.load(out)
-    report.set("source", source.report())
-    report.set(
-        "model",
-        {
-            "name": source.name,
-            "family": spec.family,
-            "input_shape": [1, *spec.input_shape],
-            "num_classes": spec.num_classes,
-            "mean": list(spec.mean),
-            "std": list(spec.std),
-            "params": count_params(source.module) if source.module is not None else None,
-            "macs": macs,
-        },
-    )
-    report.merge("artifacts", {"onnx": ONNX_NAME})
-    report.merge(
-        "artifact_info",
-        {"onnx": {"precision": "fp32", "layout": "nchw", "io_dtype": "float32", "opset": _opset(model),
-                  "exporter": str(Exporter(exporter)) if source.onnx_path is None else "user", "dynamic_batch": dynamic_batch}},
-    )
-    report.merge("ops", {"onnx": op_histogram_onnx(model)})
-    report.merge("conversion", {"onnx_seconds": round(seconds, 3)})
+    model_info = {
+        "name": source.name, "family": spec.family, "input_shape": [1, *spec.input_shape],
+        "num_classes": spec.num_classes, "mean": list(spec.mean), "std": list(spec.std),
+        "params": count_params(source.module) if source.module is not None else None, "macs": macs,
+    }
+    info = {"precision": "fp32", "layout": "nchw", "io_dtype": "float32", "opset": _opset(model),
+            "exporter": str(Exporter(exporter)) if source.onnx_path is None else "user",
+            "dynamic_batch": dynamic_batch}
+    parity = None
     if verification is not None:
-        report.merge(
-            "parity",
-            {"onnx": {"max_abs_err": verification.max_abs_err, "rel_err": verification.rel_err,
-                      "cosine": verification.cosine, "n_samples": verification.n_samples, "reference": "torch",
-                      "inputs": "standard normal, seed 20181"}},
-        )
-    report.save()
-    return report
+        parity = {"max_abs_err": verification.max_abs_err, "rel_err": verification.rel_err,
+                  "cosine_mean": verification.cosine_mean, "cosine_min": verification.cosine_min, "n_samples": verification.n_samples, "reference": "torch",
+                  "inputs": "standard normal, seed 20181"}
+    return ExportResult(source=source.report(), model=model_info,
+                        artifact=ArtifactEntry.written(out, ArtifactKind.ONNX, ONNX_NAME), info=info,
+                        ops=op_histogram_onnx(model), seconds=seconds, parity=parity, out_dir=out)
 
 
 def _opset(model: onnx.ModelProto) -> int:

@@ -9,8 +9,9 @@ import tensorflow as tf
 
 from edgeport.errors import UnsupportedOpError
 
-from ._graph import OnnxGraph, attrs_of, fold_node
-from ._lowering import LOWERINGS, NHWC, LoweringContext, Value, identity, scope_name, supported_ops
+from .graph import OnnxGraph, attrs_of, fold_node
+from .lowerings import LOWERINGS, NHWC, LoweringContext, Value, identity, scope_name, supported_ops
+from .shuffle import find_channel_shuffles
 
 # importing the op families registers their lowerings
 from . import ops_conv, ops_elementwise, ops_pool, ops_reduce, ops_resize, ops_shape  # noqa: E402,F401
@@ -76,8 +77,6 @@ def channel_shuffle_nhwc(t: tf.Tensor, groups: int) -> tf.Tensor:
 
 def _channel_shuffles(graph: OnnxGraph) -> dict[str, tuple[tuple, int]]:
     """First Reshape's output -> ((reshape, transpose, reshape), groups) for every channel shuffle in the graph."""
-    from edgeport.export.tflite.shuffle_pass import find_channel_shuffles
-
     found = find_channel_shuffles(graph.model, shapes=graph.shapes)
     return {nodes[0].output[0]: (tuple(nodes), groups) for nodes, _, _, groups in found}
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 from edgeport.errors import ModelBuildError
 from edgeport.registry import Registry
 
-from ._spec import ModelEntry, ModelSpec, StateDictConverter
+from .spec import ModelEntry, ModelSpec, StateDictConverter
 
 MODELS: Registry[ModelEntry] = Registry("model")
 

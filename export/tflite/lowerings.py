@@ -20,7 +20,7 @@ import tensorflow as tf
 from edgeport.errors import UnsupportedOpError
 from edgeport.registry import Registry
 
-from ._graph import OnnxGraph, attrs_of, unique_name
+from .graph import OnnxGraph, unique_name
 
 NHWC = (0, 2, 3, 1)
 

@@ -1,0 +1,116 @@
+"""`edgeport models` and `edgeport export`: the zoo table, and SOURCE -> verified ONNX (+ TFLite / ORT INT8)."""
+from __future__ import annotations
+
+from edgeport.console import EXIT_OK, Console, plain
+from edgeport.options import ConvertOptions, SourceOptions, add_source_argument
+from edgeport.report import Report, new_report
+
+
+# ---- models -----------------------------------------------------------------------------------------------------
+def cmd_models(args, con: Console) -> int:
+    from rich.table import Table
+
+    from edgeport.export.zoo_stats import zoo_table
+
+    rows = zoo_table(family=args.family)
+    if con.json_mode:
+        con.emit_json(rows)
+        return EXIT_OK
+    table = Table(title=f"edgeport zoo: {len(rows)} models")
+    for col in ("name", "family", "input", "params", "MACs", "paper MACs", "Δ MACs"):
+        table.add_column(col, justify="right" if col not in ("name", "family") else "left")
+    for r in rows:
+        pub = r["published_macs"]
+        delta = f"{(r['macs'] / pub - 1) * 100:+.1f}%" if pub else "-"
+        table.add_row(
+            r["name"], r["family"], "x".join(map(str, r["input_shape"])), f"{r['params']:,}",
+            f"{r['macs'] / 1e6:,.1f}M", f"{pub / 1e6:,.1f}M" if pub else "-", delta,
+        )
+    con.print(table)
+    return EXIT_OK
+
+
+def add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the zoo with params and MACs",
+                       description="List the zoo: params, MACs counted from the ONNX graph, the paper's MACs.")
+    p.add_argument("--family", help="only this family or families starting with it (e.g. mobilenet, shufflenet)")
+    p.set_defaults(func=cmd_models)
+
+
+# ---- export -----------------------------------------------------------------------------------------------------
+def resolve_from_options(opts: SourceOptions):
+    """SourceOptions -> LoadedSource (or a typed error)."""
+    from edgeport.export.checkpoint import resolve_source
+
+    return resolve_source(opts.source, checkpoint=opts.checkpoint, builder_args=opts.builder_kwargs(),
+                          input_shape=opts.input_shape, trust=opts.trust)
+
+
+def cmd_export(args, con: Console) -> int:
+    from edgeport.export.onnx_step import export_step
+    from edgeport.files import check_out_dir, prepare_out_dir
+
+    src_opts = SourceOptions.from_args(args)
+    conv = ConvertOptions.from_args(args)
+    check_out_dir(args.out)  # fail fast on a bad --out before any work (creates nothing)
+    source = resolve_from_options(src_opts)
+    con.log(f"source: {source.kind} {source.name}")
+    if conv.precisions:  # bad precisions, unsupported ops and unusable calibration data fail before model.onnx
+        from edgeport.run import preflight_conversion
+
+        preflight_conversion(source, options=conv)
+    prepare_out_dir(args.out)  # every input is checked: only now does DIR get created or touched
+    report = new_report(args.out)
+    exported = export_step(source=source, out_dir=args.out, exporter=src_opts.exporter, opset=src_opts.opset,
+                           dynamic_batch=args.dynamic_batch)
+    report.apply(exported).save()
+    if conv.precisions:
+        from edgeport.export.tflite_step import tflite_step
+
+        report.apply(tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con))
+        report.save()
+    print_export_summary(report, con)
+    con.emit_json(report.data)
+    return EXIT_OK
+
+
+def print_export_summary(report: Report, con: Console) -> None:
+    from rich.table import Table
+
+    model = report.get("model", {})
+    con.print(
+        f"[bold]{plain(model.get('name'))}[/bold]  input {model.get('input_shape')}  params {model.get('params') or 0:,}  "
+        f"MACs {(model.get('macs') or 0) / 1e6:,.1f}M"
+    )
+    table = Table(title=f"artifacts in {plain(report.out_dir)}")
+    for col in ("artifact", "file", "ops", "parity vs torch"):
+        table.add_column(col)
+    for name in report.artifact_names():
+        ops = report.get("ops", {}).get(name, {})
+        par = report.get("parity", {}).get(name)
+        ptxt = f"cos {par['cosine_mean']:.6f}, max abs {par['max_abs_err']:.2e}" if par else "-"
+        table.add_row(name, report.artifact_file(name), f"{sum(ops.values())} ({len(ops)} types)", ptxt)
+    con.print(table)
+    info = report.get("artifact_info", {}) or {}
+    sp = next((i.get("shuffle_pass_stats") for i in info.values() if (i.get("shuffle_pass_stats") or {}).get("found")),
+              None)
+    if sp:
+        pieces = f"pieces as {sp.get('piece_form', 'slices')}" + (
+            f" ({sp['convs_split']} convs split into the pieces their readers take)" if sp["convs_split"] else "")
+        con.print(f"shuffle pass (TFLite): {sp['found']} channel shuffles: {sp['absorbed']} absorbed into the weights, "
+                  f"{sp['kept']} kept as tiled transposes, {sp['densified']} densified; {pieces}; "
+                  f"{sp['slices']} Slice / {sp['concats']} Concat copies")
+
+
+def add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="checkpoint -> verified ONNX (+ TFLite with --precision)")
+    add_source_argument(p)
+    SourceOptions.add_arguments(p)
+    p.add_argument("--dynamic-batch", action="store_true", help="export the ONNX model with a dynamic batch dimension")
+    p.add_argument("--out", required=True, help="output directory")
+    ConvertOptions.add_arguments(p, precisions=(), num_calibration=64)
+    p.set_defaults(func=cmd_export)
+
+
+__all__ = ["add_export_parser", "add_models_parser", "cmd_export", "cmd_models", "print_export_summary",
+           "resolve_from_options"]

@@ -1,0 +1,167 @@
+"""Every metric edgeport reports about outputs, defined once (numpy only; a leaf module: it imports nothing of
+edgeport).
+
+Inputs are float arrays (S, ...) with one row per sample (logits, or any output flattened per sample). Two sets:
+
+- `parity_metrics(reference, output)`: an artifact against the reference model (torch, or the exported ONNX) on the
+  same held-out samples; what report.json `parity.<artifact>` holds.
+- `device_parity_metrics(device=..., reference=...)`: the same artifact's outputs on a target against this
+  machine's; what report.json `device_parity[*]` holds.
+
+Definitions (the key each one is written under):
+- max_abs_err: max |output - reference| over all S*K values; mean_abs_err: the mean of the same.
+- max_abs_rel: max_abs_err / max |reference| (max_abs_err itself when the reference is all zero).
+- cosine_mean / cosine_min: the mean / the minimum over samples of the per-sample cosine similarity (two all-zero
+  rows count as 1, one all-zero row as 0).
+- sqnr_db: 10 log10(sum ref^2 / sum (output - ref)^2) over all values (inf when identical, -inf for a zero
+  reference with noise).
+- top1_agreement: fraction of samples with the same argmax; top5_overlap: mean over samples of
+  |top5(output) & top5(reference)| / 5 (k = min(5, K)).
+- near_ties: samples whose reference top-2 margin is < NEAR_TIE_FRACTION of that sample's logit range (one
+  quantization step of rounding difference between two correct INT8 kernels may flip them); top1_decisive: top-1
+  agreement over the other samples (1.0 when every sample is a near-tie).
+- accuracy: fraction of samples whose argmax is the label.
+
+`HIGHER_IS_BETTER` says which way each metric's threshold points; `passes(metric, value, threshold)` applies it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# metric -> True when larger is better (thresholds are lower bounds), False for error metrics (upper bounds)
+HIGHER_IS_BETTER = {
+    "cosine_mean": True, "cosine_min": True, "sqnr_db": True, "top1_agreement": True, "top5_overlap": True,
+    "top1_decisive": True, "accuracy": True,
+    "max_abs_err": False, "mean_abs_err": False, "max_abs_rel": False, "accuracy_drop": False,
+}
+
+# A sample whose reference top-1 leads the runner-up by less than this fraction of its logit range is a near-tie.
+NEAR_TIE_FRACTION = 0.05
+
+
+def rows(values: np.ndarray) -> np.ndarray:
+    """(S, ...) -> float64 (S, K): one flattened row per sample."""
+    return np.asarray(values, np.float64).reshape(len(values), -1)
+
+
+def _pair(reference: np.ndarray, output: np.ndarray, what: str = "output") -> tuple[np.ndarray, np.ndarray]:
+    r, o = rows(reference), rows(output)
+    if r.shape != o.shape:
+        raise ValueError(f"{what} {o.shape} and reference {r.shape} differ in shape")
+    return r, o
+
+
+def cosine_per_sample(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """(S,) cosine similarity of each sample's flattened output with its reference."""
+    r, o = _pair(reference, output)
+    nr = np.linalg.norm(r, axis=1)
+    no = np.linalg.norm(o, axis=1)
+    return np.where((nr * no) > 0, np.sum(r * o, axis=1) / np.maximum(nr * no, 1e-300), (nr == no).astype(float))
+
+
+def cosine_mean(reference: np.ndarray, output: np.ndarray) -> float:
+    return float(np.mean(cosine_per_sample(reference, output)))
+
+
+def cosine_min(reference: np.ndarray, output: np.ndarray) -> float:
+    return float(np.min(cosine_per_sample(reference, output)))
+
+
+def max_abs_err(reference: np.ndarray, output: np.ndarray) -> float:
+    r, o = _pair(reference, output)
+    return float(np.abs(o - r).max())
+
+
+def mean_abs_err(reference: np.ndarray, output: np.ndarray) -> float:
+    r, o = _pair(reference, output)
+    return float(np.abs(o - r).mean())
+
+
+def max_abs_rel(reference: np.ndarray, output: np.ndarray) -> float:
+    err = max_abs_err(reference, output)
+    max_ref = float(np.abs(rows(reference)).max())
+    return err / max_ref if max_ref > 0 else err
+
+
+def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
+    r = np.asarray(reference, np.float64)
+    e = np.asarray(output, np.float64) - r
+    noise = float(np.sum(e * e))
+    signal = float(np.sum(r * r))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def top1_agreement(reference: np.ndarray, output: np.ndarray) -> float:
+    r, o = _pair(reference, output)
+    return float(np.mean(r.argmax(1) == o.argmax(1)))
+
+
+def top5_overlap(reference: np.ndarray, output: np.ndarray) -> float:
+    r, o = _pair(reference, output)
+    k = min(5, r.shape[1])
+    top_r = np.argsort(-r, axis=1)[:, :k]
+    top_o = np.argsort(-o, axis=1)[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top_r, top_o)]))
+
+
+def near_ties(reference: np.ndarray) -> np.ndarray:
+    """(S,) bool: the samples whose reference top-2 margin is < NEAR_TIE_FRACTION of their logit range."""
+    r = rows(reference)
+    if r.shape[1] < 2:
+        return np.zeros(len(r), bool)
+    top2 = np.sort(r, axis=1)[:, -2:]
+    return (top2[:, 1] - top2[:, 0]) < NEAR_TIE_FRACTION * (r.max(1) - r.min(1))
+
+
+def top1_decisive(reference: np.ndarray, output: np.ndarray) -> float:
+    """Top-1 agreement over the samples that are not near-ties (1.0 when every sample is one)."""
+    r, o = _pair(reference, output)
+    decisive = (r.argmax(1) == o.argmax(1))[~near_ties(r)]
+    return float(decisive.mean()) if decisive.size else 1.0
+
+
+def accuracy(logits: np.ndarray, labels: list[int] | np.ndarray) -> float:
+    lg = np.asarray(logits).reshape(len(logits), -1)
+    return float(np.mean(lg.argmax(1) == np.asarray(labels)))
+
+
+def passes(metric: str, value: float | None, threshold: float) -> bool:
+    """Whether `value` meets `threshold` for `metric` (a key of HIGHER_IS_BETTER); None or NaN never does."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return value >= threshold if HIGHER_IS_BETTER[metric] else value <= threshold
+
+
+def parity_metrics(reference: np.ndarray, output: np.ndarray, *, reference_name: str = "torch") -> dict:
+    """reference, output: (S, ...) -> {max_abs_err, mean_abs_err, max_abs_rel, cosine_mean, cosine_min, sqnr_db,
+    top1_agreement, top5_overlap, n_samples, reference}. Raises ValueError when the shapes differ."""
+    r, o = _pair(reference, output)
+    cos = cosine_per_sample(r, o)
+    return {
+        "max_abs_err": max_abs_err(r, o),
+        "mean_abs_err": mean_abs_err(r, o),
+        "max_abs_rel": max_abs_rel(r, o),
+        "cosine_mean": float(np.mean(cos)),
+        "cosine_min": float(np.min(cos)),
+        "sqnr_db": sqnr_db(r, o),
+        "top1_agreement": top1_agreement(r, o),
+        "top5_overlap": top5_overlap(r, o),
+        "n_samples": int(len(r)),
+        "reference": reference_name,
+    }
+
+
+def device_parity_metrics(*, device: np.ndarray, reference: np.ndarray) -> dict:
+    """device, reference: (S, ...) outputs of one artifact on a target and on this machine -> {cosine_min, max_abs,
+    max_abs_rel, top1_agreement, near_ties (a count), top1_decisive, samples}. `max_abs` is max_abs_err. Raises
+    ValueError when the shapes differ."""
+    r, d = _pair(reference, device, what="device output")
+    return {"cosine_min": cosine_min(r, d), "max_abs": max_abs_err(r, d), "max_abs_rel": max_abs_rel(r, d),
+            "top1_agreement": top1_agreement(r, d), "near_ties": int(near_ties(r).sum()),
+            "top1_decisive": top1_decisive(r, d), "samples": int(len(d))}

@@ -1,0 +1,163 @@
+"""One typed options object per step, each with ONE definition of its command-line flags.
+
+`export`, `run` and `compare` register the same flags from these classes (`add_arguments`) and build the same
+objects from the parsed arguments (`from_args`), so an option added to a step is available in every command that
+runs the step. Building the parser imports nothing heavy (no torch, TensorFlow or ONNX).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from edgeport.console import parse_csv, parse_shape, parse_thread_counts
+from edgeport.errors import ModelBuildError
+
+# Closed choices as the CLI spells them; the steps turn them into their enums (Precision, IODtype, Exporter, ...).
+PRECISIONS = ("fp32", "int8", "fp16", "dynamic")
+IO_DTYPES = ("int8", "uint8", "float")
+INPUT_LAYOUTS = ("nhwc", "nchw")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+SHUFFLE_PIECE_FORMS = ("slices", "convs")
+EXPORTERS = ("dynamo", "legacy")
+ORT_INT8_SCHEMES = ("u8u8", "s8s8", "s8s8-7bit")
+
+
+def _flag(flag: str, *, help: str, **kw) -> Any:
+    """A dataclass field's argparse declaration (flag name, help, type/choices/action)."""
+    return {"flag": flag, "help": help, **kw}
+
+
+class _Options:
+    """Mixin: `add_arguments(parser, **defaults)` and `from_args(args)` driven by the fields' `cli` metadata."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, **defaults) -> None:
+        for f in fields(cls):
+            cli = f.metadata.get("cli")
+            if cli is None:
+                continue
+            kw = {k: v for k, v in cli.items() if k != "flag"}
+            default = defaults.get(f.name, f.default if f.default_factory is MISSING else f.default_factory())
+            if kw.get("action") == "append":
+                kw["default"] = None  # argparse appends to a copy of the default: a tuple cannot grow
+            elif kw.get("action") != "store_true":
+                kw.setdefault("default", default)
+                if kw.get("default") is not None and "%(default)" not in kw["help"]:
+                    kw["help"] += " (default: %(default)s)"
+            parser.add_argument(cli["flag"], dest=f.name, **kw)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides):
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()
+                  if not (v is None and (cls.__dataclass_fields__[k].metadata.get("cli") or {}).get("action") == "append")}
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SourceOptions(_Options):
+    """What to export: SOURCE plus the flags that say how to build and load it (export, run)."""
+
+    source: str | None = None
+    checkpoint: str | None = field(default=None, metadata={"cli": _flag(
+        "--checkpoint", help="state dict (.pt/.pth, nested or module.-prefixed), TorchScript, or pickled module")})
+    builder_args: tuple[str, ...] = field(default=(), metadata={"cli": _flag(
+        "--arg", action="append", metavar="KEY=VALUE", help="builder keyword argument (repeatable)")})
+    input_shape: tuple[int, ...] | None = field(default=None, metadata={"cli": _flag(
+        "--input-shape", type=parse_shape, metavar="C,H,W", help="input shape (required for user models)")})
+    trust: bool = field(default=False, metadata={"cli": _flag(
+        "--trust-checkpoint", action="store_true", help="allow checkpoints that need arbitrary code to unpickle")})
+    exporter: str = field(default="dynamo", metadata={"cli": _flag(
+        "--exporter", choices=EXPORTERS, help="torch ONNX exporter")})
+    opset: int = field(default=18, metadata={"cli": _flag("--opset", type=int, help="ONNX opset")})
+
+    def builder_kwargs(self) -> dict:
+        return parse_builder_args(list(self.builder_args or ()))
+
+
+@dataclass(frozen=True)
+class ConvertOptions(_Options):
+    """ONNX -> TFLite (+ ORT INT8): precisions, INT8 I/O and calibration, converter forms."""
+
+    precisions: tuple[str, ...] = field(default=("fp32", "int8"), metadata={"cli": _flag(
+        "--precision", type=parse_csv, help="comma list of fp32,int8,fp16,dynamic (TFLite artifacts; int8 also "
+                                            "writes the ORT INT8 model)")})
+    io_dtype: str = field(default="int8", metadata={"cli": _flag(
+        "--io", choices=IO_DTYPES, help="INT8 model input/output type")})
+    input_layout: str = field(default="nhwc", metadata={"cli": _flag(
+        "--input-layout", choices=INPUT_LAYOUTS, help="TFLite input layout")})
+    calibration: str = field(default="default", metadata={"cli": _flag(
+        "--calibration", help="calibration data: default | digits | folder | .npy/.npz")})
+    num_calibration: int | None = field(default=None, metadata={"cli": _flag(
+        "--num-calibration", type=int, help="number of calibration samples (default: the source's own count)")})
+    calibration_method: str = field(default="minmax", metadata={"cli": _flag(
+        "--calibration-method", choices=CALIBRATION_METHODS,
+        help="activation ranges: minmax, percentile (outlier clipping), entropy (ORT INT8 only)")})
+    shuffle_piece_form: str = field(default="slices", metadata={"cli": _flag(
+        "--shuffle-pieces", choices=SHUFFLE_PIECE_FORMS,
+        help="ShuffleNetV2-style absorbed shuffles: read channel pieces as slices or compute each piece with its "
+             "own conv (faster INT8 on some CPUs: time both on your target)")})
+
+    ort_int8_scheme: str = field(default="u8u8", metadata={"cli": _flag(
+        "--ort-int8-scheme", choices=ORT_INT8_SCHEMES,
+        help="integer types of model_int8.onnx: u8u8 gives the same numbers on every CPU; s8s8 saturates on x86 "
+             "without VNNI; s8s8-7bit is exact everywhere with coarser weights")})
+
+    def __post_init__(self):
+        object.__setattr__(self, "precisions", tuple(p for p in self.precisions if p and p != "onnx"))
+
+
+@dataclass(frozen=True)
+class ValidateOptions(_Options):
+    """Validation against torch: how many held-out samples, per-layer attribution."""
+
+    num_validation: int | None = field(default=None, metadata={"cli": _flag(
+        "--num-validation", type=int, help="number of held-out samples")})
+    layers: bool = True
+
+
+@dataclass(frozen=True)
+class BenchOptions(_Options):
+    """Latency: targets, thread counts, runs."""
+
+    targets: tuple[str, ...] = field(default=("local",), metadata={"cli": _flag(
+        "--targets", type=parse_csv, help="comma list: local, ssh://user@host[:port], adb://SERIAL")})
+    threads: tuple[int, ...] = field(default=(1,), metadata={"cli": _flag(
+        "--threads", type=parse_thread_counts, help="comma list of thread counts")})
+    runs: int = field(default=50, metadata={"cli": _flag("--runs", type=int, help="timed inferences")})
+    warmup: int = field(default=10, metadata={"cli": _flag("--warmup", type=int, help="untimed inferences first")})
+    timeout: float = field(default=600.0, metadata={"cli": _flag(
+        "--timeout", type=float, help="seconds per remote benchmark before it is killed")})
+
+
+def add_source_argument(parser: argparse.ArgumentParser, *, optional: bool = False, help: str | None = None) -> None:
+    """The positional SOURCE (optional for `run`, which defaults to the bundled model)."""
+    text = help or "zoo model name, path/to/file.py:factory, model.onnx, or a TorchScript/.pt module"
+    if optional:
+        parser.add_argument("source", nargs="?", default=None, help=text)
+    else:
+        parser.add_argument("source", help=text)
+
+
+def parse_builder_args(items: list[str] | None) -> dict:
+    """`KEY=VALUE` strings -> dict with ints, floats, booleans and strings."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise ModelBuildError(f"--arg {item!r}: expected KEY=VALUE")
+        low = value.lower()
+        if low in ("true", "false"):
+            out[key] = low == "true"
+            continue
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,246 @@
+"""`edgeport validate DIR`: every artifact in DIR against torch on held-out samples.
+
+    edgeport validate out/ [--layers] [--labels FOLDER] [--threshold tflite_int8.top1_agreement=0.9 ...]
+
+Reference: the torch model rebuilt from report.json `source` (zoo name + checkpoint); for ONNX sources (no torch
+model) the exported ONNX is the reference. Samples: the VALIDATION split of the calibration source (held-out
+photos for `default`, the held-out split for `digits`; `default` for folders/arrays), never overlapping the
+calibration samples (checked). Writes report.json `parity` (edgeport.metrics.parity_metrics), `accuracy` (labelled
+samples), `layers` (--layers) and `calibration.validation`; the CLI prints a table and raises ParityError (exit 1)
+naming the first failing artifact + metric.
+
+Thresholds per precision come from the model spec's `Tolerances` (see `thresholds`). INT8 thresholds are not
+enforced for random-init zoo models (no checkpoint): quantizing random weights says nothing about a trained model;
+explicit --threshold values always are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeport.calibration.samples import SampleSet, Split
+from edgeport.calibration.sources import load_samples
+from edgeport.errors import CalibrationError, EdgeportError
+from edgeport.export.checkpoint import resolve_source
+from edgeport.metrics import accuracy, parity_metrics
+from edgeport.models import ModelSpec, get_spec
+from edgeport.report import load_report
+
+from .artifacts import run_artifact, run_reference
+from .thresholds import ARTIFACT_ORDER, ARTIFACT_PRECISION, judge
+
+RANDOM_INIT_NOTES = (
+    "random-init weights: INT8 thresholds reported, not enforced (give --checkpoint to enforce)",
+    "random-init weights cannot be rebuilt: the exported ONNX (verified against torch at export) is the reference",
+)
+
+
+@dataclass
+class ValidationResult:
+    """parity: artifact -> parity_metrics + thresholds, thresholds_enforced, precision, passed; thresholds: the
+    bounds each artifact was held to; failures: (artifact, metric, value, threshold) in order; samples: the
+    held-out set's description; accuracy / layers when computed; notes for the user."""
+
+    parity: dict[str, dict]
+    thresholds: dict[str, dict[str, float]]
+    failures: list[tuple[str, str, float, float]]
+    samples: dict
+    accuracy: dict | None = None
+    layers: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def report_sections(self) -> dict:
+        """report.json `parity` (merged by artifact), `calibration.validation`, `accuracy` and `layers`."""
+        sections = {"parity": self.parity, "calibration": {"validation": self.samples}}
+        if self.accuracy is not None:
+            sections["accuracy"] = self.accuracy
+        if self.layers is not None:
+            sections["layers"] = self.layers
+        return sections
+
+
+@dataclass
+class Reference:
+    """What the artifacts are compared with: the torch module (`name` "torch") or the exported ONNX ("onnx")."""
+
+    module: object | None
+    spec: ModelSpec
+    onnx_path: Path | None
+    random_init: bool = False
+
+    @property
+    def name(self) -> str:
+        return "torch" if self.module is not None else "onnx"
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return run_reference(self.module, x) if self.module is not None else run_artifact(self.onnx_path, x)
+
+
+def _rebuild_reference(report, *, trust: bool):
+    """(torch module or None, spec). Zoo and factory sources are rebuilt with their checkpoint."""
+    src = report.get("source") or {}
+    model = report.get("model") or {}
+    shape = tuple(model.get("input_shape", [])[1:]) or None
+    kind = src.get("kind")
+    if kind == "onnx":
+        return None, resolve_source(src["onnx_path"] if Path(src.get("onnx_path") or "").is_file()
+                                    else str(report.artifact_path("onnx")), input_shape=shape).spec
+    name = src.get("name") or model.get("name")
+    source_str = name if kind == "zoo" else (src.get("checkpoint") if kind in ("torchscript", "module") else None)
+    if source_str is None:
+        raise EdgeportError(f"report.json source kind {kind!r} cannot be rebuilt for validation")
+    spec_shape = None
+    if kind == "zoo" and shape and tuple(get_spec(name).input_shape) != shape:
+        spec_shape = shape
+    loaded = resolve_source(
+        source_str, checkpoint=src.get("checkpoint") if kind == "zoo" else None,
+        builder_args=src.get("builder_args") or {}, input_shape=spec_shape if kind == "zoo" else shape, trust=trust,
+    )
+    return loaded.module, loaded.spec
+
+
+def load_reference(report, *, onnx_path: Path | None, trust: bool) -> Reference:
+    """The reference for DIR's artifacts. A zoo model without a checkpoint has random weights that cannot be
+    rebuilt (a new torch model would be another random network): the exported ONNX, checked against torch at
+    export (report.json parity.onnx), is the reference instead."""
+    module, spec = _rebuild_reference(report, trust=trust)
+    src = report.get("source") or {}
+    random_init = src.get("kind") == "zoo" and not src.get("checkpoint")
+    if (module is None or random_init) and onnx_path is None:
+        raise EdgeportError("the reference is the exported ONNX (random-init weights or an ONNX source), but "
+                            "report.json lists no onnx artifact; run `edgeport export` into this folder again")
+    return Reference(module=None if random_init else module, spec=spec, onnx_path=onnx_path, random_init=random_init)
+
+
+def _calibration_info(report) -> dict:
+    cal = report.get("calibration") or {}
+    return cal.get("calibration", cal) if isinstance(cal, dict) else {}
+
+
+def _input_shape(report, spec) -> tuple[int, ...]:
+    return tuple((report.get("model") or {}).get("input_shape", [0, *spec.input_shape])[1:])
+
+
+def choose_validation_samples(
+    report, *, spec, samples: str | None, num: int | None, seed: int | None, input_name: str = "input"
+) -> tuple[SampleSet, SampleSet | None]:
+    """(validation set, the calibration set it was checked against or None). Overlap -> CalibrationError."""
+    cal = _calibration_info(report)
+    cal_source = cal.get("source")
+    if samples is None:
+        samples = cal_source if cal_source in ("default", "digits") else "default"
+    if seed is None:
+        seed = cal.get("seed") if cal.get("seed") is not None else 0
+    shape = _input_shape(report, spec)
+    held = load_samples(samples, model_spec=spec, input_shape=shape, input_name=input_name, split=Split.VALIDATION,
+                        num=num, seed=seed, labelled=True)
+    calib = None
+    if cal_source and cal.get("count"):
+        try:
+            calib = load_samples(cal_source, model_spec=spec, input_shape=shape, input_name=input_name,
+                                 split=Split.CALIBRATION, num=int(cal["count"]), seed=int(cal.get("seed") or 0))
+        except CalibrationError:
+            calib = None  # the calibration data moved; nothing to compare against
+    if calib is not None:
+        shared = set(calib.ids) & set(held.ids)
+        if shared:
+            raise CalibrationError(
+                f"{len(shared)} validation samples are also calibration samples (e.g. {sorted(shared)[0]})",
+                hint="validate on other data (--samples)",
+            )
+    return held, calib
+
+
+def _compare_artifacts(artifacts: dict[str, Path], reference: Reference, ref: np.ndarray, x: np.ndarray,
+                       overrides: dict) -> tuple[dict, dict, list, dict]:
+    """Run every artifact (in ARTIFACT_ORDER; the reference is not compared with itself, its export-time check
+    stays in report.json) -> (parity, thresholds used, failures, outputs) per artifact."""
+    parity, used, failures, outputs = {}, {}, [], {}
+    for name in [a for a in ARTIFACT_ORDER if a in artifacts and not (reference.name == "onnx" and a == "onnx")]:
+        y = run_artifact(artifacts[name], x)
+        outputs[name] = y
+        m = parity_metrics(ref, y, reference_name=reference.name)
+        verdict = judge(name, m, tol=reference.spec.tolerances, overrides=overrides,
+                        random_init=reference.random_init)
+        m["thresholds"] = verdict.thresholds
+        m["thresholds_enforced"] = verdict.enforced
+        m["precision"] = ARTIFACT_PRECISION[name]
+        failures += [(name, *f) for f in verdict.failures]
+        m["passed"] = not verdict.failures
+        parity[name] = m
+        used[name] = verdict.thresholds
+    return parity, used, failures, outputs
+
+
+def _labelled_accuracy(report, *, artifacts: dict[str, Path], reference: Reference, held: SampleSet,
+                       ref: np.ndarray, outputs: dict[str, np.ndarray], labels: str | None) -> dict | None:
+    """Accuracy of the reference and every compared artifact on labelled samples: the held-out set when it has
+    labels, else the `labels` folder (one subfolder per class). None when neither has labels."""
+    labelled = held
+    if labels is not None:
+        labelled = load_samples(labels, model_spec=reference.spec, input_shape=_input_shape(report, reference.spec),
+                                split=Split.VALIDATION, labelled=True)
+        if labelled.labels is None:
+            raise CalibrationError(f"--labels {labels}: no labels found (use one subfolder per class)")
+    if labelled.labels is None:
+        return None
+    if labelled is held:
+        rows = {reference.name: accuracy(ref, held.labels)}
+        rows.update({name: accuracy(y, held.labels) for name, y in outputs.items()})
+    else:
+        lx = labelled.array()
+        rows = {reference.name: accuracy(reference.run(lx), labelled.labels)}
+        rows.update({name: accuracy(run_artifact(artifacts[name], lx), labelled.labels) for name in outputs})
+    base = rows[reference.name]
+    return {"samples": labelled.info(), "reference": reference.name,
+            "artifacts": {k: {"accuracy": v, "drop_points": round(100.0 * (base - v), 4)} for k, v in rows.items()}}
+
+
+def _layers(report, *, artifacts: dict[str, Path], x: np.ndarray) -> dict:
+    """Per-layer attribution of the INT8 TFLite model, through the converter's tensor map that report.json lists
+    beside it (verified like the artifact; an export without one falls back to the file beside the model)."""
+    from .layers import LAYER_SAMPLES, attribute_layers  # TensorFlow, through edgeport.export.tflite: only here
+
+    return attribute_layers(onnx_path=artifacts["onnx"], tflite_path=artifacts["tflite_int8"],
+                            samples=x[:LAYER_SAMPLES], tensor_map=report.tensor_map_path("tflite_int8"),
+                            plot_path=report.out_dir / "layers_sqnr.png", title=(report.get("model") or {}).get("name"))
+
+
+def validate_dir(
+    out_dir: str | Path,
+    *,
+    samples: str | None = None,
+    num: int | None = None,
+    seed: int | None = None,
+    labels: str | None = None,
+    thresholds: dict[str | None, dict[str, float]] | None = None,
+    layers: bool = False,
+    trust: bool = False,
+    save: bool = True,
+) -> ValidationResult:
+    """Validate every artifact in `out_dir` (see the module docstring). Returns the result; does not raise on
+    missed thresholds (the CLI does); writes report.json when `save`. An artifact file that is missing or not the
+    one edgeport wrote (its sha256 differs from report.json) is refused (StaleArtifactError)."""
+    out = Path(out_dir)
+    report = load_report(out)
+    names = [n for n in report.artifact_names() if n in ARTIFACT_PRECISION]
+    if not names:
+        raise EdgeportError(f"{out}/report.json lists no artifacts; run `edgeport export` first")
+    if layers and not {"tflite_int8", "onnx"} <= set(names):
+        raise EdgeportError("--layers needs tflite_int8 and onnx artifacts in DIR")
+    artifacts = {n: report.artifact_path(n) for n in names}
+    reference = load_reference(report, onnx_path=artifacts.get("onnx"), trust=trust)
+    held, _ = choose_validation_samples(report, spec=reference.spec, samples=samples, num=num, seed=seed)
+    x = held.array()
+    ref = reference.run(x)
+    parity, used, failures, outputs = _compare_artifacts(artifacts, reference, ref, x, thresholds or {})
+    acc = _labelled_accuracy(report, artifacts=artifacts, reference=reference, held=held, ref=ref, outputs=outputs,
+                             labels=labels)
+    result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
+                              layers=_layers(report, artifacts=artifacts, x=x) if layers else None,
+                              notes=list(RANDOM_INIT_NOTES) if reference.random_init else [])
+    if save:
+        report.apply(result).save()
+    return result

@@ -1,0 +1,83 @@
+"""The calibrated TFLite float model -> full INT8: the calibration method's activation ranges written over the
+recorded min/max, then TensorFlow's MLIR quantizer.
+
+TensorFlow's converter only records min/max. The percentile option works on the *calibrated* model that
+`TFLiteConverter` produces with `_experimental_calibrate_only = True` (a float flatbuffer whose activation tensors
+carry the recorded min/max): the calibration package runs that float model on the calibration samples and computes
+exact percentile ranges per TFLite tensor (edgeport.calibration.tflite_ranges); they are written over the recorded
+min/max here, and TensorFlow's MLIR quantizer derives every scale/zero-point from those ranges (and still applies
+its own constraints: shared concat scales, fixed output ranges for logistic/softmax, ...).
+
+    calibrated = converter.convert()                       # with converter._experimental_calibrate_only = True
+    calibrated = apply_calibration_method(calibrated, method="percentile", calibration=samples)
+    int8 = quantize_calibrated(calibrated, io_dtype="int8")
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from edgeport.calibration.ranges import DEFAULT_PERCENTILE
+from edgeport.calibration.samples import CalibrationMethod
+from edgeport.calibration.tflite_ranges import tflite_activation_ranges
+
+from .flatbuffer import pack, unpack
+
+
+def recorded_ranges(calibrated: bytes) -> dict[str, tuple[float, float]]:
+    """{tensor name: (min, max)} that the calibrator recorded in the calibrated float model."""
+    m = unpack(calibrated)
+    out = {}
+    for t in m.subgraphs[0].tensors:
+        q = t.quantization
+        if q is not None and q.min is not None and q.max is not None and len(q.min) == 1:
+            out[t.name.decode()] = (float(q.min[0]), float(q.max[0]))
+    return out
+
+
+def override_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]], *, keep: Iterable[str] = ()) -> bytes:
+    """The calibrated model with the min/max of the named tensors replaced (tensors in `keep` untouched)."""
+    keep = set(keep)
+    m = unpack(calibrated)
+    for t in m.subgraphs[0].tensors:
+        name = t.name.decode()
+        q = t.quantization
+        if name in ranges and name not in keep and q is not None and q.min is not None and len(q.min) == 1:
+            lo, hi = ranges[name]
+            q.min = np.asarray([lo], dtype=np.float32)
+            q.max = np.asarray([hi], dtype=np.float32)
+    return pack(m)
+
+
+def apply_calibration_method(
+    calibrated: bytes,
+    *,
+    method: CalibrationMethod | str,
+    calibration: Iterable[dict[str, np.ndarray]],
+    percentile: float = DEFAULT_PERCENTILE,
+) -> bytes:
+    """MINMAX: unchanged. PERCENTILE: activation ranges replaced by percentile ranges (graph inputs keep their
+    recorded range: the input is known exactly). ENTROPY is ONNX Runtime only -> ValueError."""
+    method = CalibrationMethod(method)
+    if method == CalibrationMethod.MINMAX:
+        return calibrated
+    if method != CalibrationMethod.PERCENTILE:
+        raise ValueError(f"TFLite calibration supports minmax and percentile, not {method}")
+    m = unpack(calibrated)
+    sg = m.subgraphs[0]
+    inputs = [sg.tensors[i].name.decode() for i in sg.inputs]
+    ranges = tflite_activation_ranges(calibrated, tensors=recorded_ranges(calibrated), calibration=calibration,
+                                      method=method, percentile=percentile)
+    return override_ranges(calibrated, ranges, keep=inputs)
+
+
+def quantize_calibrated(calibrated: bytes, *, io_dtype: str = "int8", per_channel: bool = True) -> bytes:
+    """Calibrated float model -> full-integer TFLite (TensorFlow's MLIR quantizer; what TFLiteConverter runs after
+    calibration). `io_dtype`: int8 | uint8 | float32 (model input/output type)."""
+    import tensorflow as tf
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    dt = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32, "float": tf.float32}[io_dtype]
+    return mlir_quantize(calibrated, disable_per_channel=not per_channel, fully_quantize=True,
+                         input_data_type=dt, output_data_type=dt)

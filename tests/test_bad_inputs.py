@@ -1,0 +1,171 @@
+"""Bad input and faults end in one line and the documented exit code, and never cost the user a file: stale
+artifacts, foreign or future report.json, files edgeport does not own, paths with rich markup, a factory that
+calls sys.exit, an unexpected exception (issue: the first hour of a new user)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from edgeport.cli import main
+from edgeport.console import EXIT_BAD_INPUT, EXIT_INTERNAL
+
+NAME = "shufflenet_v2_cifar_x0_5"
+CKPT = "calibration/checkpoints/shufflenet_v2_cifar_x0_5_digits.pt"
+
+
+def cli(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "edgeport.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def one_line(r) -> str:
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A digits ShuffleNetV2 exported to fp32 + int8 (the artifacts every reader below is given)."""
+    out = tmp_path_factory.mktemp("exported") / "out"
+    assert main(["--quiet", "export", NAME, "--checkpoint", CKPT, "--out", str(out), "--precision", "fp32,int8",
+                 "--calibration", "digits", "--num-calibration", "8"]) == 0
+    return out
+
+
+def _copy(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_new_export_leaves_no_artifact_of_the_previous_model(exported, tmp_path):
+    """Export A (fp32, int8), then B (fp32 only) into the same folder: the report lists B's files only, and A's
+    INT8 artifacts (edgeport's own, unchanged) are gone, so `bench` cannot time them under B's name."""
+    d = _copy(exported, tmp_path / "d")
+    (d / "notes.txt").write_text("the user's")
+    assert main(["--quiet", "export", "augshufflenet_x0_5", "--out", str(d), "--precision", "fp32"]) == 0
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["model"]["name"] == "augshufflenet_x0_5"
+    assert set(rep["artifacts"]) == {"onnx", "tflite_fp32"}
+    for entry in rep["artifacts"].values():
+        assert hashlib.sha256((d / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    assert not (d / "model_int8.tflite").exists() and not (d / "model_int8.onnx").exists()
+    assert not (d / "model_int8.tensormap.json").exists()
+    assert (d / "notes.txt").read_text() == "the user's"
+
+
+def test_readers_refuse_a_changed_artifact(exported, tmp_path):
+    d = _copy(exported, tmp_path / "d")
+    data = bytearray((d / "model_fp32.tflite").read_bytes())
+    data[-1] ^= 0xFF
+    (d / "model_fp32.tflite").write_bytes(bytes(data))
+    for args in (["bench", d, "--runs", "1", "--warmup", "0", "--no-rss"], ["validate", d]):
+        r = cli(*args)
+        assert r.returncode == EXIT_BAD_INPUT, (args, r.stderr)
+        line = one_line(r)
+        assert "model_fp32.tflite" in line and "changed since edgeport wrote it" in line
+    (d / "model_fp32.tflite").unlink()
+    r = cli("bench", d, "--runs", "1", "--warmup", "0", "--no-rss")
+    assert r.returncode == EXIT_BAD_INPUT and "model_fp32.tflite is missing" in one_line(r)
+
+
+@pytest.mark.parametrize("shape", ["artifacts_list", "top_level_list", "future_schema", "not_json"])
+def test_a_report_of_another_shape_is_one_line(exported, tmp_path, shape):
+    d = _copy(exported, tmp_path / "d")
+    rep = json.loads((d / "report.json").read_text())
+    text = {"artifacts_list": json.dumps({**rep, "artifacts": list(rep["artifacts"])}),
+            "top_level_list": json.dumps([rep]),
+            "future_schema": json.dumps({**rep, "schema_version": 99}),
+            "not_json": "{"}[shape]
+    (d / "report.json").write_text(text)
+    for cmd in ("validate", "bench"):
+        r = cli(cmd, d)
+        assert r.returncode == EXIT_BAD_INPUT, (cmd, r.stderr)
+        assert "report.json" in one_line(r)
+
+
+def test_a_failed_export_keeps_the_users_files(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    mine = {"notes.tmp": "a", ".notes.tmp": "b", "draft.stage": "c", ".stage-notes": "d"}
+    for name, text in mine.items():
+        (d / name).write_text(text)
+    (d / "sub").mkdir()
+    (d / "sub" / "x.tmp").write_text("e")
+    r = cli("export", "nosuchmodel", "--out", d)
+    assert r.returncode == EXIT_BAD_INPUT and "unknown model 'nosuchmodel'" in one_line(r)
+    assert {n: (d / n).read_text() for n in mine} == mine and (d / "sub" / "x.tmp").read_text() == "e"
+
+
+def test_leftovers_of_a_killed_run_are_recognised_by_name_only():
+    from edgeport.files import is_leftover
+
+    assert all(map(is_leftover, [".model_int8.tflite.ab12cd_3.tmp", ".report.json.abcdefgh.tmp", ".stage-abcd1234",
+                                 ".model_int8.prepared.onnx", ".model_int8.tensormap.json.abcdefgh.tmp"]))
+    assert not any(map(is_leftover, ["notes.tmp", ".notes.tmp", ".cache.abcdefgh.tmp", "model.onnx", ".stage-x"]))
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["export", NAME, "--out", ""], "output directory is empty"),
+    (["export", NAME, "--input-shape", "3,abc,16", "--out", "o"], "--input-shape: '3,abc,16'"),
+    (["export", NAME, "--input-shape", "3,100000,100000", "--out", "o"], "more than edgeport handles"),
+    (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
+    (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
+])
+def test_bad_values_are_one_line_exit_2(tmp_path, args, needle):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == EXIT_BAD_INPUT, r.stderr
+    assert needle in one_line(r)
+    assert not (tmp_path / "o").exists(), "a refused command leaves no folder"
+
+
+def test_a_path_with_rich_markup_is_printed_as_is(tmp_path):
+    f = tmp_path / "net.py"
+    f.write_text("import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())\n")
+    r = cli("export", f"{f}:make", "--input-shape", "3,8,8", "--out", "x[/y]/[bold]out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "x[/y]/[bold]out" in r.stdout and (tmp_path / "x[/y]" / "[bold]out" / "model.onnx").is_file()
+
+
+def test_a_factory_that_calls_sys_exit_is_bad_input(tmp_path):
+    f = tmp_path / "script.py"
+    f.write_text(textwrap.dedent("""
+        import sys
+        import torch.nn as nn
+        def make():
+            return nn.Conv2d(3, 4, 3)
+        sys.exit(3)
+    """))
+    r = cli("export", f"{f}:make", "--input-shape", "3,8,8", "--out", tmp_path / "o")
+    assert r.returncode == EXIT_BAD_INPUT
+    assert "called sys.exit(3)" in one_line(r)
+
+
+def test_an_unexpected_exception_is_one_line_with_its_own_exit_code(monkeypatch, capsys):
+    from edgeport import export_cli
+
+    def boom(args, con):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(export_cli, "cmd_models", boom)
+    assert main(["models"]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error in models: ZeroDivisionError: a bug" in err
+    assert main(["--verbose", "models"]) == EXIT_INTERNAL
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_mistyped_family_or_model_gets_did_you_mean(tmp_path):
+    r = cli("models", "--family", "mobilnet")
+    assert r.returncode == EXIT_BAD_INPUT and "did you mean" in one_line(r)
+    r = cli("export", "shufflenetv2_x1_0", "--out", tmp_path / "o")
+    assert r.returncode == EXIT_BAD_INPUT and "did you mean 'shufflenet_v2_x1_0'" in one_line(r)
