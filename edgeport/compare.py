@@ -162,8 +162,9 @@ def cmd_compare(args, con) -> int:
     paths = write(out, rows)
     table = Table(title=f"edgeport compare: {len(args.models)} models")
     for col in ("model", "params", "MACs", "artifact", "target", "thr", "p50 ms", "p90 ms", "top-1 agree", "accuracy",
-                "ms per 100M MACs"):
-        table.add_column(col, justify="left" if col in ("model", "artifact", "target") else "right")
+                "ms per 100M MACs"):  # names never cut: the model column keeps its width, other cells wrap
+        table.add_column(col, justify="left" if col in ("model", "artifact", "target") else "right", overflow="fold",
+                         min_width=max((len(r["model"]) for r in rows), default=0) if col == "model" else None)
     for r in _sorted(rows):
         table.add_row(r["model"], _cell("params", r["params"]), _cell("macs", r["macs"]), r["artifact"], r["target"],
                       str(r["threads"]), f"{r['p50_ms']:.3g}", f"{r['p90_ms']:.3g}",

@@ -1,7 +1,7 @@
 """`edgeport models` and `edgeport export`: the zoo table, and SOURCE -> verified ONNX (+ TFLite / ORT INT8)."""
 from __future__ import annotations
 
-from edgeport.console import EXIT_OK, Console, plain
+from edgeport.console import EXIT_OK, Console, plain, step_progress
 from edgeport.options import ConvertOptions, SourceOptions, add_source_argument
 from edgeport.report import Report, new_report
 
@@ -48,27 +48,41 @@ def resolve_from_options(opts: SourceOptions):
 
 def cmd_export(args, con: Console) -> int:
     from edgeport.export.onnx_step import export_step
-    from edgeport.files import check_out_dir, prepare_out_dir
+    from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir
 
     src_opts = SourceOptions.from_args(args)
     conv = ConvertOptions.from_args(args)
     check_out_dir(args.out)  # fail fast on a bad --out before any work (creates nothing)
-    source = resolve_from_options(src_opts)
-    con.log(f"source: {source.kind} {source.name}")
-    if conv.precisions:  # bad precisions, unsupported ops and unusable calibration data fail before model.onnx
-        from edgeport.run import preflight_conversion
+    progress = step_progress(con, total=1 + bool(conv.precisions))
+    try:
+        source = resolve_from_options(src_opts)
+        con.log(f"source: {source.kind} {source.name}")
+        if str(source.kind) == "zoo" and source.checkpoint is None:
+            con.print(f"[yellow]note:[/yellow] {plain(source.name)} has random weights (no --checkpoint): the artifacts "
+                      f"compute what random weights compute; accuracy and INT8 agreement say nothing about a trained "
+                      f"model")
+        if conv.precisions:  # bad precisions, unsupported ops and unusable calibration data fail before model.onnx
+            from edgeport.run import preflight_conversion
 
-        preflight_conversion(source, options=conv)
-    prepare_out_dir(args.out)  # every input is checked: only now does DIR get created or touched
-    report = new_report(args.out)
-    exported = export_step(source=source, out_dir=args.out, exporter=src_opts.exporter, opset=src_opts.opset,
-                           dynamic_batch=args.dynamic_batch)
-    report.apply(exported).save()
-    if conv.precisions:
-        from edgeport.export.tflite_step import tflite_step
+            preflight_conversion(source, options=conv)
+        out = prepare_out_dir(args.out)  # every input is checked: only now does DIR get created or touched
+        with out_dir_lock(out, what="this export"):
+            report = new_report(out)
+            progress("export: torch -> verified ONNX", "start", "")
+            exported = export_step(source=source, out_dir=out, exporter=src_opts.exporter, opset=src_opts.opset,
+                                   dynamic_batch=args.dynamic_batch)
+            report.apply(exported).save()
+            progress("export: torch -> verified ONNX", "done", f"{exported.seconds:.1f}s")
+            if conv.precisions:
+                from edgeport.export.tflite_step import tflite_step
 
-        report.apply(tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con))
-        report.save()
+                step = f"convert: {', '.join(conv.precisions)}"
+                progress(step, "start", "")
+                converted = tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con)
+                report.apply(converted).save()
+                progress(step, "done", f"{sum(converted.conversion.values()):.1f}s")
+    finally:
+        progress.close()
     print_export_summary(report, con)
     con.emit_json(report.data)
     return EXIT_OK

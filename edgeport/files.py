@@ -2,6 +2,8 @@
 leaves a truncated file that looks valid), sha256 digests, and the output-directory checks every command makes."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -45,6 +47,23 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextlib.contextmanager
+def out_dir_lock(out: str | os.PathLike, *, what: str = "edgeport"):
+    """One writer per output directory: an advisory lock on the directory itself (flock on its fd; no lock file is
+    left behind, and the kernel drops the lock when the process dies). A second writer is refused with one line."""
+    out = Path(out)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputDirError(f"another edgeport command is writing into {out}",
+                                 hint=f"wait for it to finish, or give {what} another --out") from None
+        yield out
+    finally:
+        os.close(fd)  # closing the fd releases the lock
 
 
 def check_out_dir(out: str | os.PathLike) -> Path:

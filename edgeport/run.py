@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeport.errors import CalibrationError, CheckpointError, EdgeportError, ExportError, OutputDirError, TargetError
-from edgeport.files import check_out_dir, prepare_out_dir, sha256_file
+from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir, sha256_file
 from edgeport.native import captured_native_output
 from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
 from edgeport.report import ArtifactKind, Report, load_report, remove_owned_files, tool_versions
@@ -29,6 +29,7 @@ DEFAULT_MODEL = "efficientnet_lite0"
 EXPORT_SECTIONS = ("source", "model", "artifacts", "artifact_info", "ops", "conversion", "calibration", "parity",
                    "layers", "accuracy", "latency", "device_parity", "failures", "steps")
 CONVERT_SECTIONS = ("calibration", "parity", "layers", "accuracy", "latency", "device_parity")
+RENDERED = ("report.md", "report.html", "report_*.png", "layers_sqnr.png")  # what the report step draws
 
 
 def default_checkpoint() -> str:
@@ -148,6 +149,9 @@ def _clear_sections(out: Path, sections: tuple[str, ...], *, keep_artifacts: tup
     other than `keep_artifacts`. Returns the saved report."""
     rep = load_report(out, create=True)
     remove_owned_files(rep, keep=keep_artifacts)
+    for f in RENDERED:  # report files drawn from the sections being redone would show artifacts that are gone
+        for p in out.glob(f):
+            p.unlink(missing_ok=True)
     rep.drop(*sections)
     rep.remove_artifacts(n for n in rep.artifact_names() if n not in keep_artifacts)
     rep.save()
@@ -237,18 +241,19 @@ def run_pipeline(*, source: SourceOptions, out_dir: str | Path, convert: Convert
         raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
     src, parsed_targets = preflight(source=source, convert=convert, bench=bench, out_dir=out_dir)
     out = prepare_out_dir(out_dir)
-    rep = load_report(out, create=True)
-    if rep.get("failures"):  # failures describe the last run; this run records its own
-        rep.drop("failures")
-        rep.save()
     plan = RunPlan(src, parsed_targets, convert, validate, bench, source.exporter, source.opset, source.trust)
     runner = Runner(out, force=force, on_event=on_event)
-    k_export = _export_step(runner, plan)
-    k_convert = _convert_step(runner, plan, k_export, console) if convert.precisions else _hash({"up": k_export})
-    _validate_step(runner, plan, k_convert)
-    for target in parsed_targets:
-        _bench_step(runner, plan, k_convert, target)
-    _report_step(runner)
+    with out_dir_lock(out, what="this run"):
+        rep = load_report(out, create=True)
+        if rep.get("failures"):  # failures describe the last run; this run records its own
+            rep.drop("failures")
+            rep.save()
+        k_export = _export_step(runner, plan)
+        k_convert = _convert_step(runner, plan, k_export, console) if convert.precisions else _hash({"up": k_export})
+        _validate_step(runner, plan, k_convert)
+        for target in parsed_targets:
+            _bench_step(runner, plan, k_convert, target)
+        _report_step(runner)
     return load_report(out), runner.results
 
 

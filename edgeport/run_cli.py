@@ -11,19 +11,33 @@ from edgeport.options import (BenchOptions, ConvertOptions, SourceOptions, Valid
                               add_source_argument)
 
 
-def summary_table(report, title: str):
-    """One row per artifact: size, ops (layout transposes), parity vs torch, accuracy, p50/p90 per target."""
+# Columns dropped, in this order, when the table does not fit the terminal (report.md/html keep them all).
+DROPPABLE = ("file", "ops (transposes)", "KB", "SQNR dB")
+
+
+def summary_table(report, title: str, *, width: int | None = None):
+    """One row per artifact: size, ops (layout transposes), parity vs torch, accuracy, p50/p90 per target. On a
+    terminal narrower than the table, the DROPPABLE columns go first; names and numbers are never cut."""
+    from rich.console import Console as RichConsole
     from rich.table import Table
 
     from edgeport.render import summary_rows
 
     cols, rows = summary_rows(report.data, report.path.parent)
-    t = Table(title=title)
-    for col in cols:
-        t.add_column(col.replace(" · ", "\n", 1) if col.startswith("p50") else col,
-                     justify="left" if col in ("artifact", "file") else "right")
-    for r in rows:
-        t.add_row(*r)
+    keep = list(range(len(cols)))
+    measure = RichConsole(width=10_000)
+    for drop in (None, *DROPPABLE):
+        if drop in cols and cols.index(drop) in keep:
+            keep.remove(cols.index(drop))
+        t = Table(title=title)
+        for i in keep:
+            col = cols[i]
+            t.add_column(col.replace(" · ", "\n", 1) if col.startswith("p50") else col,
+                         justify="left" if col in ("artifact", "file") else "right", no_wrap=True)
+        for r in rows:
+            t.add_row(*(r[i] for i in keep))
+        if width is None or measure.measure(t).maximum <= width:
+            break
     return t
 
 
@@ -47,7 +61,8 @@ def cmd_run(args, con) -> int:
     finally:
         progress.close()
     seconds = time.perf_counter() - t0
-    con.print(summary_table(report, f"{plain(report.get('model', {}).get('name'))}: {plain(out)}"))
+    con.print(summary_table(report, f"{plain(report.get('model', {}).get('name'))}: {plain(out)}",
+                            width=con.rich.width))
     failures = report.get("failures", {})
     for step, msg in failures.items():
         con.print(f"[red]{plain(step)} failed:[/red] {plain(msg)}")

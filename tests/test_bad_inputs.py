@@ -169,3 +169,52 @@ def test_a_mistyped_family_or_model_gets_did_you_mean(tmp_path):
     assert r.returncode == EXIT_BAD_INPUT and "did you mean" in one_line(r)
     r = cli("export", "shufflenetv2_x1_0", "--out", tmp_path / "o")
     assert r.returncode == EXIT_BAD_INPUT and "did you mean 'shufflenet_v2_x1_0'" in one_line(r)
+
+
+def test_one_writer_per_output_folder(tmp_path):
+    """A second edgeport writing into a folder another one is writing into is refused with one line; the lock is
+    the kernel's (flock on the folder), so it leaves no file and dies with its process."""
+    from edgeport.errors import OutputDirError
+    from edgeport.files import out_dir_lock
+
+    d = tmp_path / "d"
+    d.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from edgeport.files import out_dir_lock
+        with out_dir_lock({str(d)!r}):
+            print("locked", flush=True)
+            sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputDirError, match="another edgeport command is writing into"):
+            with out_dir_lock(d):
+                pass
+        r = cli("export", NAME, "--out", d)
+        assert r.returncode == EXIT_BAD_INPUT and "another edgeport command is writing" in one_line(r)
+        assert not (d / "model.onnx").exists()
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    with out_dir_lock(d):  # released with its holder
+        pass
+    assert list(d.iterdir()) == []
+
+
+@pytest.mark.parametrize("width", [200, 120, 80])
+def test_the_summary_table_fits_the_terminal_and_never_cuts_a_name(exported, width):
+    from rich.console import Console as RichConsole
+
+    from edgeport.report import load_report
+    from edgeport.run_cli import summary_table
+
+    table = summary_table(load_report(exported), "t", width=width)
+    con = RichConsole(width=width, record=True)
+    con.print(table)
+    text = con.export_text()
+    assert max(map(len, text.splitlines())) <= width
+    assert "…" not in text
+    for name in ("onnx", "tflite_fp32", "tflite_int8", "onnx_int8"):
+        assert f" {name} " in text

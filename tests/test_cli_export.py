@@ -122,7 +122,7 @@ def test_export_int8_with_percentile_calibration_method(tmp_path):
                  "--io", "float"]) == 2
 
 
-@pytest.mark.parametrize("pieces", [None, "convs"])
+@pytest.mark.parametrize("pieces", [None, pytest.param("convs", marks=pytest.mark.slow)])
 def test_export_says_what_the_shuffle_pass_did(tmp_path, pieces):
     out = tmp_path / "out"
     r = run("export", NAME, "--out", out, "--precision", "fp32", *(["--shuffle-pieces", pieces] if pieces else []))

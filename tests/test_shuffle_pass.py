@@ -24,6 +24,9 @@ from edgeport.models import build_model, get_spec, model_names
 # 2, 3 and 8 groups (shuffle feeds a grouped conv) and FBNet-A (grouped projections with a shuffle)
 CASES = ["shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5", "shufflenet_v1_g2_x1_0", "shufflenet_v1_g3_x0_5",
          "shufflenet_v1_g8_x0_5", "fbnet_a"]
+# the default run keeps one case per layout kind (split+concat, partial split, shuffle into a grouped conv, FBNet);
+# the 2- and 8-group ShuffleNetV1 cases run under `slow`
+FAST_CASES = {"shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5", "shufflenet_v1_g3_x0_5", "fbnet_a"}
 
 
 _CACHE: dict[str, tuple] = {}
@@ -61,7 +64,7 @@ def test_shuffle_permutation_is_the_shufflenet_shuffle():
 
 
 @pytest.mark.parametrize("form", list(GroupedShuffleForm))
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", [n if n in FAST_CASES else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
 def test_rewrite_is_exact_and_perms_describe_it(name, form, tmp_path):
     model, shape = _onnx(name, tmp_path)
     found = find_channel_shuffles(model)

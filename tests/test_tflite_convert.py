@@ -109,7 +109,8 @@ def _calib(shape, n, seed=0):
     return load_samples("default", model_spec=spec, input_shape=shape[1:], num=n, seed=seed, split=Split.CALIBRATION)
 
 
-@pytest.mark.parametrize("io_dtype,np_dtype", [("int8", np.int8), ("uint8", np.uint8), ("float", np.float32)])
+@pytest.mark.parametrize("io_dtype,np_dtype", [("int8", np.int8), pytest.param("uint8", np.uint8, marks=pytest.mark.slow),
+                                               ("float", np.float32)])
 def test_all_precisions_and_io_types(io_dtype, np_dtype, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
