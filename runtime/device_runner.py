@@ -12,7 +12,8 @@ import edgeport, torch or anything but the stdlib, numpy and the interpreter it 
 JOB.json (paths relative to the job file's folder):
     {"artifacts": [{"name": "tflite_int8", "file": "m_int8.tflite"}],
      "engines": ["tflite", "onnxruntime"], "threads": [1, 2], "warmup": 5, "runs": 50, "time_budget_s": null,
-     "pin": "0,1" | "big" | null, "parity_inputs": "parity.npz" | null, "rss": true, "seed": 0}
+     "pin": "0,1" | "big" | null, "parity_inputs": "parity.npz" | null, "rss": true, "seed": 0,
+     "min_seconds": null, "cooldown_s": null, "max_temp_c": null}
 parity.npz holds, per artifact name, float32 samples stacked on a leading axis (S, *input_shape) in the
 artifact's own layout; the result carries each configuration's float outputs for them.
 
@@ -21,6 +22,11 @@ configuration, in an order rotated per round, so slow drift (thermal, other load
 A timed inference is set-input + invoke + read-output with inputs already in the model's dtype.
 Peak RSS: ru_maxrss of a separate process per configuration (`--probe`) that loads it and runs first + warm-up
 inferences; it includes the Python + numpy + runtime baseline of that process.
+CPU time: process CPU time (all threads) around each timed inference, beside its wall time. Machine state (load
+average, /proc/stat counters, thermal zone temperatures) is read right before and right after the timed rounds;
+the host turns it into each entry's `conditions` and `noisy` verdict (edgeport.runtime.results).
+Without "pin", a CPU whose cores differ in cpuinfo_max_freq is pinned to its fastest cores ("pin_reason" says so).
+EDGEPORT_SYSFS_ROOT (default "/"): where /sys is read from (tests point it at a fake tree).
 """
 from __future__ import annotations
 
@@ -270,13 +276,7 @@ def parse_pin(pin) -> list[int] | None:
         return None
     pin = str(pin)
     if pin == "big":
-        freqs = {}
-        for cpu in sorted(os.sched_getaffinity(0)):
-            try:
-                with open(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq") as fh:
-                    freqs[cpu] = int(fh.read().strip())
-            except OSError:
-                pass
+        freqs = core_max_freqs()
         if not freqs:
             raise RunnerError("--pin big: this device exposes no cpufreq max frequencies; give CPU ids, e.g. 4-7")
         top = max(freqs.values())
@@ -289,6 +289,120 @@ def parse_pin(pin) -> list[int] | None:
         except ValueError:
             raise RunnerError(f"bad CPU list {pin!r}; use e.g. 0,1 or 4-7 or big") from None
     return sorted(cpus)
+
+
+# ---- machine state: sysfs / procfs, read raw (the host interprets them: edgeport.runtime.results) ---------------
+
+SYSFS_ROOT_ENV = "EDGEPORT_SYSFS_ROOT"
+COOLDOWN_POLL_S = 1.0
+# --max-temp without --cooldown: wait at most this long (a phone in a warm room may never get below the bar; the
+# run goes on and the entry records that the temperature was not reached).
+COOLDOWN_DEFAULT_BOUND_S = 300.0
+
+
+def sys_path(path: str) -> str:
+    """`path` under /sys, relocated under $EDGEPORT_SYSFS_ROOT when set (a fake tree in tests)."""
+    return os.path.join(os.environ.get(SYSFS_ROOT_ENV) or "/", path.lstrip("/"))
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def core_max_freqs() -> dict[int, int]:
+    """CPU id -> cpuinfo_max_freq (kHz) of the CPUs this process may run on (those that expose one)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = list(range(os.cpu_count() or 1))
+    freqs = {}
+    for cpu in cpus:
+        text = _read(sys_path(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq"))
+        if text and text.strip().isdigit():
+            freqs[cpu] = int(text.strip())
+    return freqs
+
+
+def default_pin() -> tuple[list[int] | None, str | None]:
+    """(the fastest cores, why) on a CPU whose cores differ in cpuinfo_max_freq; (None, None) otherwise."""
+    freqs = core_max_freqs()
+    if len(set(freqs.values())) < 2:
+        return None, None
+    top = max(freqs.values())
+    big = sorted(c for c, f in freqs.items() if f == top)
+    return big, (f"big cores {','.join(map(str, big))} by default: cores differ in max frequency "
+                 f"({top / 1e6:.2f} GHz vs {min(freqs.values()) / 1e6:.2f} GHz); --pin overrides")
+
+
+def thermal_temps() -> dict[str, float]:
+    """Thermal zone -> temperature (deg C) from /sys/class/thermal/thermal_zone*/temp (millidegrees)."""
+    root = sys_path("/sys/class/thermal")
+    temps = {}
+    try:
+        zones = sorted(z for z in os.listdir(root) if z.startswith("thermal_zone"))
+    except OSError:
+        return temps
+    for zone in zones:
+        raw = _read(os.path.join(root, zone, "temp"))
+        try:
+            value = int(raw.strip()) / 1000.0
+        except (AttributeError, ValueError):
+            continue
+        kind = (_read(os.path.join(root, zone, "type")) or "").strip()
+        temps[f"{zone}:{kind}" if kind else zone] = value
+    return temps
+
+
+def cpuinfo_head() -> str:
+    """The first processor's block of /proc/cpuinfo (model name, flags/Features) plus ARM's trailing Hardware /
+    Model lines; the host parses it (edgeport.runtime.cpu_features.parse_cpuinfo)."""
+    text = _read("/proc/cpuinfo") or ""
+    blocks = text.split("\n\n")
+    head = blocks[0]
+    tail = [b for b in blocks[1:] if b.strip() and not b.lstrip().lower().startswith("processor")]
+    return "\n".join([head] + tail).strip()
+
+
+def machine_state() -> dict:
+    """Raw counters now: 1-minute load average, the aggregate `cpu` line of /proc/stat (jiffies), the clock tick,
+    thermal zone temperatures, and this process's CPU and wall clocks (seconds)."""
+    load = _read("/proc/loadavg")
+    stat = _read("/proc/stat") or ""
+    cpu_line = next((line.split()[1:] for line in stat.splitlines() if line.startswith("cpu ")), None)
+    try:
+        tck = os.sysconf("SC_CLK_TCK")
+    except (AttributeError, ValueError, OSError):
+        tck = 100
+    return {"loadavg1": float(load.split()[0]) if load else None,
+            "stat_cpu": [int(v) for v in cpu_line] if cpu_line else None, "clock_tck": tck,
+            "temps_c": thermal_temps(), "process_cpu_s": time.process_time(), "wall_s": time.perf_counter()}
+
+
+def cool_down(*, max_temp_c: float | None, cooldown_s: float | None) -> dict | None:
+    """The gate before timing. With `max_temp_c`: wait until every thermal zone is below it, at most `cooldown_s`
+    (default COOLDOWN_DEFAULT_BOUND_S). Without: pause `cooldown_s`. None when neither is set."""
+    if max_temp_c is None and not cooldown_s:
+        return None
+    start = time.monotonic()
+    if max_temp_c is None:
+        time.sleep(float(cooldown_s))
+        return {"waited_s": time.monotonic() - start, "max_temp_c": None, "reached": None, "temp_c": None}
+    bound = float(cooldown_s) if cooldown_s else COOLDOWN_DEFAULT_BOUND_S
+    while True:
+        temps = thermal_temps()
+        hottest = max(temps.values()) if temps else None
+        waited = time.monotonic() - start
+        if hottest is None or hottest < max_temp_c or waited >= bound:
+            reached = None if hottest is None else hottest < max_temp_c
+            if reached is False:
+                sys.stderr.write(f"edgeport runner: still {hottest:.1f} C after {waited:.0f} s (bound), "
+                                 f"above --max-temp {max_temp_c}; timing anyway\n")
+            return {"waited_s": waited, "max_temp_c": float(max_temp_c), "reached": reached, "temp_c": hottest}
+        time.sleep(min(COOLDOWN_POLL_S, max(bound - waited, 0.01)))
 
 
 def machine_description(runtimes: dict | None = None) -> dict:
@@ -311,7 +425,7 @@ def machine_description(runtimes: dict | None = None) -> dict:
     return {"arch": platform.machine(), "cpu_model": cpu_model, "cores": os.cpu_count(), "affinity": affinity,
             "system": f"{platform.system()} {platform.release()}", "hostname": platform.node(),
             "python": platform.python_version(), "numpy": np.__version__, "runtimes": dict(runtimes or {}),
-            "rss_method": RSS_METHOD}
+            "rss_method": RSS_METHOD, "cpuinfo": cpuinfo_head()}
 
 
 def discover() -> dict:
@@ -374,22 +488,21 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
-    """Load every configuration, time them in interleaved rounds, return {"machine", "results", "outputs"}."""
-    cpus = parse_pin(job.get("pin"))
+def _pin(job: dict) -> tuple[list[int] | None, str | None]:
+    """Pin this process as the job says; without "pin", to the big cores of a heterogeneous CPU."""
+    cpus, reason = parse_pin(job.get("pin")), None
+    if cpus is None and job.get("pin_big_by_default", True):
+        cpus, reason = default_pin()
     if cpus is not None:
         try:
             os.sched_setaffinity(0, cpus)
         except OSError as exc:
             raise RunnerError(f"cannot pin to CPUs {cpus}: {exc}") from None
+    return cpus, reason
+
+
+def _load_all(job: dict, root: str, configs: list[dict]) -> tuple[list[dict], list[dict], dict]:
     modules = job.get("tflite_modules") or TFLITE_MODULES
-    configs = _configs(job, root)
-    warmup, runs = int(job.get("warmup", 5)), int(job.get("runs", 50))
-    budget = job.get("time_budget_s")
-    parity = {}
-    if job.get("parity_inputs"):
-        with np.load(os.path.join(root, job["parity_inputs"])) as npz:
-            parity = {k: npz[k] for k in npz.files}
     runtimes, loaded, skipped = {}, [], []
     for index, cfg in enumerate(configs):
         try:
@@ -404,48 +517,87 @@ def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
         engine.invoke(feed)
         first_ms = (time.perf_counter() - t0) * 1e3
         loaded.append({"cfg": cfg, "engine": engine, "feed": feed, "load_ms": load_ms, "first_ms": first_ms,
-                       "times": [], "index": index})
+                       "times": [], "cpu_s": 0.0, "index": index})
     if not loaded:
         reasons = sorted({s["reason"] for s in skipped})
         raise RunnerError("no configuration can run here: " + "; ".join(reasons))
-    for r in range(warmup):  # warm-up, interleaved like the timed rounds
-        for item in loaded:
-            item["engine"].invoke(item["feed"])
-    clock = time.perf_counter
+    return loaded, skipped, runtimes
+
+
+def _timed_rounds(loaded: list[dict], *, runs: int, budget: float | None, min_seconds: float | None) -> None:
+    """Rounds of one inference per configuration (rotated order) until `runs` rounds and `min_seconds` have passed;
+    with `budget`, until `budget` seconds (at least 3 rounds) instead. Appends wall ms and adds process CPU s."""
+    clock, cpu_clock = time.perf_counter, time.process_time
     start, n_rounds = clock(), 0
     while True:
-        if budget is None and n_rounds >= runs:
-            break
-        if budget is not None and n_rounds >= 3 and clock() - start >= float(budget):
+        elapsed = clock() - start
+        if budget is not None:
+            if n_rounds >= 3 and elapsed >= float(budget):
+                break
+        elif n_rounds >= runs and (not min_seconds or elapsed >= float(min_seconds)):
             break
         k = n_rounds % len(loaded)
         for item in loaded[k:] + loaded[:k]:
             engine, feed = item["engine"], item["feed"]
-            t0 = clock()
+            t0, c0 = clock(), cpu_clock()
             engine.invoke(feed)
-            item["times"].append((clock() - t0) * 1e3)
+            c1, t1 = cpu_clock(), clock()
+            item["times"].append((t1 - t0) * 1e3)
+            item["cpu_s"] += c1 - c0
         n_rounds += 1
-    results, outputs, seen = [], {}, set()
+
+
+def _parity_outputs(loaded: list[dict], parity: dict) -> dict:
+    outputs = {}
     for item in loaded:
         cfg = item["cfg"]
+        key = f"{cfg['artifact']}|{cfg['engine']}"
+        if cfg["artifact"] not in parity or key in outputs:
+            continue
+        engine = item["engine"]
+        per_output = None
+        for sample in parity[cfg["artifact"]]:
+            outs = engine.decode(engine.invoke(engine.prepare([sample[None]])))
+            if per_output is None:
+                per_output = [[] for _ in outs]
+            for acc, o in zip(per_output, outs):
+                acc.append(o.tolist())
+        outputs[key] = per_output
+    return outputs
+
+
+def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
+    """Load every configuration, time them in interleaved rounds, return {"machine", "results", "outputs"}.
+    Each result carries its CPU time per inference and the machine state before and after the timed rounds."""
+    cpus, pin_reason = _pin(job)
+    configs = _configs(job, root)
+    warmup, runs = int(job.get("warmup", 5)), int(job.get("runs", 50))
+    parity = {}
+    if job.get("parity_inputs"):
+        with np.load(os.path.join(root, job["parity_inputs"])) as npz:
+            parity = {k: npz[k] for k in npz.files}
+    loaded, skipped, runtimes = _load_all(job, root, configs)
+    cooldown = cool_down(max_temp_c=job.get("max_temp_c"), cooldown_s=job.get("cooldown_s"))
+    for r in range(warmup):  # warm-up, interleaved like the timed rounds
+        for item in loaded:
+            item["engine"].invoke(item["feed"])
+    before = machine_state()
+    _timed_rounds(loaded, runs=runs, budget=job.get("time_budget_s"), min_seconds=job.get("min_seconds"))
+    after = machine_state()
+    results = []
+    for item in loaded:
+        cfg = item["cfg"]
+        n = len(item["times"])
         entry = {"engine": cfg["engine"], "artifact": cfg["artifact"], "threads": cfg["threads"],
-                 "warmup": warmup, "runs": len(item["times"]), **summarize(item["times"]),
-                 "load_ms": item["load_ms"], "first_ms": item["first_ms"], "peak_rss_mb": None}
+                 "warmup": warmup, "runs": n, **summarize(item["times"]),
+                 "load_ms": item["load_ms"], "first_ms": item["first_ms"], "peak_rss_mb": None,
+                 "cpu_ms": item["cpu_s"] * 1e3 / n, "pinned": cpus, "pin_reason": pin_reason,
+                 "min_seconds": job.get("min_seconds"), "cooldown": cooldown,
+                 "state_before": before, "state_after": after}
         if rss_probe is not None:
             entry["peak_rss_mb"] = rss_probe(item["index"])
         results.append(entry)
-        key = f"{cfg['artifact']}|{cfg['engine']}"
-        if cfg["artifact"] in parity and key not in seen:
-            seen.add(key)
-            engine = item["engine"]
-            per_output = None
-            for sample in parity[cfg["artifact"]]:
-                outs = engine.decode(engine.invoke(engine.prepare([sample[None]])))
-                if per_output is None:
-                    per_output = [[] for _ in outs]
-                for acc, o in zip(per_output, outs):
-                    acc.append(o.tolist())
-            outputs[key] = per_output
+    outputs = _parity_outputs(loaded, parity)
     return {"machine": machine_description(runtimes), "results": results, "outputs": outputs, "skipped": skipped}
 
 
