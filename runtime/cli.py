@@ -73,7 +73,8 @@ def cmd_bench(args, con=None) -> int:
                    f"{', '.join(f'{k}: {v}' for k, v in m.get('runtimes', {}).items())}")
         for line in conditions_lines(outcome.entries):
             rich.print(line, markup=False)
-        rich.print(latency_table(outcome.entries, title=f"latency on {target.url} (ms)"))
+        device = f" ({outcome.entries[0]['device']})" if outcome.entries else ""
+        rich.print(latency_table(outcome.entries, title=f"latency on {target.url}{device} (ms)"))
         for line in noisy_lines(outcome.entries):
             rich.print(line, markup=False, style="yellow")
         for sk in outcome.skipped:  # the device has no runtime for these: say so, and why

@@ -73,13 +73,12 @@ def noisy_reasons(entry: dict) -> list[str] | None:
     if cpu is not None and mean:
         judged = True
         if cpu / mean < NOISY_MIN_CPU_WALL:
-            reasons.append(f"cpu/wall: CPU time {cpu / mean:.0%} of wall time < {NOISY_MIN_CPU_WALL:.0%} "
-                           f"(waited for a core)")
+            reasons.append(f"cpu/wall: CPU time {cpu / mean:.0%} of wall (< {NOISY_MIN_CPU_WALL:.0%}: waited for a core)")
     p50, p90 = entry.get("p50_ms"), entry.get("p90_ms")
     if p50 and p90 is not None:
         judged = True
         if p90 / p50 > NOISY_MAX_P90_P50:
-            reasons.append(f"spread: p90/p50 {p90 / p50:.2f} > {NOISY_MAX_P90_P50}")
+            reasons.append(f"spread: p90/p50 {p90 / p50:.2f} (> {NOISY_MAX_P90_P50})")
     c = entry.get("conditions")
     cores = (c or {}).get("cores")
     if c and cores:
@@ -87,12 +86,12 @@ def noisy_reasons(entry: dict) -> list[str] | None:
         loads = [v for v in (c["loadavg1_before"], c["loadavg1_after"]) if v is not None]
         if loads and (max(loads) - threads) / cores > NOISY_MAX_LOAD_PER_CORE:
             reasons.append(f"load: load average {max(loads):.2f} on {cores} cores "
-                           f"(others > {NOISY_MAX_LOAD_PER_CORE:g}/core)")
+                           f"(> {NOISY_MAX_LOAD_PER_CORE:g}/core besides ours)")
         if c["other_cores"] is not None and (c["other_cores"] + threads) / cores > NOISY_MAX_DEMAND_PER_CORE:
-            reasons.append(f"load: other processes used {c['other_cores']:.2f} cores + our {threads} thread(s) "
+            reasons.append(f"load: others used {c['other_cores']:.2f} cores + our {threads} thread(s) "
                            f"> {cores} cores")
         if c["steal_pct"] is not None and c["steal_pct"] > NOISY_MAX_STEAL_PCT:
-            reasons.append(f"steal: {c['steal_pct']:.1f}% > {NOISY_MAX_STEAL_PCT:g}%")
+            reasons.append(f"steal: {c['steal_pct']:.1f}% (> {NOISY_MAX_STEAL_PCT:g}%)")
     return reasons if judged else None
 
 
@@ -114,12 +113,16 @@ def make_entry(*, target: str, device: str, result: dict, machine: dict) -> dict
     return entry
 
 
+# Short names of the rules in the table's `noisy` column (the reasons in full: report.json, `noisy_lines`).
+_RULE_LABELS = {"cpu/wall": "wait", "spread": "spread", "load": "load", "steal": "steal"}
+
+
 def noisy_label(entry: dict) -> str:
-    """'-' (trusted), 'load,cpu/wall' (the rules that fired) or '?' (not judged)."""
+    """'-' (trusted), e.g. 'wait,load' (the rules that fired; wait = CPU time below wall time) or '?' (not judged)."""
     if entry.get("noisy") is None:
         return "?"
     rules = dict.fromkeys(r.split(":", 1)[0] for r in entry.get("noisy_reasons") or [])
-    return ",".join(rules) if rules else "-"
+    return ",".join(_RULE_LABELS.get(r, r) for r in rules) if rules else "-"
 
 
 def conditions_lines(entries: list[dict]) -> list[str]:
@@ -151,9 +154,25 @@ def conditions_lines(entries: list[dict]) -> list[str]:
 
 
 def noisy_lines(entries: list[dict]) -> list[str]:
-    """One line per noisy entry: which configuration, and every reason."""
-    return [f"noisy: {e['artifact']} ({e['engine']}, {e['threads']} thr) on {e['target']}: "
-            + "; ".join(e["noisy_reasons"]) for e in entries if e.get("noisy")]
+    """The noisy verdicts in a few lines: the machine-wide reasons (load, steal) once per distinct text, then one
+    line per configuration with its own (CPU time vs wall, spread)."""
+    shared: list[str] = []
+    own = []
+    for e in entries:
+        if not e.get("noisy"):
+            continue
+        mine = []
+        for r in e["noisy_reasons"]:
+            if r.split(":", 1)[0] in ("load", "steal"):
+                if r not in shared:
+                    shared.append(r)
+            else:
+                mine.append(r)
+        if mine:
+            own.append(f"noisy: {e['artifact']} ({e['engine']}, {e['threads']} thr): " + "; ".join(mine))
+    n = sum(bool(e.get("noisy")) for e in entries)
+    head = [f"noisy: {n} of {len(entries)} entries; machine: " + "; ".join(shared)] if shared else []
+    return head + own
 
 
 def _pct(v: float | None) -> str:
@@ -162,21 +181,24 @@ def _pct(v: float | None) -> str:
 
 def latency_table(entries: list[dict], *, title: str = "latency"):
     """A rich Table of entries (ms; cpu = process CPU ms per inference, all threads; ratio column = p50 / the
-    fastest p50 in the table; noisy = the rules that fired, '-' when none)."""
+    fastest p50 in the table; noisy = the rules that fired, '-' when none). Min, mean, load and first-inference
+    times are in report.json and report.html; the table keeps to ~120 columns (target and device columns only when
+    the entries come from several targets: the title names a single one)."""
     from rich.table import Table
 
+    several = len({e["target"] for e in entries}) > 1
     table = Table(title=title)
-    for col in ("target", "device", "engine", "artifact", "thr", "runs", "p50", "p90", "p99", "cpu", "min",
-                "load/first", "RSS MB", "×fastest", "noisy"):
+    cols = (("target", "device") if several else ()) + ("engine", "artifact", "thr", "runs", "p50", "p90", "p99",
+                                               "cpu", "RSS", "×fastest", "noisy")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("target", "device", "engine", "artifact", "noisy")
                          else "right")
     best = min((e["p50_ms"] or e["mean_ms"] for e in entries), default=1.0) or 1.0
     for e in entries:
-        rss = "-" if e.get("peak_rss_mb") is None else f"{e['peak_rss_mb']:.0f}"
-        table.add_row(e["target"], e["device"], e["engine"], e["artifact"], str(e["threads"]), str(e["runs"]),
-                      _ms(e["p50_ms"]), _ms(e["p90_ms"]), _ms(e["p99_ms"]), _ms(e.get("cpu_ms")), _ms(e["min_ms"]),
-                      f"{_ms(e['load_ms'])}/{_ms(e['first_ms'])}", rss,
-                      f"{(e['p50_ms'] or e['mean_ms']) / best:.2f}", noisy_label(e))
+        rss = "-" if e.get("peak_rss_mb") is None else f"{e['peak_rss_mb']:.0f}M"
+        table.add_row(*((e["target"], e["device"]) if several else ()), e["engine"], e["artifact"],
+                      str(e["threads"]), str(e["runs"]), _ms(e["p50_ms"]), _ms(e["p90_ms"]), _ms(e["p99_ms"]),
+                      _ms(e.get("cpu_ms")), rss, f"{(e['p50_ms'] or e['mean_ms']) / best:.2f}", noisy_label(e))
     return table
 
 
