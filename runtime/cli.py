@@ -6,6 +6,7 @@ import sys
 
 from edgeport.console import parse_csv, parse_thread_counts
 from edgeport.errors import EdgeportError
+from edgeport.options import BenchOptions
 from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
 from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
@@ -29,12 +30,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    help="time rounds until S seconds have passed (overrides --runs; at least 3 rounds)")
     p.add_argument("--pin", default=None, metavar="CPUS",
                    help="pin to CPUs: 0,1 | 4-7 | big (default: big cores when the cores differ in max frequency)")
-    p.add_argument("--min-seconds", type=float, default=None, metavar="S",
-                   help="keep timing rounds until S seconds have passed, and at least --runs (MLPerf asks 60)")
-    p.add_argument("--cooldown", type=float, default=None, metavar="S",
-                   help="pause S seconds before timing; with --max-temp, the longest wait for it (default 300)")
-    p.add_argument("--max-temp", type=float, default=None, metavar="C",
-                   help="wait before timing until every thermal zone of the target is below C degrees Celsius")
+    BenchOptions.add_arguments(p, only=BenchOptions.HYGIENE)
     p.add_argument("--benchmark-binary", default=None, metavar="PATH",
                    help="adb: TFLite benchmark_model binary to push and run instead of the Python runner")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="limit per remote step (seconds)")

@@ -260,3 +260,14 @@ def test_loaded_machine_is_flagged_and_cpu_time_still_repeats(tmp_path, busy_cpu
         assert {r.split(":")[0] for r in e["noisy_reasons"]} & {"load", "cpu/wall"}, e["noisy_reasons"]
     a, b = (e["cpu_ms"] for e in entries)
     assert abs(a - b) / min(a, b) <= CPU_FIGURE_TOLERANCE, (a, b, [e["p50_ms"] for e in entries])
+
+
+def test_report_latency_table_shows_cpu_time_and_marks_noisy_entries_with_the_reason():
+    from edgeport.render import latency_rows
+
+    cols, rows = latency_rows([_entry(), _entry(cpu_ms=1.0), {"target": "adb://x", "threads": 1, "p50_ms": 1.0}])
+    assert "cpu_ms" in cols and "cpu_util" in cols and cols[-1] == "noisy"
+    quiet, noisy, old = (dict(zip(cols, r)) for r in rows)
+    assert quiet["cpu_ms"] == "2" and quiet["noisy"] == "no"
+    assert noisy["noisy"].startswith("yes: cpu/wall: CPU time 50% of wall")
+    assert old["noisy"] == "-" and old["cpu_ms"] == "-"  # benchmark_model, or written before the verdict existed
