@@ -32,10 +32,12 @@ class _Options:
     """Mixin: `add_arguments(parser, **defaults)` and `from_args(args)` driven by the fields' `cli` metadata."""
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, **defaults) -> None:
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, only: tuple[str, ...] | None = None,
+                      **defaults) -> None:
+        """Register the fields' flags (`only`: just these field names) with `defaults` overriding the fields'."""
         for f in fields(cls):
             cli = f.metadata.get("cli")
-            if cli is None:
+            if cli is None or (only is not None and f.name not in only):
                 continue
             kw = {k: v for k, v in cli.items() if k != "flag"}
             default = defaults.get(f.name, f.default if f.default_factory is MISSING else f.default_factory())
@@ -130,6 +132,17 @@ class BenchOptions(_Options):
     warmup: int = field(default=10, metadata={"cli": _flag("--warmup", type=int, help="untimed inferences first")})
     timeout: float = field(default=600.0, metadata={"cli": _flag(
         "--timeout", type=float, help="seconds per remote benchmark before it is killed")})
+    min_seconds: float | None = field(default=None, metadata={"cli": _flag(
+        "--min-seconds", type=float, metavar="S",
+        help="keep timing rounds until S seconds have passed, and at least --runs (MLPerf Mobile asks 60)")})
+    cooldown: float | None = field(default=None, metadata={"cli": _flag(
+        "--cooldown", type=float, metavar="S",
+        help="pause S seconds before timing; with --max-temp, the longest wait for it (default 300)")})
+    max_temp: float | None = field(default=None, metadata={"cli": _flag(
+        "--max-temp", type=float, metavar="C",
+        help="before timing, wait until every thermal zone of the target is below C degrees Celsius")})
+
+    HYGIENE = ("min_seconds", "cooldown", "max_temp")  # the device-hygiene flags `bench` shares with run/compare
 
 
 def add_source_argument(parser: argparse.ArgumentParser, *, optional: bool = False, help: str | None = None) -> None:

@@ -77,10 +77,16 @@ def plot_latency(latency: list[dict]) -> bytes | None:
             ax.errorbar(x, e["p50_ms"], yerr=[[0], [shown - e["p50_ms"]]], color="#222", capsize=0 if p90 > top else 4,
                         linewidth=1)
             label = f"{e['p50_ms']:.3g}" + (f" (p90 {p90:.3g} ↑)" if p90 > top else "")
-            ax.text(x, shown + top * 0.02, label, ha="center", va="bottom", fontsize=7)
+            ax.text(x, shown + top * 0.02, label, ha="center", va="bottom", fontsize=7,
+                    color="#b00" if e.get("noisy") else "black")
+            if e.get("noisy"):  # an untrusted number: faded bar, red label (reasons in the latency table)
+                ax.patches[-1].set_alpha(0.45)
     ax.set_xticks(range(len(arts)), [f"{a}\n({next(e['engine'] for e in ok if e['artifact'] == a)})" for a in arts],
                   fontsize=8)
     ax.set_ylabel("ms per inference (bar p50, whisker p90)")
+    if any(e.get("noisy") for e in ok):
+        ax.set_xlabel("faded bars, red labels: noisy (loaded machine, spread or CPU wait; reasons in the latency table)",
+                      fontsize=7, color="#b00")
     ax.set_ylim(0, top * 1.18)
     if len(configs) > 1:
         from matplotlib.patches import Patch
@@ -94,6 +100,23 @@ def plot_latency(latency: list[dict]) -> bytes | None:
     fig.suptitle("Latency per artifact and target", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return png_bytes(fig)
+
+
+LATENCY_COLUMNS = ["target", "device", "engine", "artifact", "threads", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
+                   "std_ms", "min_ms", "cpu_ms", "cpu_util", "load_ms", "first_ms", "peak_rss_mb", "noisy"]
+
+
+def latency_rows(latency: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The report's latency table: every timing, the CPU time per inference (cpu_ms, all threads) and its share of
+    wall time x threads (cpu_util), and the noisy verdict with its reasons ("no", "yes: <reasons>", "-" when not
+    judged, e.g. benchmark_model results or entries written before the verdict existed)."""
+    rows = []
+    for e in latency:
+        row = [_fmt(e.get(c)) for c in LATENCY_COLUMNS[:-1]]
+        noisy = e.get("noisy")
+        row.append("-" if noisy is None else "yes: " + "; ".join(e.get("noisy_reasons") or []) if noisy else "no")
+        rows.append(row)
+    return list(LATENCY_COLUMNS), rows
 
 
 def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = None) -> bytes | None:
@@ -305,9 +328,7 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
                        [[a, _pct(v.get("accuracy")), _fmt(v.get("drop_points"))] for a, v in acc["artifacts"].items()]))
     lat = data.get("latency") or []
     if lat:
-        lcols = ["target", "device", "engine", "artifact", "threads", "runs", "p50_ms", "p90_ms", "p99_ms", "mean_ms",
-                 "std_ms", "min_ms", "load_ms", "first_ms", "peak_rss_mb"]
-        tables.append(("Latency", lcols, [[_fmt(e.get(c)) for c in lcols] for e in lat]))
+        tables.append(("Latency", *latency_rows(lat)))
     dp = data.get("device_parity") or []
     if dp:
         tables.append(("Device parity (target outputs vs this machine, same artifact)",

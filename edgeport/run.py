@@ -315,8 +315,10 @@ def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
     from edgeport.runtime.targets import TargetOptions
 
     out, b = runner.out, plan.bench
-    settings = BenchSettings(threads=tuple(b.threads), runs=b.runs, warmup=b.warmup)
-    key = _hash({"up": k_convert, "target": target.url, "threads": b.threads, "runs": b.runs, "warmup": b.warmup})
+    settings = BenchSettings(threads=tuple(b.threads), runs=b.runs, warmup=b.warmup, min_seconds=b.min_seconds,
+                             cooldown_s=b.cooldown, max_temp_c=b.max_temp)
+    key = _hash({"up": k_convert, "target": target.url, "threads": b.threads, "runs": b.runs, "warmup": b.warmup,
+                 **({"min_seconds": b.min_seconds} if b.min_seconds else {})})
 
     def do_bench() -> list[str]:
         with captured_native_output():

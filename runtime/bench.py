@@ -19,7 +19,7 @@ from edgeport.native import captured_native_output
 from edgeport.report import Report, load_report
 from edgeport.runtime.engines import ENGINES, EngineKind, open_engine, run
 from edgeport.runtime.layout import to_artifact_layout
-from edgeport.runtime.results import make_entry
+from edgeport.runtime.results import describe_machine, make_entry
 from edgeport.runtime.targets import Target, TargetOptions
 
 DEFAULT_ENGINES = ("onnxruntime", "tflite")
@@ -43,6 +43,9 @@ class BenchSettings:
     parity: bool = True
     rss: bool = True
     seed: int = 0
+    min_seconds: float | None = None  # keep timing rounds until this many seconds and at least `runs` (MLPerf-style)
+    cooldown_s: float | None = None  # pause before timing; with max_temp_c: the bound on the wait
+    max_temp_c: float | None = None  # wait until every thermal zone is below this (targets with thermal zones)
 
 
 @dataclass
@@ -128,7 +131,8 @@ def build_job(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None,
     job = {"artifacts": [{"name": n, "file": p.name} for n, p in arts.items()], "engines": engines,
            "threads": [int(t) for t in settings.threads], "warmup": settings.warmup, "runs": settings.runs,
            "time_budget_s": settings.time_budget_s, "pin": settings.pin,
-           "parity_inputs": "parity.npz" if parity_inputs else None, "rss": settings.rss, "seed": settings.seed}
+           "parity_inputs": "parity.npz" if parity_inputs else None, "rss": settings.rss, "seed": settings.seed,
+           "min_seconds": settings.min_seconds, "cooldown_s": settings.cooldown_s, "max_temp_c": settings.max_temp_c}
     (job_dir / "job.json").write_text(json.dumps(job, indent=1))
     return references
 
@@ -160,7 +164,7 @@ def bench_artifacts(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] |
         with captured_native_output():  # the interpreters' own log lines (e.g. "Created ... XNNPACK delegate")
             references = build_job(artifacts=artifacts, nchw_shape=nchw_shape, job_dir=job_dir, settings=settings)
         data = target.run_job(job_dir, options=options)
-    machine = data["machine"]
+    machine = describe_machine(data["machine"])
     device = target.device_name(machine)
     entries = [make_entry(target=target.url, device=device, result=r, machine=machine) for r in data["results"]]
     parity = []

@@ -6,9 +6,10 @@ import sys
 
 from edgeport.console import parse_csv, parse_thread_counts
 from edgeport.errors import EdgeportError
+from edgeport.options import BenchOptions
 from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
-from edgeport.runtime.results import latency_table
+from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
 from edgeport.runtime.targets import TARGETS, TargetOptions, parse_target
 
 TARGET_USAGE = " | ".join(scheme.usage for _, scheme in TARGETS.items())
@@ -27,7 +28,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="untimed inferences per configuration first")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="time rounds until S seconds have passed (overrides --runs; at least 3 rounds)")
-    p.add_argument("--pin", default=None, metavar="CPUS", help="pin to CPUs: 0,1 | 4-7 | big")
+    p.add_argument("--pin", default=None, metavar="CPUS",
+                   help="pin to CPUs: 0,1 | 4-7 | big (default: big cores when the cores differ in max frequency)")
+    BenchOptions.add_arguments(p, only=BenchOptions.HYGIENE)
     p.add_argument("--benchmark-binary", default=None, metavar="PATH",
                    help="adb: TFLite benchmark_model binary to push and run instead of the Python runner")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="limit per remote step (seconds)")
@@ -51,7 +54,8 @@ def cmd_bench(args, con=None) -> int:
     if args.runs < 1 or args.warmup < 0:
         raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
     settings = BenchSettings(engines=engines, threads=tuple(args.threads), warmup=args.warmup, runs=args.runs,
-                             time_budget_s=args.time_budget, pin=args.pin,
+                             time_budget_s=args.time_budget, pin=args.pin, min_seconds=args.min_seconds,
+                             cooldown_s=args.cooldown, max_temp_c=args.max_temp,
                              artifacts=parse_csv(args.artifact) or None,
                              parity=not args.no_parity, rss=not args.no_rss)
     options = TargetOptions(timeout_s=args.timeout, python=args.device_python, ssh_config=args.ssh_config,
@@ -63,7 +67,12 @@ def cmd_bench(args, con=None) -> int:
     if not quiet:
         rich.print(f"[bold]{target.url}[/bold]: {m.get('arch')} {m.get('cpu_model')}, {m.get('cores')} cores; "
                    f"{', '.join(f'{k}: {v}' for k, v in m.get('runtimes', {}).items())}")
-        rich.print(latency_table(outcome.entries, title=f"latency on {target.url} (ms)"))
+        for line in conditions_lines(outcome.entries):
+            rich.print(line, markup=False)
+        device = f" ({outcome.entries[0]['device']})" if outcome.entries else ""
+        rich.print(latency_table(outcome.entries, title=f"latency on {target.url}{device} (ms)"))
+        for line in noisy_lines(outcome.entries):
+            rich.print(line, markup=False, style="yellow")
         for sk in outcome.skipped:  # the device has no runtime for these: say so, and why
             rich.print(f"skipped {sk['artifact']} ({sk['engine']}, {sk['threads']} thr) on {target.url}: "
                        f"{sk['reason']}", markup=False, style="yellow")

@@ -12,7 +12,8 @@ import edgeport, torch or anything but the stdlib, numpy and the interpreter it 
 JOB.json (paths relative to the job file's folder):
     {"artifacts": [{"name": "tflite_int8", "file": "m_int8.tflite"}],
      "engines": ["tflite", "onnxruntime"], "threads": [1, 2], "warmup": 5, "runs": 50, "time_budget_s": null,
-     "pin": "0,1" | "big" | null, "parity_inputs": "parity.npz" | null, "rss": true, "seed": 0}
+     "pin": "0,1" | "big" | null, "parity_inputs": "parity.npz" | null, "rss": true, "seed": 0,
+     "min_seconds": null, "cooldown_s": null, "max_temp_c": null}
 parity.npz holds, per artifact name, float32 samples stacked on a leading axis (S, *input_shape) in the
 artifact's own layout; the result carries each configuration's float outputs for them.
 
@@ -21,6 +22,9 @@ configuration, in an order rotated per round, so slow drift (thermal, other load
 A timed inference is set-input + invoke + read-output with inputs already in the model's dtype.
 Peak RSS: ru_maxrss of a separate process per configuration (`--probe`) that loads it and runs first + warm-up
 inferences; it includes the Python + numpy + runtime baseline of that process.
+CPU time: process CPU time (all threads) around each timed inference. Load average, /proc/stat and thermal zones
+are read right before and after the timed rounds; the host judges them (edgeport.runtime.results). Without "pin",
+cores differing in cpuinfo_max_freq: the fastest ones. /sys is read under $EDGEPORT_SYSFS_ROOT (tests: a fake tree).
 """
 from __future__ import annotations
 
@@ -82,10 +86,9 @@ class OrtEngine:
         except ImportError as exc:
             raise RuntimeMissing(f"onnxruntime is not installed for {sys.executable} ({exc}); "
                               f"pip install onnxruntime, or bench only .tflite artifacts") from None
-        levels = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        level = ort.GraphOptimizationLevel
+        levels = {"disable": level.ORT_DISABLE_ALL, "basic": level.ORT_ENABLE_BASIC,
+                  "extended": level.ORT_ENABLE_EXTENDED, "all": level.ORT_ENABLE_ALL}
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
@@ -270,17 +273,10 @@ def parse_pin(pin) -> list[int] | None:
         return None
     pin = str(pin)
     if pin == "big":
-        freqs = {}
-        for cpu in sorted(os.sched_getaffinity(0)):
-            try:
-                with open(f"/sys/devices/system/cpu/cpu{cpu}/cpufreq/cpuinfo_max_freq") as fh:
-                    freqs[cpu] = int(fh.read().strip())
-            except OSError:
-                pass
+        freqs = core_max_freqs()
         if not freqs:
             raise RunnerError("--pin big: this device exposes no cpufreq max frequencies; give CPU ids, e.g. 4-7")
-        top = max(freqs.values())
-        return sorted(c for c, f in freqs.items() if f == top)
+        return sorted(c for c, f in freqs.items() if f == max(freqs.values()))
     cpus = set()
     for part in pin.split(","):
         lo, _, hi = part.partition("-")
@@ -291,27 +287,108 @@ def parse_pin(pin) -> list[int] | None:
     return sorted(cpus)
 
 
-def machine_description(runtimes: dict | None = None) -> dict:
-    cpu_model = platform.processor() or ""
-    cpuinfo = {}
+# ---- machine state: sysfs / procfs, read raw (the host interprets them: edgeport.runtime.results) ---------------
+
+SYSFS_ROOT_ENV = "EDGEPORT_SYSFS_ROOT"
+COOLDOWN_POLL_S = 1.0
+# --max-temp without --cooldown: wait at most this long (a phone in a warm room may never cool enough: the run goes
+COOLDOWN_DEFAULT_BOUND_S = 300.0  # on, and the entry records that the temperature was not reached)
+
+
+def sys_path(path: str) -> str:  # `path` under $EDGEPORT_SYSFS_ROOT when set (a fake tree in tests)
+    return os.path.join(os.environ.get(SYSFS_ROOT_ENV) or "/", path.lstrip("/"))
+
+
+def _read(path: str) -> str | None:
     try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                cpuinfo.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    cpu_model = cpuinfo.get("model name") or cpuinfo.get("Model") or cpuinfo.get("Hardware") or cpu_model
+        with open(path) as fh:
+            return fh.read()
+    except OSError:  # absent (no such zone, not Linux) or unreadable
+        return None
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (all of them where the OS has no affinity call)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
+def core_max_freqs() -> dict[int, int]:
+    """CPU id -> cpuinfo_max_freq (kHz) of the CPUs this process may run on (those that expose one)."""
+    texts = {c: (_read(sys_path(f"/sys/devices/system/cpu/cpu{c}/cpufreq/cpuinfo_max_freq")) or "").strip()
+             for c in allowed_cpus()}
+    return {c: int(t) for c, t in texts.items() if t.isdigit()}
+
+
+def default_pin() -> tuple[list[int] | None, str | None]:
+    """(the fastest cores, why) on a CPU whose cores differ in cpuinfo_max_freq; (None, None) otherwise."""
+    freqs = core_max_freqs()
+    if len(set(freqs.values())) < 2:
+        return None, None
+    big, top, low = parse_pin("big"), max(freqs.values()) / 1e6, min(freqs.values()) / 1e6
+    return big, (f"big cores {','.join(map(str, big))} by default: cores differ in max frequency "
+                 f"({top:.2f} GHz vs {low:.2f} GHz); --pin overrides")
+
+
+def thermal_temps() -> dict[str, float]:
+    """Thermal zone -> temperature (deg C) from /sys/class/thermal/thermal_zone*/temp (millidegrees)."""
+    root, temps = sys_path("/sys/class/thermal"), {}
+    for zone in sorted(z for z in (os.listdir(root) if os.path.isdir(root) else []) if z.startswith("thermal_zone")):
+        raw = (_read(os.path.join(root, zone, "temp")) or "").strip()
+        kind = (_read(os.path.join(root, zone, "type")) or "").strip()
+        if raw.lstrip("-").isdigit():
+            temps[f"{zone}:{kind}" if kind else zone] = int(raw) / 1000.0
+    return temps
+
+
+def cpuinfo_head() -> str:
+    """The first processor's block of /proc/cpuinfo (model name, flags/Features) plus ARM's trailing Hardware /
+    Model lines; the host parses it (edgeport.runtime.cpu_features.parse_cpuinfo)."""
+    blocks = (_read("/proc/cpuinfo") or "").split("\n\n")
+    return "\n".join(blocks[:1] + [b for b in blocks[1:] if b.strip() and not b.lstrip().startswith("processor")])
+
+
+def machine_state() -> dict:
+    """Raw now: 1-min load average, /proc/stat `cpu` (jiffies), clock tick, thermal zones, process CPU and wall s."""
+    load = _read("/proc/loadavg")
+    cpu_line = next((ln.split()[1:] for ln in (_read("/proc/stat") or "").splitlines() if ln.startswith("cpu ")), None)
+    return {"loadavg1": float(load.split()[0]) if load else None,
+            "stat_cpu": [int(v) for v in cpu_line] if cpu_line else None, "clock_tck": os.sysconf("SC_CLK_TCK"),
+            "temps_c": thermal_temps(), "process_cpu_s": time.process_time(), "wall_s": time.perf_counter()}
+
+
+def cool_down(*, max_temp_c: float | None, cooldown_s: float | None) -> dict | None:
+    """The gate before timing. With `max_temp_c`: wait until every thermal zone is below it, at most `cooldown_s`
+    (default COOLDOWN_DEFAULT_BOUND_S). Without: pause `cooldown_s`. None when neither is set."""
+    if max_temp_c is None and not cooldown_s:
+        return None
+    start, hottest, reached, bound = time.monotonic(), None, None, float(cooldown_s or COOLDOWN_DEFAULT_BOUND_S)
+    while max_temp_c is not None:  # leaves by `break` only
+        hottest = max(thermal_temps().values(), default=None)
+        reached = None if hottest is None else hottest < max_temp_c
+        if reached is not False or time.monotonic() - start >= bound:
+            break
+        time.sleep(COOLDOWN_POLL_S)
+    else:  # no temperature bar: a plain pause
+        time.sleep(bound)
+    if reached is False:
+        sys.stderr.write(f"edgeport runner: still {hottest:.1f} C after {bound:.0f} s, above --max-temp "
+                         f"{max_temp_c}; timing anyway\n")
+    return {"waited_s": time.monotonic() - start, "max_temp_c": max_temp_c, "reached": reached, "temp_c": hottest}
+
+
+def machine_description(runtimes: dict | None = None) -> dict:
+    """The machine: arch, CPU model, cores, affinity, versions; `cpuinfo` (raw) for the host to parse features from."""
+    head, cpuinfo = cpuinfo_head(), {}
+    for line in head.splitlines():
+        key, _, value = line.partition(":")
+        cpuinfo.setdefault(key.strip(), value.strip())
+    cpu_model = cpuinfo.get("model name") or cpuinfo.get("Model") or cpuinfo.get("Hardware") or platform.processor()
     if "CPU part" in cpuinfo:
         cpu_model = f"{cpu_model} (implementer {cpuinfo.get('CPU implementer')}, part {cpuinfo['CPU part']})".strip()
-    try:
-        affinity = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = list(range(os.cpu_count() or 1))
-    return {"arch": platform.machine(), "cpu_model": cpu_model, "cores": os.cpu_count(), "affinity": affinity,
+    return {"arch": platform.machine(), "cpu_model": cpu_model, "cores": os.cpu_count(), "affinity": allowed_cpus(),
             "system": f"{platform.system()} {platform.release()}", "hostname": platform.node(),
             "python": platform.python_version(), "numpy": np.__version__, "runtimes": dict(runtimes or {}),
-            "rss_method": RSS_METHOD}
+            "rss_method": RSS_METHOD, "cpuinfo": head}
 
 
 def discover() -> dict:
@@ -364,89 +441,93 @@ def peak_rss_mb() -> float:
     """This process's peak resident set (MB): VmHWM from /proc/self/status. Not ru_maxrss: Linux carries the
     parent's high-water mark over fork + exec into it, so a probe started by a runner holding every model loaded
     would report the runner's peak instead of its own."""
+    hwm = [ln.split()[1] for ln in (_read("/proc/self/status") or "").splitlines() if ln.startswith("VmHWM:")]
+    return int(hwm[0]) / 1024.0 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _pin(job: dict) -> tuple[list[int] | None, str | None]:
+    """Pin this process as the job says; without "pin", to the big cores of a heterogeneous CPU."""
+    cpus, reason = (parse_pin(job["pin"]), None) if job.get("pin") else default_pin()
     try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
-    """Load every configuration, time them in interleaved rounds, return {"machine", "results", "outputs"}."""
-    cpus = parse_pin(job.get("pin"))
-    if cpus is not None:
-        try:
+        if cpus is not None:
             os.sched_setaffinity(0, cpus)
-        except OSError as exc:
-            raise RunnerError(f"cannot pin to CPUs {cpus}: {exc}") from None
-    modules = job.get("tflite_modules") or TFLITE_MODULES
-    configs = _configs(job, root)
-    warmup, runs = int(job.get("warmup", 5)), int(job.get("runs", 50))
-    budget = job.get("time_budget_s")
-    parity = {}
-    if job.get("parity_inputs"):
-        with np.load(os.path.join(root, job["parity_inputs"])) as npz:
-            parity = {k: npz[k] for k in npz.files}
+    except OSError as exc:
+        raise RunnerError(f"cannot pin to CPUs {cpus}: {exc}") from None
+    return cpus, reason
+
+
+def _load_all(job: dict, root: str) -> tuple[list[dict], list[dict], dict]:
     runtimes, loaded, skipped = {}, [], []
-    for index, cfg in enumerate(configs):
+    for index, cfg in enumerate(_configs(job, root)):
         try:
-            engine, load_ms = _load(cfg, modules)
+            engine, load_ms = _load(cfg, job.get("tflite_modules") or TFLITE_MODULES)
         except RuntimeMissing as exc:
-            skipped.append({"artifact": cfg["artifact"], "engine": cfg["engine"], "threads": cfg["threads"],
-                            "reason": str(exc)})
+            skipped.append(dict(artifact=cfg["artifact"], engine=cfg["engine"], threads=cfg["threads"], reason=str(exc)))
             continue
         runtimes[cfg["engine"]] = engine.runtime
         feed = engine.prepare(random_inputs(engine.input_specs(), job.get("seed", 0)))
         t0 = time.perf_counter()
         engine.invoke(feed)
-        first_ms = (time.perf_counter() - t0) * 1e3
-        loaded.append({"cfg": cfg, "engine": engine, "feed": feed, "load_ms": load_ms, "first_ms": first_ms,
-                       "times": [], "index": index})
+        loaded.append({"cfg": cfg, "engine": engine, "feed": feed, "load_ms": load_ms, "index": index,
+                       "first_ms": (time.perf_counter() - t0) * 1e3, "times": [], "cpu_s": 0.0})
     if not loaded:
-        reasons = sorted({s["reason"] for s in skipped})
-        raise RunnerError("no configuration can run here: " + "; ".join(reasons))
+        raise RunnerError("no configuration can run here: " + "; ".join(sorted({s["reason"] for s in skipped})))
+    return loaded, skipped, runtimes
+
+
+def _timed_rounds(loaded: list[dict], *, runs: int, budget: float | None, min_seconds: float | None) -> None:
+    """Rounds of one inference per configuration (rotated order) until `runs` rounds and `min_seconds` have passed;
+    with `budget`, until `budget` seconds (at least 3 rounds) instead. Appends wall ms and adds process CPU s."""
+    clock, cpu_clock, n_rounds = time.perf_counter, time.process_time, 0
+    start = clock()
+    while not (n_rounds >= 3 and clock() - start >= float(budget) if budget is not None else
+               n_rounds >= runs and clock() - start >= float(min_seconds or 0)):
+        k = n_rounds % len(loaded)
+        for item in loaded[k:] + loaded[:k]:
+            t0, c0 = clock(), cpu_clock()
+            item["engine"].invoke(item["feed"])
+            c1, t1 = cpu_clock(), clock()
+            item["times"].append((t1 - t0) * 1e3)
+            item["cpu_s"] += c1 - c0
+        n_rounds += 1
+
+
+def _parity_outputs(loaded: list[dict], parity: dict) -> dict:
+    """"artifact|engine" -> per output, the float outputs of each parity sample (first configuration of the pair)."""
+    outputs = {}
+    for item in loaded:
+        cfg, engine = item["cfg"], item["engine"]
+        key = f"{cfg['artifact']}|{cfg['engine']}"
+        if cfg["artifact"] in parity and key not in outputs:
+            outs = [engine.decode(engine.invoke(engine.prepare([x[None]]))) for x in parity[cfg["artifact"]]]
+            outputs[key] = [[o[i].tolist() for o in outs] for i in range(len(outs[0]))] if outs else None
+    return outputs
+
+
+def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
+    """Load every configuration, time them in interleaved rounds, return {"machine", "results", "outputs"}.
+    Each result carries its CPU time per inference and the machine state before and after the timed rounds."""
+    (cpus, pin_reason), warmup, parity = _pin(job), int(job.get("warmup", 5)), {}
+    if job.get("parity_inputs"):
+        with np.load(os.path.join(root, job["parity_inputs"])) as npz:
+            parity = {k: npz[k] for k in npz.files}
+    loaded, skipped, runtimes = _load_all(job, root)
+    cooldown = cool_down(max_temp_c=job.get("max_temp_c"), cooldown_s=job.get("cooldown_s"))
     for r in range(warmup):  # warm-up, interleaved like the timed rounds
         for item in loaded:
             item["engine"].invoke(item["feed"])
-    clock = time.perf_counter
-    start, n_rounds = clock(), 0
-    while True:
-        if budget is None and n_rounds >= runs:
-            break
-        if budget is not None and n_rounds >= 3 and clock() - start >= float(budget):
-            break
-        k = n_rounds % len(loaded)
-        for item in loaded[k:] + loaded[:k]:
-            engine, feed = item["engine"], item["feed"]
-            t0 = clock()
-            engine.invoke(feed)
-            item["times"].append((clock() - t0) * 1e3)
-        n_rounds += 1
-    results, outputs, seen = [], {}, set()
-    for item in loaded:
-        cfg = item["cfg"]
-        entry = {"engine": cfg["engine"], "artifact": cfg["artifact"], "threads": cfg["threads"],
-                 "warmup": warmup, "runs": len(item["times"]), **summarize(item["times"]),
-                 "load_ms": item["load_ms"], "first_ms": item["first_ms"], "peak_rss_mb": None}
-        if rss_probe is not None:
-            entry["peak_rss_mb"] = rss_probe(item["index"])
-        results.append(entry)
-        key = f"{cfg['artifact']}|{cfg['engine']}"
-        if cfg["artifact"] in parity and key not in seen:
-            seen.add(key)
-            engine = item["engine"]
-            per_output = None
-            for sample in parity[cfg["artifact"]]:
-                outs = engine.decode(engine.invoke(engine.prepare([sample[None]])))
-                if per_output is None:
-                    per_output = [[] for _ in outs]
-                for acc, o in zip(per_output, outs):
-                    acc.append(o.tolist())
-            outputs[key] = per_output
-    return {"machine": machine_description(runtimes), "results": results, "outputs": outputs, "skipped": skipped}
+    before = machine_state()
+    _timed_rounds(loaded, runs=int(job.get("runs", 50)), budget=job.get("time_budget_s"),
+                  min_seconds=job.get("min_seconds"))
+    after = machine_state()
+    results = [{"engine": it["cfg"]["engine"], "artifact": it["cfg"]["artifact"], "threads": it["cfg"]["threads"],
+                "warmup": warmup, "runs": len(it["times"]), **summarize(it["times"]), "load_ms": it["load_ms"],
+                "first_ms": it["first_ms"], "peak_rss_mb": None if rss_probe is None else rss_probe(it["index"]),
+                "cpu_ms": it["cpu_s"] * 1e3 / len(it["times"]), "pinned": cpus, "pin_reason": pin_reason,
+                "min_seconds": job.get("min_seconds"), "cooldown": cooldown, "state_before": before,
+                "state_after": after} for it in loaded]
+    return {"machine": machine_description(runtimes), "results": results, "outputs": _parity_outputs(loaded, parity),
+            "skipped": skipped}
 
 
 def _subprocess_probe(job_path: str):

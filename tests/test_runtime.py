@@ -237,7 +237,8 @@ def test_time_budget_runs_at_least_three_rounds(monkeypatch, tmp_path, budget_s,
     (1000 here): a budget shorter than one round still gives 3 rounds, and a budget of 8 rounds stops after 8."""
     _RecordingEngine.log = []
     _ClockedEngine.clock = [0.0]
-    monkeypatch.setattr(dr, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0]))
+    monkeypatch.setattr(dr, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0],
+                                                  process_time=lambda: 0.0))
     monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _ClockedEngine(path))
     (tmp_path / "a.tflite").write_bytes(b"")
     job = {"artifacts": [{"name": "a", "file": "a.tflite"}], "engines": ["tflite"], "threads": [1], "warmup": 0,
