@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from edgeport.console import parse_csv, parse_thread_counts
@@ -15,11 +16,18 @@ from edgeport.runtime.targets import TARGETS, TargetOptions, parse_target
 TARGET_USAGE = " | ".join(scheme.usage for _, scheme in TARGETS.items())
 
 
+def _pin_syntax(text: str) -> str:
+    """--pin's syntax is checked here (bad input, exit 2); which CPUs exist is the target's business."""
+    if text == "big" or re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: expected CPU ids like 0,1 or 4-7, or big")
+
+
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="latency of DIR's artifacts on local / ssh:// / adb:// targets, "
                                             "with the target's outputs checked against this machine")
     p.add_argument("dir", help="output directory of `edgeport export` (holds report.json)")
-    p.add_argument("--target", default="local", help=TARGET_USAGE)
+    p.add_argument("--target", "--targets", dest="target", default="local", help=TARGET_USAGE + " (one target; --targets is the same flag, the spelling `run` uses)")
     p.add_argument("--engine", default="onnxruntime,tflite",
                    help=f"comma list of engines: {', '.join(n for n in ENGINES.names() if n != 'torch')}")
     p.add_argument("--artifact", default=None, help="comma list of report.json artifact names (default: all)")
@@ -28,7 +36,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="untimed inferences per configuration first")
     p.add_argument("--time-budget", type=float, default=None, metavar="S",
                    help="time rounds until S seconds have passed (overrides --runs; at least 3 rounds)")
-    p.add_argument("--pin", default=None, metavar="CPUS",
+    p.add_argument("--pin", default=None, metavar="CPUS", type=_pin_syntax,
                    help="pin to CPUs: 0,1 | 4-7 | big (default: big cores when the cores differ in max frequency)")
     BenchOptions.add_arguments(p, only=BenchOptions.HYGIENE)
     p.add_argument("--benchmark-binary", default=None, metavar="PATH",

@@ -120,6 +120,7 @@ def test_leftovers_of_a_killed_run_are_recognised_by_name_only():
     (["export", NAME, "--input-shape", "3,100000,100000", "--out", "o"], "more than edgeport handles"),
     (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
     (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
+    (["bench", "nowhere", "--pin", "abc"], "expected CPU ids like 0,1 or 4-7, or big"),
 ])
 def test_bad_values_are_one_line_exit_2(tmp_path, args, needle):
     r = cli(*args, cwd=tmp_path)
@@ -218,3 +219,14 @@ def test_the_summary_table_fits_the_terminal_and_never_cuts_a_name(exported, wid
     assert "…" not in text
     for name in ("onnx", "tflite_fp32", "tflite_int8", "onnx_int8"):
         assert f" {name} " in text
+
+
+def test_one_spelling_per_flag_with_the_old_ones_kept():
+    from edgeport.cli import build_parser
+
+    parser = build_parser()
+    a = parser.parse_args(["validate", "d", "--trust-checkpoint"])
+    b = parser.parse_args(["validate", "d", "--trust"])
+    assert a.trust is b.trust is True
+    assert parser.parse_args(["bench", "d", "--targets", "adb://x"]).target == "adb://x"
+    assert parser.parse_args(["run", "--trust-checkpoint"]).trust is True
