@@ -54,9 +54,11 @@ class LoadedSource:
     checkpoint_format: str | None = None
     onnx_path: Path | None = None
     builder_args: dict = field(default_factory=dict)
+    factory: FactoryRef | None = None
 
     def report(self) -> dict:
-        return {
+        """report.json `source`: everything a later command needs to rebuild the reference (`rebuild_source`)."""
+        out = {
             "kind": str(self.kind),
             "name": self.name,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
@@ -65,6 +67,23 @@ class LoadedSource:
             "builder_args": self.builder_args,
             "onnx_path": str(self.onnx_path) if self.onnx_path else None,
         }
+        if self.factory is not None:
+            out.update(file=str(self.factory.path), file_sha256=self.factory.sha256, function=self.factory.function,
+                       input_shape=list(self.spec.input_shape))
+        return out
+
+
+@dataclass(frozen=True)
+class FactoryRef:
+    """A `file.py:function` source: the file (absolute), its sha256 when it was loaded, and the function name."""
+
+    path: Path
+    sha256: str
+    function: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.function}"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -224,8 +243,8 @@ def load_state_dict_strict(
     )
 
 
-def load_factory(spec_str: str) -> nn.Module:
-    """`path/to/file.py:factory` -> factory() which must return an nn.Module."""
+def load_factory(spec_str: str, *, builder_args: dict | None = None) -> nn.Module:
+    """`path/to/file.py:factory` -> factory(**builder_args) which must return an nn.Module."""
     path_str, _, attr = spec_str.rpartition(":")
     path = Path(path_str)
     if not path.is_file():
@@ -247,7 +266,7 @@ def load_factory(spec_str: str) -> nn.Module:
     if factory is None or not callable(factory):
         raise ModelBuildError(f"{path} has no callable {attr!r}")
     try:
-        obj = factory()
+        obj = factory(**(builder_args or {}))
     except SystemExit as exc:
         raise ModelBuildError(f"{spec_str} called sys.exit({exc.code})") from None
     except Exception as exc:
@@ -299,11 +318,13 @@ def resolve_source(
     if ":" in source and source.split(":")[0].endswith(".py"):
         if shape is None:
             raise ModelBuildError(f"{source}: a factory model needs --input-shape C,H,W")
-        module = load_factory(source)
-        name = source.rpartition(":")[2]
-        src = LoadedSource(SourceKind.FACTORY, name, user_spec(name, shape), module)
-        if checkpoint is not None:
-            _apply_checkpoint(src, checkpoint, trust=trust, formats={})
+        module = load_factory(source, builder_args=builder_args)
+        path_str, _, name = source.rpartition(":")
+        ref = FactoryRef(Path(path_str).resolve(), sha256_file(path_str), name)
+        src = LoadedSource(SourceKind.FACTORY, name, user_spec(name, shape), module, builder_args=builder_args,
+                           factory=ref)
+        if checkpoint is not None:  # absolute, so `validate` from another directory finds it
+            _apply_checkpoint(src, Path(checkpoint).resolve(), trust=trust, formats={})
         return src
     if source.endswith((".pt", ".pth", ".ts", ".ptl")) and Path(source).is_file():
         obj = read_checkpoint(source, trust=trust)
@@ -342,3 +363,35 @@ def _apply_checkpoint(src: LoadedSource, checkpoint, *, trust: bool, formats: di
         state = unwrap_state_dict(obj)
     src.checkpoint_format = load_state_dict_strict(src.module, state, formats=formats, name=src.name)
     src.module.eval()
+
+
+def rebuild_factory_source(record: dict, *, trust: bool = False) -> LoadedSource:
+    """Rebuild a `file.py:function` source from its report.json `source` record (LoadedSource.report()).
+
+    The factory file and the checkpoint must be the ones exported: a missing file or a different sha256 is one
+    ModelBuildError / CheckpointError line (exit 2), never a silently different reference."""
+    path = Path(record.get("file") or "")
+    function = record.get("function") or ""
+    if not record.get("file") or not function:
+        raise ModelBuildError("report.json source records no factory file/function (exported by an older edgeport)",
+                              hint="export the model again")
+    if not path.is_file():
+        raise ModelBuildError(f"factory file {path} (recorded in report.json) does not exist",
+                              hint="restore the file or export the model again")
+    if record.get("file_sha256") and sha256_file(path) != record["file_sha256"]:
+        raise ModelBuildError(f"factory file {path} changed since the export (sha256 differs)",
+                              hint="restore the exported version or export the model again")
+    checkpoint = record.get("checkpoint")
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"checkpoint {checkpoint} (recorded in report.json) does not exist",
+                                  hint="restore the file or export the model again")
+        if record.get("checkpoint_sha256") and sha256_file(checkpoint) != record["checkpoint_sha256"]:
+            raise CheckpointError(f"checkpoint {checkpoint} changed since the export (sha256 differs)",
+                                  hint="restore the exported version or export the model again")
+    shape = record.get("input_shape")
+    if not shape:
+        raise ModelBuildError("report.json source records no input shape for the factory model",
+                              hint="export the model again")
+    return resolve_source(f"{path}:{function}", checkpoint=checkpoint, builder_args=record.get("builder_args") or {},
+                          input_shape=(1, *shape), trust=trust)

@@ -2,7 +2,8 @@
 
     edgeport validate out/ [--layers] [--labels FOLDER] [--threshold tflite_int8.top1_agreement=0.9 ...]
 
-Reference: the torch model rebuilt from report.json `source` (zoo name + checkpoint); for ONNX sources (no torch
+Reference: the torch model rebuilt from report.json `source` (zoo name + checkpoint, `file.py:function` with its
+recorded sha256, builder arguments and checkpoint, TorchScript / pickled module); for ONNX sources (no torch
 model) the exported ONNX is the reference. Samples: the VALIDATION split of the calibration source (held-out
 photos for `default`, the held-out split for `digits`; `default` for folders/arrays), never overlapping the
 calibration samples (checked). Writes report.json `parity` (edgeport.metrics.parity_metrics), `accuracy` (labelled
@@ -23,7 +24,7 @@ import numpy as np
 from edgeport.calibration.samples import SampleSet, Split
 from edgeport.calibration.sources import load_samples
 from edgeport.errors import CalibrationError, EdgeportError
-from edgeport.export.checkpoint import resolve_source
+from edgeport.export.checkpoint import rebuild_factory_source, resolve_source
 from edgeport.metrics import accuracy, parity_metrics
 from edgeport.models import ModelSpec, get_spec
 from edgeport.report import load_report
@@ -87,6 +88,9 @@ def _rebuild_reference(report, *, trust: bool):
     if kind == "onnx":
         return None, resolve_source(src["onnx_path"] if Path(src.get("onnx_path") or "").is_file()
                                     else str(report.artifact_path("onnx")), input_shape=shape).spec
+    if kind == "factory":
+        loaded = rebuild_factory_source(src, trust=trust)
+        return loaded.module, loaded.spec
     name = src.get("name") or model.get("name")
     source_str = name if kind == "zoo" else (src.get("checkpoint") if kind in ("torchscript", "module") else None)
     if source_str is None:
