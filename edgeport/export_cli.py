@@ -43,7 +43,7 @@ def resolve_from_options(opts: SourceOptions):
     from edgeport.export.checkpoint import resolve_source
 
     return resolve_source(opts.source, checkpoint=opts.checkpoint, builder_args=opts.builder_kwargs(),
-                          input_shape=opts.input_shape, trust=opts.trust)
+                          input_shape=opts.input_shape, trust=opts.trust, contract=opts.input_contract())
 
 
 def cmd_export(args, con: Console) -> int:

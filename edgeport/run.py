@@ -169,7 +169,8 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
         raise EdgeportError(str(exc)) from None
     try:
         src = resolve_source(source.source, checkpoint=source.checkpoint, builder_args=source.builder_kwargs(),
-                             input_shape=source.input_shape, trust=source.trust)
+                             input_shape=source.input_shape, trust=source.trust,
+                             contract=source.input_contract())
     except (IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, ImportError) as exc:
         if source.checkpoint is None or isinstance(exc, EdgeportError):
             raise

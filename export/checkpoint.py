@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from edgeport.errors import CheckpointError, ModelBuildError
-from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, build_model, get_model_entry
+from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ChannelOrder, ModelSpec, build_model, get_model_entry
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "ema", "model_ema")
 
@@ -55,6 +55,7 @@ class LoadedSource:
     onnx_path: Path | None = None
     builder_args: dict = field(default_factory=dict)
     factory: FactoryRef | None = None
+    contract: dict = field(default_factory=dict)
 
     def report(self) -> dict:
         """report.json `source`: everything a later command needs to rebuild the reference (`rebuild_source`)."""
@@ -67,6 +68,8 @@ class LoadedSource:
             "builder_args": self.builder_args,
             "onnx_path": str(self.onnx_path) if self.onnx_path else None,
         }
+        if self.contract:  # declared by the user (--preprocess/--mean/--std/--channel-order); the spec holds it
+            out["input_contract"] = {k: (list(v) if isinstance(v, tuple) else str(v)) for k, v in self.contract.items()}
         if self.factory is not None:
             out.update(file=str(self.factory.path), file_sha256=self.factory.sha256, function=self.factory.function,
                        input_shape=list(self.spec.input_shape))
@@ -292,8 +295,30 @@ def resolve_source(
     builder_args: dict | None = None,
     input_shape: tuple[int, ...] | None = None,
     trust: bool = False,
+    contract: dict | None = None,
 ) -> LoadedSource:
-    """Turn a CLI SOURCE (+ checkpoint, builder args, input shape) into a LoadedSource, or raise a typed error."""
+    """Turn a CLI SOURCE (+ checkpoint, builder args, input shape, input contract) into a LoadedSource, or raise a
+    typed error. `contract` ({mean, std, channel_order}, SourceOptions.input_contract()) overrides the spec's."""
+    src = _resolve(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape, trust=trust)
+    return with_contract(src, contract or {})
+
+
+def with_contract(src: LoadedSource, contract: dict) -> LoadedSource:
+    """`src` with its spec's mean / std / channel order replaced by the declared ones (kept in `src.contract`)."""
+    if not contract:
+        return src
+    values = {k: tuple(float(x) for x in v) for k, v in contract.items() if k in ("mean", "std")}
+    if "channel_order" in contract:
+        try:
+            values["channel_order"] = ChannelOrder(contract["channel_order"])
+        except ValueError:
+            raise ModelBuildError(f"channel order {contract['channel_order']!r}; valid: rgb, bgr") from None
+    src.spec = replace(src.spec, **values)
+    src.contract = dict(values)
+    return src
+
+
+def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape, trust: bool) -> LoadedSource:
     from edgeport.export.onnx_export import check_input_shape
 
     builder_args = dict(builder_args or {})
@@ -394,4 +419,4 @@ def rebuild_factory_source(record: dict, *, trust: bool = False) -> LoadedSource
         raise ModelBuildError("report.json source records no input shape for the factory model",
                               hint="export the model again")
     return resolve_source(f"{path}:{function}", checkpoint=checkpoint, builder_args=record.get("builder_args") or {},
-                          input_shape=(1, *shape), trust=trust)
+                          input_shape=(1, *shape), trust=trust, contract=record.get("input_contract"))

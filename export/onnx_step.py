@@ -95,6 +95,7 @@ def export_step(
     model_info = {
         "name": source.name, "family": spec.family, "input_shape": [1, *spec.input_shape],
         "num_classes": spec.num_classes, "mean": list(spec.mean), "std": list(spec.std),
+        "channel_order": str(spec.channel_order),
         "params": count_params(source.module) if source.module is not None else None, "macs": macs,
     }
     info = {"precision": "fp32", "layout": "nchw", "io_dtype": "float32", "opset": _opset(model),

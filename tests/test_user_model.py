@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +86,63 @@ def test_run_factory_with_checkpoint_finishes(factory_model):
     rep = json.loads((d / "out" / "report.json").read_text())
     assert {"onnx", "tflite_fp32", "tflite_int8", "onnx_int8"} <= set(rep["parity"])
     assert rep["parity"]["tflite_fp32"]["reference"] == "torch"
+
+
+# ---- the input contract: --preprocess / --mean / --std / --channel-order ----------------------------------------
+
+def test_input_contract_presets_and_overrides():
+    from edgeport.errors import ModelBuildError
+    from edgeport.options import SourceOptions
+
+    assert SourceOptions().input_contract() == {}
+    tf = SourceOptions(preprocess="tf").input_contract()
+    assert tf == {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    raw = SourceOptions(preprocess="none", channel_order="bgr").input_contract()
+    assert raw["std"] == (1 / 255,) * 3 and raw["channel_order"] == "bgr"
+    mixed = SourceOptions(preprocess="imagenet", std=(0.5,)).input_contract()
+    assert mixed["mean"] == (0.485, 0.456, 0.406) and mixed["std"] == (0.5, 0.5, 0.5)
+    for bad in (SourceOptions(mean=(1.0, 2.0)), SourceOptions(std=(0.0, 1.0, 1.0))):
+        with pytest.raises(ModelBuildError):
+            bad.input_contract()
+
+
+def _photo_rgb01(spec, shape, split):
+    """The same samples as the contract under test, read as RGB 0-1: the reference the BGR arrays must mirror."""
+    import dataclasses
+
+    from edgeport.calibration import load_samples
+    from edgeport.models import ChannelOrder
+
+    rgb = dataclasses.replace(spec, mean=(0.0,) * 3, std=(1.0,) * 3, channel_order=ChannelOrder.RGB)
+    return load_samples("default", model_spec=rgb, input_shape=shape, split=split, num=4, seed=0).array()
+
+
+def test_bgr_zero_one_contract_reaches_calibration_and_validation(factory_model):
+    from edgeport.calibration import Split, load_samples
+    from edgeport.export.checkpoint import resolve_source
+    from edgeport.options import SourceOptions
+    from edgeport.report import load_report
+    from edgeport.validation.validate import choose_validation_samples, load_reference
+
+    d = factory_model
+    opts = SourceOptions(source=f"{d}/mynet.py:build", builder_args=("width=12",), input_shape=(3, 32, 32),
+                         checkpoint=str(d / "mynet.pt"), preprocess="zero-one", channel_order="bgr")
+    src = resolve_source(opts.source, checkpoint=opts.checkpoint, builder_args=opts.builder_kwargs(),
+                         input_shape=opts.input_shape, contract=opts.input_contract())
+    assert str(src.spec.channel_order) == "bgr" and src.spec.mean == (0.0,) * 3 and src.spec.std == (1.0,) * 3
+    calib = load_samples("default", model_spec=src.spec, input_shape=(3, 32, 32), num=4, seed=0).array()
+    rgb = _photo_rgb01(src.spec, (3, 32, 32), Split.CALIBRATION)
+    assert calib.min() >= 0.0 and calib.max() <= 1.0
+    np.testing.assert_array_equal(calib, rgb[:, ::-1])  # channel 0 is blue
+    assert not np.array_equal(calib, rgb)
+
+    r = cli("export", "mynet.py:build", "--arg", "width=12", "--input-shape", "3,32,32", "--checkpoint", "mynet.pt",
+            "--preprocess", "zero-one", "--channel-order", "bgr", "--precision", "fp32", "--out", "out", cwd=d)
+    assert r.returncode == 0, r.stderr
+    report = load_report(d / "out")
+    assert report.get("model")["channel_order"] == "bgr" and report.get("model")["std"] == [1.0, 1.0, 1.0]
+    assert report.get("source")["input_contract"] == {"mean": [0.0] * 3, "std": [1.0] * 3, "channel_order": "bgr"}
+    reference = load_reference(report, onnx_path=report.artifact_path("onnx"), trust=False)
+    assert reference.spec == src.spec
+    held, _ = choose_validation_samples(report, spec=reference.spec, samples="default", num=4, seed=0)
+    np.testing.assert_array_equal(held.array(), _photo_rgb01(src.spec, (3, 32, 32), Split.VALIDATION)[:, ::-1])

@@ -80,14 +80,17 @@ class Reference:
 
 
 def _rebuild_reference(report, *, trust: bool):
-    """(torch module or None, spec). Zoo and factory sources are rebuilt with their checkpoint."""
+    """(torch module or None, spec). Zoo and factory sources are rebuilt with their checkpoint; the declared input
+    contract (report.json source.input_contract) is applied again, so validation samples match calibration's."""
     src = report.get("source") or {}
     model = report.get("model") or {}
     shape = tuple(model.get("input_shape", [])[1:]) or None
     kind = src.get("kind")
+    contract = src.get("input_contract")
     if kind == "onnx":
         return None, resolve_source(src["onnx_path"] if Path(src.get("onnx_path") or "").is_file()
-                                    else str(report.artifact_path("onnx")), input_shape=shape).spec
+                                    else str(report.artifact_path("onnx")), input_shape=shape,
+                                    contract=contract).spec
     if kind == "factory":
         loaded = rebuild_factory_source(src, trust=trust)
         return loaded.module, loaded.spec
@@ -101,6 +104,7 @@ def _rebuild_reference(report, *, trust: bool):
     loaded = resolve_source(
         source_str, checkpoint=src.get("checkpoint") if kind == "zoo" else None,
         builder_args=src.get("builder_args") or {}, input_shape=spec_shape if kind == "zoo" else shape, trust=trust,
+        contract=contract,
     )
     return loaded.module, loaded.spec
 
