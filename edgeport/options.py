@@ -42,6 +42,26 @@ def parse_floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def parse_input_shape(text: str) -> tuple:
+    """`C,H,W` -> (C, H, W); `NAME=d1,d2,...` -> (NAME, (d1, d2, ...)) for one input of a several-input model."""
+    name, sep, dims = str(text).partition("=")
+    if sep:
+        if not name.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=d1,d2,... or C,H,W")
+        return (name.strip(), parse_shape(dims))
+    return parse_shape(text)
+
+
+class InputShapeAction(argparse.Action):
+    """`--input-shape C,H,W` sets `input_shape`; each `--input-shape NAME=dims` adds to `input_shapes`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values and isinstance(values[0], str):
+            setattr(namespace, "input_shapes", (*(getattr(namespace, "input_shapes", None) or ()), values))
+        else:
+            setattr(namespace, self.dest, values)
+
+
 def _flag(flag: str, *, help: str, **kw) -> Any:
     """A dataclass field's argparse declaration (flag name, help, type/choices/action)."""
     return {"flag": flag, "help": help, **kw}
@@ -85,7 +105,11 @@ class SourceOptions(_Options):
     builder_args: tuple[str, ...] = field(default=(), metadata={"cli": _flag(
         "--arg", action="append", metavar="KEY=VALUE", help="builder keyword argument (repeatable)")})
     input_shape: tuple[int, ...] | None = field(default=None, metadata={"cli": _flag(
-        "--input-shape", type=parse_shape, metavar="C,H,W", help="input shape (required for user models)")})
+        "--input-shape", type=parse_input_shape, action=InputShapeAction, metavar="C,H,W|NAME=DIMS",
+        help="input shape (required for user models; fixes an ONNX file's dynamic dimensions); NAME=DIMS for one "
+             "input of a several-input ONNX model (repeatable)")})
+    # (input name, dims) pairs from `--input-shape NAME=DIMS`
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     trust: bool = field(default=False, metadata={"cli": _flag(
         "--trust-checkpoint", action="store_true", help="allow checkpoints that need arbitrary code to unpickle")})
     exporter: str = field(default="dynamo", metadata={"cli": _flag(
@@ -106,6 +130,9 @@ class SourceOptions(_Options):
 
     def builder_kwargs(self) -> dict:
         return parse_builder_args(list(self.builder_args or ()))
+
+    def named_input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(dims) for name, dims in self.input_shapes or ()}
 
     def input_contract(self) -> dict:
         """The declared input contract: {mean, std, channel_order}, only the keys the user set (a preset sets

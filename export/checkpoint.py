@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from edgeport.errors import CheckpointError, ModelBuildError
+from edgeport.export.onnx_inputs import fix_input_shapes, graph_inputs, static_input_shapes
 from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ChannelOrder, ModelSpec, build_model, get_model_entry
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "ema", "model_ema")
@@ -56,6 +57,18 @@ class LoadedSource:
     builder_args: dict = field(default_factory=dict)
     factory: FactoryRef | None = None
     contract: dict = field(default_factory=dict)
+    # ONNX sources: {input name: static shape}, in graph order (the file's dynamic dimensions fixed)
+    input_shapes: dict = field(default_factory=dict)
+
+    def onnx_model(self):
+        """The user's ONNX file with static input shapes (`input_shapes`), not yet simplified."""
+        import onnx
+
+        return fix_input_shapes(onnx.load(str(self.onnx_path)), self.input_shapes)
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_shapes) or ["input"]
 
     def report(self) -> dict:
         """report.json `source`: everything a later command needs to rebuild the reference (`rebuild_source`)."""
@@ -70,6 +83,8 @@ class LoadedSource:
         }
         if self.contract:  # declared by the user (--preprocess/--mean/--std/--channel-order); the spec holds it
             out["input_contract"] = {k: (list(v) if isinstance(v, tuple) else str(v)) for k, v in self.contract.items()}
+        if self.input_shapes:
+            out["input_shapes"] = {k: list(v) for k, v in self.input_shapes.items()}
         if self.factory is not None:
             out.update(file=str(self.factory.path), file_sha256=self.factory.sha256, function=self.factory.function,
                        input_shape=list(self.spec.input_shape))
@@ -296,11 +311,44 @@ def resolve_source(
     input_shape: tuple[int, ...] | None = None,
     trust: bool = False,
     contract: dict | None = None,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> LoadedSource:
     """Turn a CLI SOURCE (+ checkpoint, builder args, input shape, input contract) into a LoadedSource, or raise a
     typed error. `contract` ({mean, std, channel_order}, SourceOptions.input_contract()) overrides the spec's."""
-    src = _resolve(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape, trust=trust)
+    if source.endswith(".onnx"):
+        src = _resolve_onnx(Path(source), input_shape=input_shape, input_shapes=input_shapes)
+    else:
+        if input_shapes:
+            raise ModelBuildError("--input-shape NAME=DIMS names an input of an ONNX file; give C,H,W for "
+                                  f"{source}")
+        src = _resolve(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
+                       trust=trust)
     return with_contract(src, contract or {})
+
+
+def _resolve_onnx(path: Path, *, input_shape, input_shapes: dict | None) -> LoadedSource:
+    """An ONNX file: checked, its inputs given static shapes; the spec's input shape is the image input's C,H,W."""
+    import onnx
+
+    from edgeport.export.onnx_export import check_input_shape
+
+    if not path.is_file():
+        raise ModelBuildError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ModelBuildError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    inputs = graph_inputs(model)
+    shape = check_input_shape(input_shape) if input_shape is not None else None
+    shapes = static_input_shapes(inputs, shape=shape, named=input_shapes)
+    image = next((s for s in shapes.values() if len(s) == 4), None)
+    if image is None:
+        raise ModelBuildError(f"{path} has no 4-D (N, C, H, W) input (inputs: "
+                              f"{', '.join(f'{k} {list(v)}' for k, v in shapes.items())}); edgeport converts image models")
+    spec_shape = tuple(image[1:])
+    return LoadedSource(SourceKind.ONNX, path.stem, user_spec(path.stem, spec_shape), None, onnx_path=path,
+                        input_shapes=shapes)
 
 
 def with_contract(src: LoadedSource, contract: dict) -> LoadedSource:
@@ -323,23 +371,6 @@ def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape,
 
     builder_args = dict(builder_args or {})
     shape = check_input_shape(input_shape)[1:] if input_shape is not None else None
-    if source.endswith(".onnx"):
-        path = Path(source)
-        if not path.is_file():
-            raise ModelBuildError(f"ONNX file {path} does not exist")
-        import onnx
-
-        try:
-            model = onnx.load(str(path))
-            onnx.checker.check_model(model)
-        except Exception as exc:
-            raise ModelBuildError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
-        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-        if shape is None:
-            if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
-                raise ModelBuildError(f"{path} has input shape {dims}; pass --input-shape C,H,W")
-            shape = tuple(dims[1:])
-        return LoadedSource(SourceKind.ONNX, path.stem, user_spec(path.stem, shape), None, onnx_path=path)
     if ":" in source and source.split(":")[0].endswith(".py"):
         if shape is None:
             raise ModelBuildError(f"{source}: a factory model needs --input-shape C,H,W")

@@ -89,8 +89,9 @@ def _rebuild_reference(report, *, trust: bool):
     contract = src.get("input_contract")
     if kind == "onnx":
         return None, resolve_source(src["onnx_path"] if Path(src.get("onnx_path") or "").is_file()
-                                    else str(report.artifact_path("onnx")), input_shape=shape,
-                                    contract=contract).spec
+                                    else str(report.artifact_path("onnx")),
+                                    input_shapes={k: tuple(v) for k, v in (src.get("input_shapes") or {}).items()},
+                                    input_shape=None if src.get("input_shapes") else shape, contract=contract).spec
     if kind == "factory":
         loaded = rebuild_factory_source(src, trust=trust)
         return loaded.module, loaded.spec
@@ -238,6 +239,11 @@ def validate_dir(
         raise EdgeportError(f"{out}/report.json lists no artifacts; run `edgeport export` first")
     if layers and not {"tflite_int8", "onnx"} <= set(names):
         raise EdgeportError("--layers needs tflite_int8 and onnx artifacts in DIR")
+    inputs = (report.get("source") or {}).get("input_shapes") or {}
+    if len(inputs) > 1:
+        raise EdgeportError(f"validate feeds one image input; this model has {len(inputs)} "
+                            f"({', '.join(f'{k} {v}' for k, v in inputs.items())})",
+                            hint="compare several-input models with your own data and edgeport.runtime.engines")
     artifacts = {n: report.artifact_path(n) for n in names}
     reference = load_reference(report, onnx_path=artifacts.get("onnx"), trust=trust)
     held, _ = choose_validation_samples(report, spec=reference.spec, samples=samples, num=num, seed=seed)
