@@ -393,7 +393,7 @@ def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape,
             raise ModelBuildError(f"{source}: a module checkpoint needs --input-shape C,H,W")
         kind = SourceKind.TORCHSCRIPT if isinstance(obj, torch.jit.ScriptModule) else SourceKind.MODULE
         name = Path(source).stem
-        return LoadedSource(kind, name, user_spec(name, shape), obj.eval(), checkpoint=Path(source),
+        return LoadedSource(kind, name, user_spec(name, shape), obj.eval(), checkpoint=Path(source).resolve(),
                             checkpoint_sha256=sha256_file(source), checkpoint_format=str(kind))
     entry = get_model_entry(source)  # UnknownNameError lists the valid names
     module = build_model(source, **builder_args)

@@ -146,3 +146,20 @@ def test_bgr_zero_one_contract_reaches_calibration_and_validation(factory_model)
     assert reference.spec == src.spec
     held, _ = choose_validation_samples(report, spec=reference.spec, samples="default", num=4, seed=0)
     np.testing.assert_array_equal(held.array(), _photo_rgb01(src.spec, (3, 32, 32), Split.VALIDATION)[:, ::-1])
+
+
+# ---- TorchScript: dynamo cannot trace a ScriptModule, so the legacy exporter takes over (and says so) ------------
+
+@pytest.mark.slow
+def test_torchscript_falls_back_to_the_legacy_exporter(factory_model):
+    d = factory_model
+    ns: dict = {}
+    exec(FACTORY, ns)
+    torch.jit.script(ns["build"](width=12).eval()).save(str(d / "ts.pt"))
+    r = cli("export", "ts.pt", "--input-shape", "3,32,32", "--precision", "fp32", "--out", "out", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert "used the legacy exporter" in r.stdout and "\x1b[" not in r.stdout
+    info = json.loads((d / "out" / "report.json").read_text())["artifact_info"]["onnx"]
+    assert info["exporter"] == "legacy" and "dynamo exporter failed" in info["exporter_note"]
+    result = validate_dir(d / "out", num=8)
+    assert result.parity["tflite_fp32"]["reference"] == "torch" and not result.failures
