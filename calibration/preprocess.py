@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from edgeport.models import ModelSpec
+from edgeport.models import ChannelOrder, ModelSpec
 
 
 def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -78,10 +78,13 @@ def random_resized_crop(
 
 
 def normalize(img: np.ndarray, *, spec: ModelSpec, channels: int = 3) -> np.ndarray:
-    """uint8 HxWx3 RGB -> float32 (1, C, H, W) as (x/255 - mean)/std. C=1 uses the luminance and channel 0 stats."""
+    """uint8 HxWx3 RGB -> float32 (1, C, H, W) in the spec's channel order (BGR: the channels reversed first), as
+    (x/255 - mean)/std with mean/std in that order. C=1 uses the luminance and channel 0 stats."""
     x = img.astype(np.float32) / 255.0
     mean = np.asarray(spec.mean, dtype=np.float32)
     std = np.asarray(spec.std, dtype=np.float32)
+    if channels == 3 and spec.channel_order == ChannelOrder.BGR:
+        x = x[..., ::-1]
     if channels == 1:
         x = (x @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
         mean, std = mean[:1], std[:1]

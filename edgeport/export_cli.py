@@ -43,7 +43,8 @@ def resolve_from_options(opts: SourceOptions):
     from edgeport.export.checkpoint import resolve_source
 
     return resolve_source(opts.source, checkpoint=opts.checkpoint, builder_args=opts.builder_kwargs(),
-                          input_shape=opts.input_shape, trust=opts.trust)
+                          input_shape=opts.input_shape, trust=opts.trust, contract=opts.input_contract(),
+                          input_shapes=opts.named_input_shapes())
 
 
 def cmd_export(args, con: Console) -> int:
@@ -106,6 +107,8 @@ def print_export_summary(report: Report, con: Console) -> None:
         table.add_row(name, report.artifact_file(name), f"{sum(ops.values())} ({len(ops)} types)", ptxt)
     con.print(table)
     info = report.get("artifact_info", {}) or {}
+    if (info.get("onnx") or {}).get("exporter_note"):
+        con.print(plain(info["onnx"]["exporter_note"]))
     sp = next((i.get("shuffle_pass_stats") for i in info.values() if (i.get("shuffle_pass_stats") or {}).get("found")),
               None)
     if sp:

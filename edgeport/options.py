@@ -21,6 +21,45 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
 EXPORTERS = ("dynamo", "legacy")
 ORT_INT8_SCHEMES = ("u8u8", "s8s8", "s8s8-7bit")
+CHANNEL_ORDERS = ("rgb", "bgr")
+# --preprocess presets: (mean, std) in 0-1 pixel units, applied as (x/255 - mean)/std.
+PREPROCESS_PRESETS = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision / timm
+    "tf": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # (x - 127.5) / 127.5: TF / Keras "inception" style, in [-1, 1]
+    "zero-one": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # x / 255
+    "none": ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)),  # raw 0-255 pixel values
+}
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    """A comma list of numbers (argparse type): raises ArgumentTypeError, which argparse turns into exit 2."""
+    try:
+        values = tuple(float(p) for p in parse_csv(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected one number per channel, e.g. 0.485,0.456,0.406")
+    return values
+
+
+def parse_input_shape(text: str) -> tuple:
+    """`C,H,W` -> (C, H, W); `NAME=d1,d2,...` -> (NAME, (d1, d2, ...)) for one input of a several-input model."""
+    name, sep, dims = str(text).partition("=")
+    if sep:
+        if not name.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=d1,d2,... or C,H,W")
+        return (name.strip(), parse_shape(dims))
+    return parse_shape(text)
+
+
+class InputShapeAction(argparse.Action):
+    """`--input-shape C,H,W` sets `input_shape`; each `--input-shape NAME=dims` adds to `input_shapes`."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values and isinstance(values[0], str):
+            setattr(namespace, "input_shapes", (*(getattr(namespace, "input_shapes", None) or ()), values))
+        else:
+            setattr(namespace, self.dest, values)
 
 
 def _flag(flag: str, *, help: str, **kw) -> Any:
@@ -68,15 +107,61 @@ class SourceOptions(_Options):
     builder_args: tuple[str, ...] = field(default=(), metadata={"cli": _flag(
         "--arg", action="append", metavar="KEY=VALUE", help="builder keyword argument (repeatable)")})
     input_shape: tuple[int, ...] | None = field(default=None, metadata={"cli": _flag(
-        "--input-shape", type=parse_shape, metavar="C,H,W", help="input shape (required for user models)")})
+        "--input-shape", type=parse_input_shape, action=InputShapeAction, metavar="C,H,W|NAME=DIMS",
+        help="input shape (required for user models; fixes an ONNX file's dynamic dimensions); NAME=DIMS for one "
+             "input of a several-input ONNX model (repeatable)")})
+    # (input name, dims) pairs from `--input-shape NAME=DIMS`
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     trust: bool = field(default=False, metadata={"cli": _flag(
         "--trust-checkpoint", action="store_true", help="allow checkpoints that need arbitrary code to unpickle")})
     exporter: str = field(default="dynamo", metadata={"cli": _flag(
         "--exporter", choices=EXPORTERS, help="torch ONNX exporter")})
     opset: int = field(default=18, metadata={"cli": _flag("--opset", type=int, help="ONNX opset")})
+    preprocess: str | None = field(default=None, metadata={"cli": _flag(
+        "--preprocess", choices=tuple(PREPROCESS_PRESETS), help="input normalisation preset: imagenet "
+        "(torchvision), tf ((x-127.5)/127.5), zero-one (x/255), none (raw 0-255); default: the zoo spec's, "
+        "imagenet for user models")})
+    mean: tuple[float, ...] | None = field(default=None, metadata={"cli": _flag(
+        "--mean", type=parse_floats, metavar="R,G,B", help="per-channel mean in 0-1 pixel units, in the model's "
+        "channel order (overrides --preprocess)")})
+    std: tuple[float, ...] | None = field(default=None, metadata={"cli": _flag(
+        "--std", type=parse_floats, metavar="R,G,B", help="per-channel std in 0-1 pixel units, in the model's "
+        "channel order (overrides --preprocess)")})
+    channel_order: str | None = field(default=None, metadata={"cli": _flag(
+        "--channel-order", choices=CHANNEL_ORDERS, help="colour order the model reads (default: rgb)")})
 
     def builder_kwargs(self) -> dict:
         return parse_builder_args(list(self.builder_args or ()))
+
+    def named_input_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(dims) for name, dims in self.input_shapes or ()}
+
+    def input_contract(self) -> dict:
+        """The declared input contract: {mean, std, channel_order}, only the keys the user set (a preset sets
+        mean and std; --mean / --std override it). Used identically by calibration, validation and the report."""
+        out: dict = {}
+        if self.preprocess is not None:
+            if self.preprocess not in PREPROCESS_PRESETS:
+                raise ModelBuildError(f"unknown --preprocess {self.preprocess!r}; valid: "
+                                      f"{', '.join(PREPROCESS_PRESETS)}")
+            out["mean"], out["std"] = PREPROCESS_PRESETS[self.preprocess]
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if values is None:
+                continue
+            values = tuple(float(v) for v in values)
+            if len(values) == 1:
+                values = values * 3
+            if len(values) != 3:
+                raise ModelBuildError(f"--{key} has {len(values)} values; give one or three (R,G,B)")
+            if key == "std" and any(v <= 0 for v in values):
+                raise ModelBuildError(f"--std {','.join(map(str, values))}: every value must be positive")
+            out[key] = values
+        if self.channel_order is not None:
+            if self.channel_order not in CHANNEL_ORDERS:
+                raise ModelBuildError(f"--channel-order {self.channel_order!r}; valid: {', '.join(CHANNEL_ORDERS)}")
+            out["channel_order"] = self.channel_order
+        return out
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,8 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
         raise EdgeportError(str(exc)) from None
     try:
         src = resolve_source(source.source, checkpoint=source.checkpoint, builder_args=source.builder_kwargs(),
-                             input_shape=source.input_shape, trust=source.trust)
+                             input_shape=source.input_shape, trust=source.trust,
+                             contract=source.input_contract(), input_shapes=source.named_input_shapes())
     except (IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, ImportError) as exc:
         if source.checkpoint is None or isinstance(exc, EdgeportError):
             raise
@@ -195,13 +196,15 @@ def preflight_conversion(src, *, options: ConvertOptions) -> None:
         except ValueError:
             raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
     if src.onnx_path is not None:  # a user ONNX: every op must have a lowering before we start
-        import onnx
-
         from edgeport.export.onnx_export import simplify_onnx
         from edgeport.export.tflite.build import check_supported
         from edgeport.export.tflite.graph import OnnxGraph
 
-        check_supported(OnnxGraph.from_model(simplify_onnx(onnx.load(str(src.onnx_path)))))
+        check_supported(OnnxGraph.from_model(simplify_onnx(src.onnx_model())))
+    if "int8" in options.precisions and len(src.input_names) > 1:
+        raise CalibrationError(f"INT8 calibration feeds one image input; this ONNX file has "
+                               f"{len(src.input_names)} ({', '.join(src.input_names)})",
+                               hint="convert it with --precision fp32 (or fp16)")
     if "int8" in options.precisions:
         from edgeport.calibration import Split, load_samples
         from edgeport.export.tflite.convert import check_int8_io, tflite_calibration_method

@@ -25,7 +25,8 @@ import torch
 import torch.nn as nn
 
 from edgeport.errors import CheckpointError, ModelBuildError
-from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, build_model, get_model_entry
+from edgeport.export.onnx_inputs import fix_input_shapes, graph_inputs, static_input_shapes
+from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ChannelOrder, ModelSpec, build_model, get_model_entry
 
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "ema", "model_ema")
 
@@ -54,9 +55,24 @@ class LoadedSource:
     checkpoint_format: str | None = None
     onnx_path: Path | None = None
     builder_args: dict = field(default_factory=dict)
+    factory: FactoryRef | None = None
+    contract: dict = field(default_factory=dict)
+    # ONNX sources: {input name: static shape}, in graph order (the file's dynamic dimensions fixed)
+    input_shapes: dict = field(default_factory=dict)
+
+    def onnx_model(self):
+        """The user's ONNX file with static input shapes (`input_shapes`), not yet simplified."""
+        import onnx
+
+        return fix_input_shapes(onnx.load(str(self.onnx_path)), self.input_shapes)
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_shapes) or ["input"]
 
     def report(self) -> dict:
-        return {
+        """report.json `source`: everything a later command needs to rebuild the reference (`rebuild_source`)."""
+        out = {
             "kind": str(self.kind),
             "name": self.name,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
@@ -65,6 +81,27 @@ class LoadedSource:
             "builder_args": self.builder_args,
             "onnx_path": str(self.onnx_path) if self.onnx_path else None,
         }
+        if self.contract:  # declared by the user (--preprocess/--mean/--std/--channel-order); the spec holds it
+            out["input_contract"] = {k: (list(v) if isinstance(v, tuple) else str(v)) for k, v in self.contract.items()}
+        if self.input_shapes:
+            out["input_shapes"] = {k: list(v) for k, v in self.input_shapes.items()}
+        if self.factory is not None:
+            out.update(file=str(self.factory.path), file_sha256=self.factory.sha256, function=self.factory.function,
+                       input_shape=list(self.spec.input_shape))
+        return out
+
+
+@dataclass(frozen=True)
+class FactoryRef:
+    """A `file.py:function` source: the file (absolute), its sha256 when it was loaded, and the function name."""
+
+    path: Path
+    sha256: str
+    function: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}:{self.function}"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -224,8 +261,8 @@ def load_state_dict_strict(
     )
 
 
-def load_factory(spec_str: str) -> nn.Module:
-    """`path/to/file.py:factory` -> factory() which must return an nn.Module."""
+def load_factory(spec_str: str, *, builder_args: dict | None = None) -> nn.Module:
+    """`path/to/file.py:factory` -> factory(**builder_args) which must return an nn.Module."""
     path_str, _, attr = spec_str.rpartition(":")
     path = Path(path_str)
     if not path.is_file():
@@ -247,7 +284,7 @@ def load_factory(spec_str: str) -> nn.Module:
     if factory is None or not callable(factory):
         raise ModelBuildError(f"{path} has no callable {attr!r}")
     try:
-        obj = factory()
+        obj = factory(**(builder_args or {}))
     except SystemExit as exc:
         raise ModelBuildError(f"{spec_str} called sys.exit({exc.code})") from None
     except Exception as exc:
@@ -273,37 +310,77 @@ def resolve_source(
     builder_args: dict | None = None,
     input_shape: tuple[int, ...] | None = None,
     trust: bool = False,
+    contract: dict | None = None,
+    input_shapes: dict[str, tuple[int, ...]] | None = None,
 ) -> LoadedSource:
-    """Turn a CLI SOURCE (+ checkpoint, builder args, input shape) into a LoadedSource, or raise a typed error."""
+    """Turn a CLI SOURCE (+ checkpoint, builder args, input shape, input contract) into a LoadedSource, or raise a
+    typed error. `contract` ({mean, std, channel_order}, SourceOptions.input_contract()) overrides the spec's."""
+    if source.endswith(".onnx"):
+        src = _resolve_onnx(Path(source), input_shape=input_shape, input_shapes=input_shapes)
+    else:
+        if input_shapes:
+            raise ModelBuildError("--input-shape NAME=DIMS names an input of an ONNX file; give C,H,W for "
+                                  f"{source}")
+        src = _resolve(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
+                       trust=trust)
+    return with_contract(src, contract or {})
+
+
+def _resolve_onnx(path: Path, *, input_shape, input_shapes: dict | None) -> LoadedSource:
+    """An ONNX file: checked, its inputs given static shapes; the spec's input shape is the image input's C,H,W."""
+    import onnx
+
+    from edgeport.export.onnx_export import check_input_shape
+
+    if not path.is_file():
+        raise ModelBuildError(f"ONNX file {path} does not exist")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        raise ModelBuildError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    inputs = graph_inputs(model)
+    shape = check_input_shape(input_shape) if input_shape is not None else None
+    shapes = static_input_shapes(inputs, shape=shape, named=input_shapes)
+    image = next((s for s in shapes.values() if len(s) == 4), None)
+    if image is None:
+        raise ModelBuildError(f"{path} has no 4-D (N, C, H, W) input (inputs: "
+                              f"{', '.join(f'{k} {list(v)}' for k, v in shapes.items())}); edgeport converts image models")
+    spec_shape = tuple(image[1:])
+    return LoadedSource(SourceKind.ONNX, path.stem, user_spec(path.stem, spec_shape), None, onnx_path=path,
+                        input_shapes=shapes)
+
+
+def with_contract(src: LoadedSource, contract: dict) -> LoadedSource:
+    """`src` with its spec's mean / std / channel order replaced by the declared ones (kept in `src.contract`)."""
+    if not contract:
+        return src
+    values = {k: tuple(float(x) for x in v) for k, v in contract.items() if k in ("mean", "std")}
+    if "channel_order" in contract:
+        try:
+            values["channel_order"] = ChannelOrder(contract["channel_order"])
+        except ValueError:
+            raise ModelBuildError(f"channel order {contract['channel_order']!r}; valid: rgb, bgr") from None
+    src.spec = replace(src.spec, **values)
+    src.contract = dict(values)
+    return src
+
+
+def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape, trust: bool) -> LoadedSource:
     from edgeport.export.onnx_export import check_input_shape
 
     builder_args = dict(builder_args or {})
     shape = check_input_shape(input_shape)[1:] if input_shape is not None else None
-    if source.endswith(".onnx"):
-        path = Path(source)
-        if not path.is_file():
-            raise ModelBuildError(f"ONNX file {path} does not exist")
-        import onnx
-
-        try:
-            model = onnx.load(str(path))
-            onnx.checker.check_model(model)
-        except Exception as exc:
-            raise ModelBuildError(f"{path} is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
-        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-        if shape is None:
-            if len(dims) != 4 or any(d <= 0 for d in dims[1:]):
-                raise ModelBuildError(f"{path} has input shape {dims}; pass --input-shape C,H,W")
-            shape = tuple(dims[1:])
-        return LoadedSource(SourceKind.ONNX, path.stem, user_spec(path.stem, shape), None, onnx_path=path)
     if ":" in source and source.split(":")[0].endswith(".py"):
         if shape is None:
             raise ModelBuildError(f"{source}: a factory model needs --input-shape C,H,W")
-        module = load_factory(source)
-        name = source.rpartition(":")[2]
-        src = LoadedSource(SourceKind.FACTORY, name, user_spec(name, shape), module)
-        if checkpoint is not None:
-            _apply_checkpoint(src, checkpoint, trust=trust, formats={})
+        module = load_factory(source, builder_args=builder_args)
+        path_str, _, name = source.rpartition(":")
+        ref = FactoryRef(Path(path_str).resolve(), sha256_file(path_str), name)
+        src = LoadedSource(SourceKind.FACTORY, name, user_spec(name, shape), module, builder_args=builder_args,
+                           factory=ref)
+        if checkpoint is not None:  # absolute, so `validate` from another directory finds it
+            _apply_checkpoint(src, Path(checkpoint).resolve(), trust=trust, formats={})
         return src
     if source.endswith((".pt", ".pth", ".ts", ".ptl")) and Path(source).is_file():
         obj = read_checkpoint(source, trust=trust)
@@ -316,7 +393,7 @@ def resolve_source(
             raise ModelBuildError(f"{source}: a module checkpoint needs --input-shape C,H,W")
         kind = SourceKind.TORCHSCRIPT if isinstance(obj, torch.jit.ScriptModule) else SourceKind.MODULE
         name = Path(source).stem
-        return LoadedSource(kind, name, user_spec(name, shape), obj.eval(), checkpoint=Path(source),
+        return LoadedSource(kind, name, user_spec(name, shape), obj.eval(), checkpoint=Path(source).resolve(),
                             checkpoint_sha256=sha256_file(source), checkpoint_format=str(kind))
     entry = get_model_entry(source)  # UnknownNameError lists the valid names
     module = build_model(source, **builder_args)
@@ -342,3 +419,35 @@ def _apply_checkpoint(src: LoadedSource, checkpoint, *, trust: bool, formats: di
         state = unwrap_state_dict(obj)
     src.checkpoint_format = load_state_dict_strict(src.module, state, formats=formats, name=src.name)
     src.module.eval()
+
+
+def rebuild_factory_source(record: dict, *, trust: bool = False) -> LoadedSource:
+    """Rebuild a `file.py:function` source from its report.json `source` record (LoadedSource.report()).
+
+    The factory file and the checkpoint must be the ones exported: a missing file or a different sha256 is one
+    ModelBuildError / CheckpointError line (exit 2), never a silently different reference."""
+    path = Path(record.get("file") or "")
+    function = record.get("function") or ""
+    if not record.get("file") or not function:
+        raise ModelBuildError("report.json source records no factory file/function (exported by an older edgeport)",
+                              hint="export the model again")
+    if not path.is_file():
+        raise ModelBuildError(f"factory file {path} (recorded in report.json) does not exist",
+                              hint="restore the file or export the model again")
+    if record.get("file_sha256") and sha256_file(path) != record["file_sha256"]:
+        raise ModelBuildError(f"factory file {path} changed since the export (sha256 differs)",
+                              hint="restore the exported version or export the model again")
+    checkpoint = record.get("checkpoint")
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"checkpoint {checkpoint} (recorded in report.json) does not exist",
+                                  hint="restore the file or export the model again")
+        if record.get("checkpoint_sha256") and sha256_file(checkpoint) != record["checkpoint_sha256"]:
+            raise CheckpointError(f"checkpoint {checkpoint} changed since the export (sha256 differs)",
+                                  hint="restore the exported version or export the model again")
+    shape = record.get("input_shape")
+    if not shape:
+        raise ModelBuildError("report.json source records no input shape for the factory model",
+                              hint="export the model again")
+    return resolve_source(f"{path}:{function}", checkpoint=checkpoint, builder_args=record.get("builder_args") or {},
+                          input_shape=(1, *shape), trust=trust, contract=record.get("input_contract"))

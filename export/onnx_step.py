@@ -1,6 +1,7 @@
 """The export step: a resolved source -> DIR/model.onnx (verified against torch on ONNX Runtime) -> ExportResult."""
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -11,7 +12,8 @@ import numpy as np
 import onnx
 
 from edgeport.export.analysis import count_macs, op_histogram_onnx
-from edgeport.export.checkpoint import LoadedSource
+from edgeport.errors import ExportError
+from edgeport.export.checkpoint import LoadedSource, SourceKind
 from edgeport.export.onnx_export import DEFAULT_OPSET, Exporter, export_onnx, simplify_onnx, verify_onnx
 from edgeport.models.layers import count_params
 from edgeport.files import prepare_out_dir
@@ -56,6 +58,21 @@ class ExportResult:
         return sections
 
 
+def _export_torch(source: LoadedSource, *, path: Path, opset: int, exporter, dynamic_batch: bool):
+    """(ONNX model, the exporter used, a note or None). A TorchScript archive that the dynamo exporter cannot
+    trace (torch.export does not take ScriptModules) is exported with the legacy (TorchScript) exporter instead,
+    and the note says so; for every other source a failing exporter is the error."""
+    kw = dict(input_shape=source.spec.input_shape, path=path, opset=opset, dynamic_batch=dynamic_batch)
+    try:
+        return export_onnx(source.module, exporter=exporter, **kw), Exporter(exporter), None
+    except ExportError as exc:
+        if source.kind != SourceKind.TORCHSCRIPT or Exporter(exporter) != Exporter.DYNAMO:
+            raise
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines()[0].split(". ")[0][:120]
+    model = export_onnx(source.module, exporter=Exporter.LEGACY, **kw)
+    return model, Exporter.LEGACY, f"TorchScript source: the dynamo exporter failed ({first}); used the legacy exporter"
+
+
 def export_step(
     *,
     source: LoadedSource,
@@ -74,17 +91,16 @@ def export_step(
     out = prepare_out_dir(out_dir)
     spec = source.spec
     t0 = time.perf_counter()
+    exporter_note = None
     with tempfile.TemporaryDirectory(dir=out, prefix=".stage-") as stage:
         staged = Path(stage) / ONNX_NAME
         if source.onnx_path is not None:
-            model = simplify_onnx(onnx.load(str(source.onnx_path)))
+            model = simplify_onnx(source.onnx_model())
             onnx.save(model, str(staged))
             verification = None
         else:
-            model = export_onnx(
-                source.module, input_shape=spec.input_shape, path=staged, opset=opset, exporter=exporter,
-                dynamic_batch=dynamic_batch,
-            )
+            model, exporter, exporter_note = _export_torch(source, path=staged, opset=opset, exporter=exporter,
+                                                           dynamic_batch=dynamic_batch)
             verification = verify_onnx(
                 source.module, onnx_path=staged, inputs=verification_inputs(spec, n=n_verify),
                 rel_tol=spec.tolerances.fp32_rel, min_cosine=spec.tolerances.fp32_cosine,
@@ -95,11 +111,14 @@ def export_step(
     model_info = {
         "name": source.name, "family": spec.family, "input_shape": [1, *spec.input_shape],
         "num_classes": spec.num_classes, "mean": list(spec.mean), "std": list(spec.std),
+        "channel_order": str(spec.channel_order),
         "params": count_params(source.module) if source.module is not None else None, "macs": macs,
     }
     info = {"precision": "fp32", "layout": "nchw", "io_dtype": "float32", "opset": _opset(model),
             "exporter": str(Exporter(exporter)) if source.onnx_path is None else "user",
             "dynamic_batch": dynamic_batch}
+    if source.onnx_path is None and exporter_note:
+        info["exporter_note"] = exporter_note
     parity = None
     if verification is not None:
         parity = {"max_abs_err": verification.max_abs_err, "rel_err": verification.rel_err,

@@ -187,6 +187,29 @@ def _constants_to_initializers(model):
     return model
 
 
+# Per-channel QDQ (DequantizeLinear's `axis`) needs opset 13; older files are upgraded before quantizing.
+MIN_QUANT_OPSET = 13
+
+
+def upgrade_opset(model, minimum: int = MIN_QUANT_OPSET):
+    """(model at opset >= `minimum`, report note: {"opset_upgraded": {from, to}} or {}). Older files (PP-OCR's are 11 and 12) go through
+    onnx.version_converter; a file it cannot convert is one ExportError naming the opsets."""
+    import onnx
+    from onnx import version_converter
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), minimum)
+    if opset >= minimum:
+        return model, {}
+    try:
+        upgraded = version_converter.convert_version(model, minimum)
+        onnx.checker.check_model(upgraded)
+    except Exception as exc:
+        raise ExportError(f"ORT INT8 needs ONNX opset >= {minimum}; upgrading this opset-{opset} model failed: "
+                          f"{str(exc).splitlines()[0][:160]}", hint="re-export the model at opset 13 or later, "
+                          "or leave out --precision int8") from None
+    return upgraded, {"opset_upgraded": {"from": opset, "to": minimum}}
+
+
 def _ort_method(method: CalibrationMethod):
     from onnxruntime.quantization import CalibrationMethod as M
 
@@ -272,7 +295,8 @@ def quantize_onnx_int8(
     fallback: list[str] = []
 
     prepared = out_path.parent / f".{out_path.stem}.prepared.onnx"
-    onnx.save(_constants_to_initializers(onnx.load(str(onnx_path))), str(prepared))
+    upgraded, upgrade_note = upgrade_opset(onnx.load(str(onnx_path)))
+    onnx.save(_constants_to_initializers(upgraded), str(prepared))
 
     base_overrides: dict = {}
     ort_method = CalibrationMethod.MINMAX if method == CalibrationMethod.ENTROPY else method
@@ -331,6 +355,7 @@ def quantize_onnx_int8(
         raise ExportError(f"ONNX Runtime produced no QuantizeLinear/DequantizeLinear nodes for {onnx_path}")
     return {"method": str(method), "per_channel": per_channel, "num_calibration": len(samples),
             "format": "qdq", **_scheme_summary(scheme, weights), "qdq_nodes": qdq,
-            "fallback_tensors": fallback, **({"percentile": percentile} if method == CalibrationMethod.PERCENTILE else {}),
+            "fallback_tensors": fallback, **upgrade_note,
+            **({"percentile": percentile} if method == CalibrationMethod.PERCENTILE else {}),
             **({"entropy_bins": ENTROPY_BINS, "entropy_quantized_bins": ENTROPY_QUANTIZED_BINS,
                 "entropy_tensors": len(base_overrides)} if method == CalibrationMethod.ENTROPY else {})}

@@ -48,7 +48,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     seed = DEFAULT_SEED if calibration_seed is None else calibration_seed
     if Precision.INT8 in precs:
         calib = load_samples(options.calibration, model_spec=source.spec, num=options.num_calibration, seed=seed,
-                             split=Split.CALIBRATION)
+                             split=Split.CALIBRATION, input_name=source.input_names[0])
         if console is not None:
             console.log(f"calibration: {calib!r}")
     method = CalibrationMethod(options.calibration_method)

@@ -5,7 +5,7 @@
     >>> get_spec("shufflenet_v2_x1_0").input_shape          # (3, 224, 224)
 """
 from .registry import MODELS, build_model, get_model_entry, get_spec, model_names, register_model
-from .spec import IMAGENET_MEAN, IMAGENET_STD, Layout, ModelEntry, ModelSpec, Task, Tolerances
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ChannelOrder, Layout, ModelEntry, ModelSpec, Task, Tolerances
 from .layers import calibrate_batchnorm
 
 # Importing a family module registers its models.
@@ -19,5 +19,5 @@ from . import espnet  # noqa: E402,F401
 
 __all__ = [
     "MODELS", "build_model", "get_model_entry", "get_spec", "model_names", "register_model",
-    "IMAGENET_MEAN", "IMAGENET_STD", "Layout", "ModelEntry", "ModelSpec", "Task", "Tolerances", "calibrate_batchnorm",
+    "IMAGENET_MEAN", "IMAGENET_STD", "ChannelOrder", "Layout", "ModelEntry", "ModelSpec", "Task", "Tolerances", "calibrate_batchnorm",
 ]

@@ -21,6 +21,16 @@ class Layout(str, enum.Enum):
         return self.value
 
 
+class ChannelOrder(str, enum.Enum):
+    """The colour order of a model's 3-channel input (PaddleOCR and OpenCV-trained models read BGR)."""
+
+    RGB = "rgb"
+    BGR = "bgr"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class Task(str, enum.Enum):
     CLASSIFICATION = "classification"
     SEGMENTATION = "segmentation"
@@ -47,7 +57,8 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model expects. Input is float32, NCHW in torch, RGB, values normalised as (x/255 - mean)/std.
+    """What a model expects. Input is float32, NCHW in torch, in `channel_order` (RGB unless declared), values
+    normalised as (x/255 - mean)/std with mean/std per input channel in that order.
 
     `input_shape` is (C, H, W) without the batch dimension; `resize`/`crop` say how an image is brought to it
     (resize the short side to `resize`, then centre-crop `crop`).
@@ -74,6 +85,7 @@ class ModelSpec:
     published_macs: float | None = None  # multiply-adds, at input_shape
     macs_tolerance: float = 0.03
     notes: str = ""
+    channel_order: ChannelOrder = ChannelOrder.RGB
 
     @property
     def resize_size(self) -> int:

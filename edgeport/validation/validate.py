@@ -2,7 +2,8 @@
 
     edgeport validate out/ [--layers] [--labels FOLDER] [--threshold tflite_int8.top1_agreement=0.9 ...]
 
-Reference: the torch model rebuilt from report.json `source` (zoo name + checkpoint); for ONNX sources (no torch
+Reference: the torch model rebuilt from report.json `source` (zoo name + checkpoint, `file.py:function` with its
+recorded sha256, builder arguments and checkpoint, TorchScript / pickled module); for ONNX sources (no torch
 model) the exported ONNX is the reference. Samples: the VALIDATION split of the calibration source (held-out
 photos for `default`, the held-out split for `digits`; `default` for folders/arrays), never overlapping the
 calibration samples (checked). Writes report.json `parity` (edgeport.metrics.parity_metrics), `accuracy` (labelled
@@ -23,7 +24,7 @@ import numpy as np
 from edgeport.calibration.samples import SampleSet, Split
 from edgeport.calibration.sources import load_samples
 from edgeport.errors import CalibrationError, EdgeportError
-from edgeport.export.checkpoint import resolve_source
+from edgeport.export.checkpoint import rebuild_factory_source, resolve_source
 from edgeport.metrics import accuracy, parity_metrics
 from edgeport.models import ModelSpec, get_spec
 from edgeport.report import load_report
@@ -79,14 +80,21 @@ class Reference:
 
 
 def _rebuild_reference(report, *, trust: bool):
-    """(torch module or None, spec). Zoo and factory sources are rebuilt with their checkpoint."""
+    """(torch module or None, spec). Zoo and factory sources are rebuilt with their checkpoint; the declared input
+    contract (report.json source.input_contract) is applied again, so validation samples match calibration's."""
     src = report.get("source") or {}
     model = report.get("model") or {}
     shape = tuple(model.get("input_shape", [])[1:]) or None
     kind = src.get("kind")
+    contract = src.get("input_contract")
     if kind == "onnx":
         return None, resolve_source(src["onnx_path"] if Path(src.get("onnx_path") or "").is_file()
-                                    else str(report.artifact_path("onnx")), input_shape=shape).spec
+                                    else str(report.artifact_path("onnx")),
+                                    input_shapes={k: tuple(v) for k, v in (src.get("input_shapes") or {}).items()},
+                                    input_shape=None if src.get("input_shapes") else shape, contract=contract).spec
+    if kind == "factory":
+        loaded = rebuild_factory_source(src, trust=trust)
+        return loaded.module, loaded.spec
     name = src.get("name") or model.get("name")
     source_str = name if kind == "zoo" else (src.get("checkpoint") if kind in ("torchscript", "module") else None)
     if source_str is None:
@@ -97,6 +105,7 @@ def _rebuild_reference(report, *, trust: bool):
     loaded = resolve_source(
         source_str, checkpoint=src.get("checkpoint") if kind == "zoo" else None,
         builder_args=src.get("builder_args") or {}, input_shape=spec_shape if kind == "zoo" else shape, trust=trust,
+        contract=contract,
     )
     return loaded.module, loaded.spec
 
@@ -230,6 +239,11 @@ def validate_dir(
         raise EdgeportError(f"{out}/report.json lists no artifacts; run `edgeport export` first")
     if layers and not {"tflite_int8", "onnx"} <= set(names):
         raise EdgeportError("--layers needs tflite_int8 and onnx artifacts in DIR")
+    inputs = (report.get("source") or {}).get("input_shapes") or {}
+    if len(inputs) > 1:
+        raise EdgeportError(f"validate feeds one image input; this model has {len(inputs)} "
+                            f"({', '.join(f'{k} {v}' for k, v in inputs.items())})",
+                            hint="compare several-input models with your own data and edgeport.runtime.engines")
     artifacts = {n: report.artifact_path(n) for n in names}
     reference = load_reference(report, onnx_path=artifacts.get("onnx"), trust=trust)
     held, _ = choose_validation_samples(report, spec=reference.spec, samples=samples, num=num, seed=seed)
