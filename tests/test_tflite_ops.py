@@ -364,10 +364,59 @@ def test_channel_shuffle_is_three_tiled_transposes(case_id, tmp_path, monkeypatc
 
 def test_unsupported_op_names_op_and_node_and_writes_nothing(tmp_path):
     x = rnd(1, 4, 5, 5)
-    model = make_model([N("Relu", ["x"], ["r"]), N("Erf", ["r"], ["y"], name="my_erf_node")], {"x": x})
+    model = make_model([N("Relu", ["x"], ["r"]), N("Round", ["r"], ["y"], name="my_round_node")], {"x": x})
     with pytest.raises(UnsupportedOpError) as ei:
         convert(model, out_dir=tmp_path / "out", precisions=["fp32", "fp16"])
     msg = str(ei.value)
-    assert "'Erf'" in msg and "my_erf_node" in msg and "Conv" in msg
-    assert ei.value.op_type == "Erf" and ei.value.node_name == "my_erf_node"
+    assert "'Round'" in msg and "my_round_node" in msg and "Conv" in msg
+    assert ei.value.op_type == "Round" and ei.value.node_name == "my_round_node"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _shuffle_head_block(pool: str):
+    """A user-style AugShuffleNet tail: 1x1 conv, channel shuffle in 4 groups, global mean, linear."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 16, 1)
+            self.dw = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+            self.fc = torch.nn.Linear(16, 5)
+
+        def forward(self, x):
+            x = torch.relu(self.conv(x))
+            n, c, h, w = x.shape
+            x = x.view(n, 4, c // 4, h, w).transpose(1, 2).reshape(n, c, h, w)
+            x = self.dw(x)
+            if pool == "mean":
+                x = x.mean((2, 3))
+            else:
+                x = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
+            return self.fc(x)
+
+    torch.manual_seed(0)
+    return Block().eval()
+
+
+@pytest.mark.parametrize("pool", ["mean", "gap_flatten"])
+def test_shuffle_before_mean_and_linear_is_absorbed_into_the_linear(pool, tmp_path):
+    """The shuffle pass never emits an op the converter cannot lower: a channel shuffle that reaches a linear layer
+    through a global mean is absorbed into the linear's weights (the mean commutes with a channel permutation)."""
+    import io
+
+    import onnx
+    import torch
+
+    block = _shuffle_head_block(pool)
+    x = rnd(1, 8, 6, 6)
+    buf = io.BytesIO()
+    torch.onnx.export(block, torch.from_numpy(x), buf, input_names=["x"], output_names=["y"], opset_version=17,
+                      dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    ref = run_ort(model, {"x": x})
+    res = convert(model, out_dir=tmp_path, precisions=["fp32"])
+    got = run_tflite(res.artifacts["fp32"], res, {"x": x})
+    assert np.abs(ref[0] - got[0]).max() <= 1e-5 * max(1.0, float(np.abs(ref[0]).max()))
+    assert "GATHER" not in res.ops["fp32"] and "TRANSPOSE" not in res.ops["fp32"], res.ops["fp32"]
+    assert res.layout_transposes == 0
