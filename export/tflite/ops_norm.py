@@ -47,23 +47,24 @@ def gelu(ctx, node, attrs):
     return [Value(y, x.perm, x.shape)]
 
 
-def normalize(x: Value, axes: list[int], eps: float) -> tf.Tensor:
-    """(x - mean) / sqrt(var + eps) over the ONNX `axes` of x (MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL)."""
+def normalize(x: Value, axes: list[int], eps: float) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(x - mean) / sqrt(var + eps) over the ONNX `axes` of x (MEAN, SUB, MUL, MEAN, ADD, RSQRT, MUL); also the mean
+    and 1/sqrt(var + eps), reduced axes kept."""
     tf_axes = sorted(x.tf_axis(a) for a in axes)
     mean = tf.math.reduce_mean(x.tensor, axis=tf_axes, keepdims=True)
     d = x.tensor - mean
     var = tf.math.reduce_mean(d * d, axis=tf_axes, keepdims=True)
-    return d * tf.math.rsqrt(var + _F(eps))
+    rstd = tf.math.rsqrt(var + _F(eps))
+    return d * rstd, mean, rstd
 
 
 @lowering("LayerNormalization")
 def layer_normalization(ctx, node, attrs):
     """Over ONNX axes [axis, rank): scale and bias broadcast over those axes (constants laid out like x)."""
-    if len(node.output) > 1 and any(node.output[1:]):
-        raise unsupported(node, "the Mean / InvStdDev outputs of LayerNormalization are not lowered")
     x = ctx.act(node, 0)
     axis = int(attrs.get("axis", -1)) % x.rank
-    y = normalize(x, list(range(axis, x.rank)), float(attrs.get("epsilon", 1e-5)))
+    y, mean, rstd = normalize(x, list(range(axis, x.rank)), float(attrs.get("epsilon", 1e-5)))
+    stat_shape = tuple(d if i < axis else 1 for i, d in enumerate(x.shape))
     for i, fn in ((1, tf.math.multiply), (2, tf.math.add)):
         p = ctx.get(node.input[i]) if len(node.input) > i else None
         if p is None:
@@ -71,7 +72,7 @@ def layer_normalization(ctx, node, attrs):
         if isinstance(p, Value):
             raise unsupported(node, f"input {i} must be a constant")
         y = fn(y, ctx.const_in_layout(np.asarray(p, _F), x.rank, x.perm))
-    return [Value(y, x.perm, x.shape)]
+    return [Value(y, x.perm, x.shape), Value(mean, x.perm, stat_shape), Value(rstd, x.perm, stat_shape)]
 
 
 @lowering("InstanceNormalization")
@@ -79,7 +80,7 @@ def instance_normalization(ctx, node, attrs):
     """Per sample and channel over the spatial axes; per-channel scale and bias (torch's GroupNorm export reshapes
     to (N, groups, -1) and runs this with unit scale)."""
     x = ctx.act(node, 0)
-    y = normalize(x, list(range(2, x.rank)), float(attrs.get("epsilon", 1e-5)))
+    y = normalize(x, list(range(2, x.rank)), float(attrs.get("epsilon", 1e-5)))[0]
     shape = (x.shape[1],) + (1,) * (x.rank - 2)
     scale = np.asarray(ctx.const(node, 1), _F).reshape(shape)
     bias = np.asarray(ctx.const(node, 2), _F).reshape(shape)
