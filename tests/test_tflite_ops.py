@@ -309,6 +309,8 @@ CASES = [
     ("gather_computed_indices", [N("TopK", ["s", "k"], ["v", "i"], axis=-1), N("Gather", ["x", "i"], ["y"], axis=0)],
      {"x": rnd(7, 3), "s": rnd(7)}, {"k": np.array([3], np.int64)}, False),
     ("topk_last", [N("TopK", ["x", "k"], ["y", "i"], axis=-1)], {"x": rnd(2, 9)}, {"k": np.array([4], np.int64)}, False),
+    ("topk_smallest", [N("TopK", ["x", "k"], ["y", "i"], axis=0, largest=0)], {"x": rnd(9, 2)},
+     {"k": np.array([3], np.int64)}, True),
     ("topk_channels_nhwc", [N("TopK", ["x", "k"], ["y", "i"], axis=1)], {"x": X8}, {"k": np.array([2], np.int64)},
      False),
     ("where_compare", [N("Greater", ["x", "z"], ["g"]), N("Less", ["x", "c"], ["l"]), N("Equal", ["g", "l"], ["e"]),

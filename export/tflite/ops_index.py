@@ -57,15 +57,17 @@ def gather(ctx, node, attrs):
 
 @lowering("TopK")
 def top_k(ctx, node, attrs):
-    """TOPK_V2 works on the innermost axis: an axis that is innermost in the tracked layout needs no transpose."""
+    """TOPK_V2 works on the innermost axis: an axis that is innermost in the tracked layout needs no transpose.
+    largest=0: the top k of -x (NEG before and after)."""
     x = ctx.act(node, 0)
     axis = int(attrs.get("axis", -1)) % x.rank
     k = int(np.asarray(ctx.const(node, 1)).reshape(-1)[0])
-    if not int(attrs.get("largest", 1)):
-        raise unsupported(node, "TopK largest=0 is not lowered")
+    largest = bool(int(attrs.get("largest", 1)))
     perm = x.perm if x.tf_axis(axis) == x.rank - 1 else tuple(a for a in range(x.rank) if a != axis) + (axis,)
     t = ctx.to_perm(x, perm)
-    vals, ind = tf.math.top_k(t, k=k, sorted=True)
+    vals, ind = tf.math.top_k(t if largest else -t, k=k, sorted=True)
+    if not largest:
+        vals = -vals
     shape = tuple(k if i == axis else d for i, d in enumerate(x.shape))
     return [Value(vals, perm, shape), Value(tf.cast(ind, tf.int64), perm, shape)]
 
