@@ -26,7 +26,7 @@ def erf(ctx, node, attrs):
     poly = _F(_AS_A[4])
     for a in reversed(_AS_A[:4]):
         poly = poly * t + _F(a)
-    y_abs = 1.0 - poly * t * tf.math.exp(-(ax * ax))
+    y_abs = 1.0 - poly * t * tf.math.exp(ax * (ax * _F(-1.0)))  # not NEG: the INT8 quantizer leaves NEG float
     sign = t_in / tf.math.maximum(ax, _F(1e-30))
     return [Value(y_abs * sign, x.perm, x.shape)]
 
