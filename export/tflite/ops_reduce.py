@@ -21,7 +21,10 @@ def _reduce(fn):
                 return [Value(tf.identity(x.tensor), x.perm, x.shape)]
             axes = list(range(x.rank))
         axes = sorted({a % x.rank for a in axes})
-        y = fn(x.tensor, axis=[x.tf_axis(a) for a in axes], keepdims=keep)
+        if x.tensor.dtype == tf.bool:  # ReduceMax / ReduceMin of bool (any / all): on 0/1 integers
+            y = tf.cast(fn(tf.cast(x.tensor, tf.int32), axis=[x.tf_axis(a) for a in axes], keepdims=keep), tf.bool)
+        else:
+            y = fn(x.tensor, axis=[x.tf_axis(a) for a in axes], keepdims=keep)
         if keep:
             shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
             return [Value(y, x.perm, shape)]

@@ -123,7 +123,8 @@ def resize_by_matrices(ctx, node, x: Value) -> list[Value]:
     consts = {n: ctx.const(node, i) for i, n in enumerate(node.input) if i and n}
     got = axis_maps(node, consts, x.shape, ctx.graph.opset)
     if got is None:
-        raise unsupported(node, f"this Resize on a {x.shape} tensor is too large for the matrix form, or its crop is empty")
+        raise unsupported(node, f"this Resize on a {x.shape} tensor is too large for the matrix form, or its crop "
+                                "is empty")
     out_shape, maps = got
     t = x.tensor
     for a, A, b in reversed(maps):  # the reference interpolates the innermost axis first
