@@ -402,15 +402,19 @@ def _shuffle_head_block(pool: str):
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(8, 16, 1)
+            self.conv2 = torch.nn.Conv2d(8, 8, 1)
             self.dw = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
             self.fc = torch.nn.Linear(16, 5)
 
         def forward(self, x):
-            x = torch.relu(self.conv(x))
+            if pool == "concat_mean":  # AugShuffleNet-style: the shuffled tensor is a concat of two producers
+                x = torch.cat([x, torch.relu(self.conv2(x))], 1)
+            else:
+                x = torch.relu(self.conv(x))
             n, c, h, w = x.shape
             x = x.view(n, 4, c // 4, h, w).transpose(1, 2).reshape(n, c, h, w)
             x = self.dw(x)
-            if pool == "mean":
+            if pool in ("mean", "concat_mean"):
                 x = x.mean((2, 3))
             else:
                 x = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
@@ -420,7 +424,7 @@ def _shuffle_head_block(pool: str):
     return Block().eval()
 
 
-@pytest.mark.parametrize("pool", ["mean", "gap_flatten"])
+@pytest.mark.parametrize("pool", ["mean", "gap_flatten", "concat_mean"])
 def test_shuffle_before_mean_and_linear_is_absorbed_into_the_linear(pool, tmp_path):
     """The shuffle pass never emits an op the converter cannot lower: a channel shuffle that reaches a linear layer
     through a global mean is absorbed into the linear's weights (the mean commutes with a channel permutation)."""
@@ -439,5 +443,5 @@ def test_shuffle_before_mean_and_linear_is_absorbed_into_the_linear(pool, tmp_pa
     res = convert(model, out_dir=tmp_path, precisions=["fp32"])
     got = run_tflite(res.artifacts["fp32"], res, {"x": x})
     assert np.abs(ref[0] - got[0]).max() <= 1e-5 * max(1.0, float(np.abs(ref[0]).max()))
-    assert "GATHER" not in res.ops["fp32"] and "TRANSPOSE" not in res.ops["fp32"], res.ops["fp32"]
+    assert "GATHER" not in res.ops["fp32"] and "TRANSPOSE" not in res.ops["fp32"], dict(res.ops["fp32"])
     assert res.layout_transposes == 0

@@ -2,8 +2,8 @@
 
 The mean over H, W commutes with a channel permutation, so `Gemm(Flatten(GAP(x_perm)), W)` equals the original when
 W's input rows are permuted the same way: no Gather, no shuffle, no Slice/Concat to put the channels back in order.
-Handled heads: (GlobalAveragePool | ReduceMean over H, W with keepdims) -> Flatten | Reshape to (N, C), and
-ReduceMean over H, W without keepdims; every consumer of the (N, C) tensor must be a Gemm (transA = 0) or a MatMul
+Applied only where the original order would need the shuffle back or a Gather (`needs_reorder`). Handled heads:
+GlobalAveragePool -> Flatten | Reshape to (N, C), and ReduceMean over H, W without keepdims; every consumer of the (N, C) tensor must be a Gemm (transA = 0) or a MatMul
 with a constant 2-D weight, and the tensor must not be a graph output.
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 from onnx import helper
+
+from .track import MAX_RUNS, channel_runs
 
 
 def spatial_mean_axes(rw, node: onnx.NodeProto) -> list[int] | None:
@@ -44,9 +46,12 @@ def _linear_consumers(rw, name: str) -> list[onnx.NodeProto] | None:
     return users
 
 
-def is_spatial_mean(rw, node: onnx.NodeProto) -> bool:
-    """A ReduceMean over exactly H, W of a tracked 4-D tensor, keeping dims: a per-channel op."""
-    return node.op_type == "ReduceMean" and spatial_mean_axes(rw, node) == [2, 3] and _keepdims(node) == 1
+def needs_reorder(rw, v) -> bool:
+    """True when v's original order cannot be assembled from a few Slice/Concat runs (`Tracker.specific` would emit
+    the shuffle back, or a Gather): only then is the head absorbed, so every graph the pass already assembled from
+    slices stays exactly as it was."""
+    w = v.take(np.arange(v.channels))
+    return len(channel_runs(w.pairs())) > MAX_RUNS
 
 
 def absorb_head(rw, node: onnx.NodeProto) -> bool:
@@ -68,7 +73,7 @@ def absorb_head(rw, node: onnx.NodeProto) -> bool:
             return False
     else:
         return False
-    if _linear_consumers(rw, out) is None:
+    if _linear_consumers(rw, out) is None or not needs_reorder(rw, v):
         return False
     phys, order, _ = rw.single_source(v, node.name or node.op_type)
     new = helper.make_node(node.op_type, [phys, *node.input[1:]], [out], name=node.name, domain=node.domain)

@@ -3,9 +3,9 @@
 A node none of whose inputs is channel-tracked is copied as is. Otherwise the rewriter registered for its op type
 (`@rewriter("Conv")`, `REWRITERS`) rewrites it and returns True, or returns False to fall back: elementwise unary
 ops and pools run per-channel on the physical tensor; anything else goes generic (every tracked input assembled in
-its original channel order). A ReduceMean over H, W keeping dims is per-channel; a reduction to (N, C) whose only
-consumers are linear layers leaves its output permuted and the linears' weights absorb the order (`linear_head`);
-other reductions to (N, C) go generic: they leave the channel-tracked world.
+its original channel order). A reduction to (N, C) whose only consumers are linear layers, and whose original order
+could only be assembled with a Gather, leaves its output permuted and the linears' weights absorb the order
+(`linear_head`); other reductions to (N, C) go generic: they leave the channel-tracked world.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from onnx import helper
 from edgeport.registry import Registry
 
 from .forms import GroupedShuffleForm
-from .linear_head import absorb_head, is_spatial_mean, permuted_linear
+from .linear_head import absorb_head, permuted_linear
 from .match import attr, find_channel_shuffles, shuffle_permutation
 from .track import MAX_RUNS, LogicalValue, Tracker, channel_runs
 
@@ -95,7 +95,7 @@ class Rewriter(Tracker):
         if op in REWRITERS and REWRITERS.get(op)(self, node):
             self.stats.rewrites[op] = self.stats.rewrites.get(op, 0) + 1
             return
-        if op in UNARY_OPS or op in POOL_OPS or is_spatial_mean(self, node):
+        if op in UNARY_OPS or op in POOL_OPS:
             if self.per_channel(node, {}):
                 return
         if absorb_head(self, node):
