@@ -24,6 +24,9 @@ def rnd(*shape, scale=1.0):
 N = helper.make_node
 X4 = rnd(1, 4, 9, 10)   # odd/even spatial on purpose
 X8 = rnd(1, 8, 8, 8)
+GELU_C = {"s2": np.array(np.sqrt(2.0), np.float32), "is2": np.array(1 / np.sqrt(2.0), np.float32),
+          "one": np.array(1.0, np.float32), "half": np.array(0.5, np.float32), "three": np.array(3.0, np.float32),
+          "k1": np.array(0.044715, np.float32), "k2": np.array(np.sqrt(2 / np.pi), np.float32)}
 
 # (id, nodes, inputs, initializers, allow_transpose)
 CASES = [
@@ -66,6 +69,9 @@ CASES = [
      {"x": rnd(3, 6)}, {"w": rnd(6, 4), "b": rnd(1, 4)}, False),
     ("matmul_const", [N("MatMul", ["x", "w"], ["y"])], {"x": rnd(2, 6)}, {"w": rnd(6, 3)}, False),
     ("matmul_act", [N("MatMul", ["x", "z"], ["y"])], {"x": rnd(2, 3, 6), "z": rnd(2, 6, 4)}, {}, False),
+    ("matmul_vectors", [N("MatMul", ["x", "w"], ["m"]), N("MatMul", ["z", "m"], ["y"])],
+     {"x": rnd(6), "z": rnd(2, 3, 4)},
+     {"w": rnd(6, 4)}, False),
     # ---- element-wise, broadcasting against NHWC activations
     ("add_chan_const", [N("Add", ["x", "c"], ["y"])], {"x": X4}, {"c": rnd(4, 1, 1)}, False),
     ("add_two_acts", [N("Add", ["x", "z"], ["y"])], {"x": X4, "z": rnd(1, 4, 9, 10)}, {}, False),
@@ -215,15 +221,122 @@ CASES = [
     ("resize_nearest_ceil_fallback", [N("Resize", ["x", "", "", "sz"], ["y"], mode="nearest",
                                         coordinate_transformation_mode="half_pixel", nearest_mode="ceil")],
      {"x": rnd(1, 4, 3, 3)}, {"sz": np.array([1, 4, 7, 7], np.int64)}, False),
+    # modes with no TFLite kernel: one constant interpolation matrix per axis (FULLY_CONNECTED / BATCH_MATMUL)
+    ("resize_cubic_half_pixel", [N("Resize", ["x", "", "sc"], ["y"], mode="cubic")],
+     {"x": X4}, {"sc": np.array([1, 1, 2, 1.5], np.float32)}, False),
+    ("resize_cubic_align_exclude", [N("Resize", ["x", "", "", "sz"], ["y"], mode="cubic", cubic_coeff_a=-0.5,
+                                      exclude_outside=1, coordinate_transformation_mode="align_corners")],
+     {"x": X4}, {"sz": np.array([1, 4, 5, 13], np.int64)}, False),
+    ("resize_linear_antialias_down", [N("Resize", ["x", "", "", "sz"], ["y"], mode="linear", antialias=1)],
+     {"x": X8}, {"sz": np.array([1, 8, 3, 5], np.int64)}, False),
+    ("resize_tf_crop_extrapolate", [N("Resize", ["x", "roi", "", "sz"], ["y"], mode="linear",
+                                      coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=2.0)],
+     {"x": X4}, {"roi": np.array([0, 0, 0.2, -0.1, 1, 1, 0.9, 1.2], np.float32),
+                 "sz": np.array([1, 4, 6, 7], np.int64)}, False),
+    ("resize_nearest_keep_aspect", [N("Resize", ["x", "", "", "sz"], ["y"], mode="nearest", axes=[2, 3],
+                                      keep_aspect_ratio_policy="not_larger")],
+     {"x": X4}, {"sz": np.array([14, 30], np.int64)}, False),
     # ---- constants and static shapes
     ("constant_shape_reshape", [N("Constant", [], ["c"], value=helper.make_tensor("v", 1, [4, 1, 1], [1, 2, 3, 4])),
                                 N("Mul", ["x", "c"], ["m"]), N("Shape", ["m"], ["s"]),
                                 N("Reshape", ["m", "s"], ["y"])], {"x": X4}, {}, False),
+    # ---- transformer-era ops (issue 17): GELU patterns, Erf, LayerNorm, Pow, attention matmuls, any-axis softmax
+    ("gelu_erf_pattern", [N("Div", ["x", "s2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["e", "one"], ["a"]),
+                          N("Mul", ["x", "a"], ["m"]), N("Mul", ["m", "half"], ["y"])], {"x": X4 * 3}, GELU_C, False),
+    ("gelu_erf_pattern_half_first", [N("Mul", ["x", "is2"], ["d"]), N("Erf", ["d"], ["e"]),
+                                     N("Mul", ["half", "x"], ["h"]), N("Add", ["one", "e"], ["a"]), N("Mul", ["h", "a"], ["y"])],
+     {"x": rnd(2, 5, 6) * 3}, GELU_C, False),
+    ("gelu_tanh_pattern", [N("Pow", ["x", "three"], ["p"]), N("Mul", ["p", "k1"], ["q"]), N("Add", ["x", "q"], ["s"]),
+                           N("Mul", ["s", "k2"], ["u"]), N("Tanh", ["u"], ["t"]), N("Add", ["t", "one"], ["a"]),
+                           N("Mul", ["x", "half"], ["h"]), N("Mul", ["h", "a"], ["y"])], {"x": X4 * 3}, GELU_C, False),
+    ("gelu_onnx20", [N("Gelu", ["x"], ["y"])], {"x": rnd(1, 7, 12) * 3}, {}, False, 20),
+    ("gelu_onnx20_tanh", [N("Gelu", ["x"], ["y"], approximate="tanh")], {"x": rnd(1, 7, 12) * 3}, {}, False, 20),
+    ("erf_alone", [N("Erf", ["x"], ["y"])], {"x": X4 * 2}, {}, False),
+    ("erf_shared_input", [N("Div", ["x", "s2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["e", "d"], ["y"])],
+     {"x": X4 * 3}, GELU_C, False),
+    ("layernorm_last", [N("LayerNormalization", ["x", "g", "b"], ["y"], epsilon=1e-6)], {"x": rnd(2, 5, 16)},
+     {"g": rnd(16), "b": rnd(16)}, False),
+    ("layernorm_axis1_4d", [N("LayerNormalization", ["x", "g"], ["y"], axis=1)], {"x": X4}, {"g": rnd(4, 9, 10)},
+     False),
+    ("layernorm_channels_nhwc", [N("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                                 N("LayerNormalization", ["t", "g", "b"], ["l"]),
+                                 N("Transpose", ["l"], ["y"], perm=[0, 3, 1, 2])], {"x": X4},
+     {"g": rnd(4), "b": rnd(4)}, False),
+    ("layernorm_decomposed_opset13", [N("ReduceMean", ["x"], ["m"], axes=[-1]), N("Sub", ["x", "m"], ["d"]),
+                                      N("Pow", ["d", "two"], ["p"]), N("ReduceMean", ["p"], ["v"], axes=[-1]),
+                                      N("Add", ["v", "eps"], ["ve"]), N("Sqrt", ["ve"], ["sd"]),
+                                      N("Div", ["d", "sd"], ["n"]), N("Mul", ["n", "g"], ["ng"]),
+                                      N("Add", ["ng", "b"], ["y"])], {"x": rnd(1, 6, 10)},
+     {"two": np.array(2.0, np.float32), "eps": np.array(1e-5, np.float32), "g": rnd(10), "b": rnd(10)}, False, 13),
+    ("pow_forms", [N("Abs", ["x"], ["a"]), N("Pow", ["a", "h"], ["p1"]), N("Pow", ["p1", "three"], ["p2"]),
+                   N("Pow", ["p2", "g"], ["p3"]), N("Pow", ["p3", "mh"], ["y"])], {"x": X4 + 0.1},
+     {"h": np.array(0.5, np.float32), "three": np.array(3.0, np.float32), "g": np.array(1.7, np.float32),
+      "mh": np.array(-0.5, np.float32)}, False),
+    ("pow_computed_exponent", [N("Abs", ["x"], ["a"]), N("Sigmoid", ["z"], ["e"]), N("Pow", ["a", "e"], ["y"])],
+     {"x": X4 + 0.1, "z": rnd(4, 1, 1)}, {}, False),
+    ("attention_matmuls", [N("MatMul", ["q", "kt"], ["s"]), N("Softmax", ["s"], ["p"], axis=-1),
+                           N("MatMul", ["p", "v"], ["y"])], {"q": rnd(2, 5, 4), "kt": rnd(2, 4, 5),
+                                                            "v": rnd(2, 5, 3)}, {}, False),
+    ("matmul_k_transposed", [N("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), N("MatMul", ["q", "kt"], ["y"])],
+     {"q": rnd(2, 5, 4), "k": rnd(2, 6, 4)}, {}, False),
+    # 4-D heads from a token tensor: (B, N, H*d) -> (B, N, H, d) -> (B, H, N, d); K read transposed
+    ("attention_heads_4d", [N("Reshape", ["x", "s4"], ["r"]), N("Transpose", ["r"], ["q"], perm=[0, 2, 1, 3]),
+                            N("Transpose", ["r"], ["kt"], perm=[0, 2, 3, 1]), N("MatMul", ["q", "kt"], ["s"]),
+                            N("Softmax", ["s"], ["y"], axis=-1)], {"x": rnd(1, 5, 8)},
+     {"s4": np.array([1, 5, 2, 4], np.int64)}, True),
+    ("softmax_axis_h_nhwc", [N("Softmax", ["x"], ["y"], axis=2)], {"x": X4}, {}, False),
+    ("logsoftmax_axis0_3d", [N("LogSoftmax", ["x"], ["y"], axis=1)], {"x": rnd(2, 5, 3)}, {}, False),
+    ("reduce_l2", [N("ReduceL2", ["x", "ax"], ["y"], keepdims=1)], {"x": X4}, {"ax": np.array([1], np.int64)}, False),
+    ("reduce_l2_hw_keep0", [N("ReduceL2", ["x", "ax"], ["y"], keepdims=0)], {"x": X4},
+     {"ax": np.array([2, 3], np.int64)}, False),
+    ("instancenorm", [N("InstanceNormalization", ["x", "g", "b"], ["y"], epsilon=1e-3)], {"x": X4},
+     {"g": rnd(4), "b": rnd(4)}, False),
+    # torch GroupNorm(2, 4): reshape to (N, 2, -1), InstanceNorm, reshape back, per-channel affine
+    ("groupnorm_pattern", [N("Reshape", ["x", "s3"], ["r"]), N("InstanceNormalization", ["r", "one2", "zero2"], ["i"]),
+                           N("Reshape", ["i", "s4"], ["n"]), N("Mul", ["n", "g"], ["m"]), N("Add", ["m", "b"], ["y"])],
+     {"x": X4}, {"s3": np.array([1, 2, -1], np.int64), "one2": np.ones(2, np.float32), "zero2": np.zeros(2, np.float32),
+                 "s4": np.array([1, 4, 9, 10], np.int64), "g": rnd(4, 1, 1), "b": rnd(4, 1, 1)}, True),
+    # ---- indexing and logic
+    ("gather_scalar_token", [N("Gather", ["x", "i"], ["y"], axis=1)], {"x": rnd(1, 5, 8)},
+     {"i": np.array(0, np.int64)}, False),
+    ("gather_channels_nhwc", [N("Gather", ["x", "i"], ["y"], axis=1)], {"x": X8}, {"i": np.array([3, 1, 7], np.int64)},
+     False),
+    ("gather_range_neg", [N("Gather", ["x", "i"], ["y"], axis=-1)], {"x": X4}, {"i": np.array([-4, -3], np.int64)},
+     False),
+    # (the 3-D output leaves in ONNX layout: one TRANSPOSE at the output boundary)
+    ("gather_scalar_w_nhwc", [N("Gather", ["x", "i"], ["y"], axis=3)], {"x": X4}, {"i": np.array(2, np.int64)}, True),
+    ("gather_2d_indices", [N("Gather", ["x", "i"], ["y"], axis=0)], {"x": rnd(6, 3)},
+     {"i": np.array([[0, 5], [2, 2]], np.int64)}, False),
+    ("gather_computed_indices", [N("TopK", ["s", "k"], ["v", "i"], axis=-1), N("Gather", ["x", "i"], ["y"], axis=0)],
+     {"x": rnd(7, 3), "s": rnd(7)}, {"k": np.array([3], np.int64)}, False),
+    ("topk_last", [N("TopK", ["x", "k"], ["y", "i"], axis=-1)], {"x": rnd(2, 9)}, {"k": np.array([4], np.int64)},
+     False),
+    ("topk_smallest", [N("TopK", ["x", "k"], ["y", "i"], axis=0, largest=0)], {"x": rnd(9, 2)},
+     {"k": np.array([3], np.int64)}, True),
+    ("topk_channels_nhwc", [N("TopK", ["x", "k"], ["y", "i"], axis=1)], {"x": X8}, {"k": np.array([2], np.int64)},
+     False),
+    ("where_compare", [N("Greater", ["x", "z"], ["g"]), N("Less", ["x", "c"], ["l"]), N("Equal", ["g", "l"], ["e"]),
+                       N("Not", ["e"], ["ne"]), N("Where", ["ne", "x", "z"], ["y"])],
+     {"x": X4, "z": rnd(1, 4, 9, 10)}, {"c": np.array(0.3, np.float32)}, False),
+    ("where_const_values", [N("GreaterOrEqual", ["x", "c"], ["g"]), N("Where", ["g", "a", "b"], ["y"])], {"x": X4},
+     {"c": rnd(4, 1, 1), "a": np.array(1.0, np.float32), "b": rnd(1, 1, 10)}, False),
+    ("cast_compare", [N("LessOrEqual", ["x", "c"], ["g"]), N("Cast", ["g"], ["f"], to=1), N("Mul", ["x", "f"], ["y"])],
+     {"x": X4}, {"c": np.array(0.1, np.float32)}, False),
+    ("expand_tile", [N("ReduceMean", ["x", "ax"], ["g"], keepdims=1), N("Expand", ["g", "sh"], ["e"]),
+                     N("Tile", ["e", "rep"], ["t"]), N("Add", ["t", "z"], ["y"])], {"x": X4, "z": rnd(1, 4, 9, 20)},
+     {"ax": np.array([2, 3], np.int64), "sh": np.array([1, 1, 9, 10], np.int64),
+      "rep": np.array([1, 1, 1, 2], np.int64)}, False),
+    # Range / ConstantOfShape / Shape arithmetic on static shapes: folded before lowering, no op emitted
+    ("folded_range_constantofshape", [N("Shape", ["x"], ["s"]), N("Gather", ["s", "i3"], ["w"]),
+                                      N("Range", ["zero", "w", "one"], ["r"]), N("Cast", ["r"], ["rf"], to=1),
+                                      N("ConstantOfShape", ["s"], ["c"], value=helper.make_tensor("v", 1, [1], [0.5])),
+                                      N("Mul", ["c", "rf"], ["cr"]), N("Add", ["x", "cr"], ["y"])], {"x": X4},
+     {"i3": np.array(3, np.int64), "zero": np.array(0, np.int64), "one": np.array(1, np.int64)}, False),
 ]
 
 
-def _check(case_id, nodes, inputs, inits, allow_transpose, tmp_path, *, input_layout="nhwc"):
-    model = make_model(nodes, inputs, inits, ("y",))
+def _check(case_id, nodes, inputs, inits, allow_transpose, tmp_path, opset=18, *, input_layout="nhwc"):
+    model = make_model(nodes, inputs, inits, ("y",), opset=opset)
     ref = run_ort(model, inputs)
     res = convert(model, out_dir=tmp_path, precisions=["fp32"], input_layout=input_layout)
     got = run_tflite(res.artifacts["fp32"], res, inputs)
@@ -240,7 +353,7 @@ def _check(case_id, nodes, inputs, inits, allow_transpose, tmp_path, *, input_la
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_lowering_matches_ort(case, tmp_path):
-    _check(*case, tmp_path)
+    _check(*case[:5], tmp_path, *case[5:])
 
 
 def test_every_lowering_has_a_case():
@@ -265,17 +378,70 @@ def test_channel_shuffle_is_three_tiled_transposes(case_id, tmp_path, monkeypatc
     monkeypatch.setattr(sys.modules["edgeport.export.tflite.convert"], "remove_channel_shuffles_with_stats",
                         lambda model, **forms: (model, {}, ShufflePassStats()))
     case = next(c for c in CASES if c[0] == case_id)
-    res = _check(*case, tmp_path)
+    res = _check(*case[:5], tmp_path, *case[5:])
     assert res.ops["fp32"].get("TRANSPOSE", 0) == 3
     assert res.layout_transposes == 0
 
 
 def test_unsupported_op_names_op_and_node_and_writes_nothing(tmp_path):
     x = rnd(1, 4, 5, 5)
-    model = make_model([N("Relu", ["x"], ["r"]), N("Erf", ["r"], ["y"], name="my_erf_node")], {"x": x})
+    model = make_model([N("Relu", ["x"], ["r"]), N("Round", ["r"], ["y"], name="my_round_node")], {"x": x})
     with pytest.raises(UnsupportedOpError) as ei:
         convert(model, out_dir=tmp_path / "out", precisions=["fp32", "fp16"])
     msg = str(ei.value)
-    assert "'Erf'" in msg and "my_erf_node" in msg and "Conv" in msg
-    assert ei.value.op_type == "Erf" and ei.value.node_name == "my_erf_node"
+    assert "'Round'" in msg and "my_round_node" in msg and "Conv" in msg
+    assert ei.value.op_type == "Round" and ei.value.node_name == "my_round_node"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def _shuffle_head_block(pool: str):
+    """A user-style AugShuffleNet tail: 1x1 conv, channel shuffle in 4 groups, global mean, linear."""
+    import torch
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(8, 16, 1)
+            self.conv2 = torch.nn.Conv2d(8, 8, 1)
+            self.dw = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+            self.fc = torch.nn.Linear(16, 5)
+
+        def forward(self, x):
+            if pool == "concat_mean":  # AugShuffleNet-style: the shuffled tensor is a concat of two producers
+                x = torch.cat([x, torch.relu(self.conv2(x))], 1)
+            else:
+                x = torch.relu(self.conv(x))
+            n, c, h, w = x.shape
+            x = x.view(n, 4, c // 4, h, w).transpose(1, 2).reshape(n, c, h, w)
+            x = self.dw(x)
+            if pool in ("mean", "concat_mean"):
+                x = x.mean((2, 3))
+            else:
+                x = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
+            return self.fc(x)
+
+    torch.manual_seed(0)
+    return Block().eval()
+
+
+@pytest.mark.parametrize("pool", ["mean", "gap_flatten", "concat_mean"])
+def test_shuffle_before_mean_and_linear_is_absorbed_into_the_linear(pool, tmp_path):
+    """The shuffle pass never emits an op the converter cannot lower: a channel shuffle that reaches a linear layer
+    through a global mean is absorbed into the linear's weights (the mean commutes with a channel permutation)."""
+    import io
+
+    import onnx
+    import torch
+
+    block = _shuffle_head_block(pool)
+    x = rnd(1, 8, 6, 6)
+    buf = io.BytesIO()
+    torch.onnx.export(block, torch.from_numpy(x), buf, input_names=["x"], output_names=["y"], opset_version=17,
+                      dynamo=False)
+    model = onnx.load_from_string(buf.getvalue())
+    ref = run_ort(model, {"x": x})
+    res = convert(model, out_dir=tmp_path, precisions=["fp32"])
+    got = run_tflite(res.artifacts["fp32"], res, {"x": x})
+    assert np.abs(ref[0] - got[0]).max() <= 1e-5 * max(1.0, float(np.abs(ref[0]).max()))
+    assert "GATHER" not in res.ops["fp32"] and "TRANSPOSE" not in res.ops["fp32"], dict(res.ops["fp32"])
+    assert res.layout_transposes == 0

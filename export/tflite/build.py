@@ -9,12 +9,14 @@ import tensorflow as tf
 
 from edgeport.errors import UnsupportedOpError
 
+from .fusions import fuse_patterns
 from .graph import OnnxGraph, attrs_of, fold_node
 from .lowerings import LOWERINGS, NHWC, LoweringContext, Value, identity, scope_name, supported_ops
 from .shuffle import find_channel_shuffles
 
 # importing the op families registers their lowerings
-from . import ops_conv, ops_elementwise, ops_pool, ops_reduce, ops_resize, ops_shape  # noqa: E402,F401
+from . import ops_conv, ops_elementwise, ops_index, ops_norm, ops_pool  # noqa: E402,F401
+from . import ops_reduce, ops_resize, ops_shape  # noqa: E402,F401
 
 
 class InputLayout(str, enum.Enum):
@@ -92,6 +94,7 @@ def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayo
     Outputs: a 4-D output leaves in the same layout as the inputs; other ranks in ONNX layout.
     """
     input_layout = InputLayout(input_layout)
+    graph = fuse_patterns(graph)
     check_supported(graph)
     in_shapes = {}
     specs = []

@@ -157,20 +157,39 @@ def gemm(ctx, node, attrs):
     return [Value(y, (0, 1), (m, nout))]
 
 
+def _matmul_operand(ctx, v: Value) -> tuple[tf.Tensor, bool]:
+    """v's tensor for a (batch) matmul and whether it is the transpose of the ONNX matrix: a layout that only swaps
+    the two matrix axes (attention's K^T, a transposed token tensor) is read with adj_x / adj_y, no TRANSPOSE."""
+    r = v.rank
+    if r >= 2 and v.perm == tuple(range(r - 2)) + (r - 1, r - 2):
+        return v.tensor, True
+    return ctx.to_perm(v, identity(r)), False
+
+
 @lowering("MatMul")
 def matmul(ctx, node, attrs):
+    """FULLY_CONNECTED / BATCH_MATMUL; operands stay in their tracked layout when that is a matrix transpose."""
     av = ctx.act(node, 0)
     bsrc = ctx.get(node.input[1])
-    a = ctx.to_perm(av, identity(av.rank))
+    a, ta = _matmul_operand(ctx, av)
     if isinstance(bsrc, Value):
-        b = ctx.to_perm(bsrc, identity(bsrc.rank))
+        b, tb = _matmul_operand(ctx, bsrc)
         bshape = bsrc.shape
     else:
-        b = np.asarray(bsrc, _F)
+        b, tb = np.asarray(bsrc, _F), False
         bshape = b.shape
-    if av.rank == 1 or len(bshape) == 1:
-        raise unsupported(node, "1-D MatMul operands are not lowered")
-    y = tf.linalg.matmul(a, b)
-    batch = np.broadcast_shapes(av.shape[:-2], tuple(bshape[:-2]))
-    shape = tuple(batch) + (av.shape[-2], bshape[-1])
+    a_shape, bshape = tuple(av.shape), tuple(bshape)
+    if len(a_shape) == 1:  # numpy: a vector is a (1, K) matrix whose row axis is dropped from the result
+        a, a_shape = tf.reshape(a, (1, a_shape[0])), (1, a_shape[0])
+    if len(bshape) == 1:  # ... and a (K, 1) matrix as second operand
+        b = tf.reshape(b, (bshape[0], 1)) if isinstance(b, tf.Tensor) else b.reshape(bshape[0], 1)
+        bshape = (bshape[0], 1)
+    y = tf.linalg.matmul(a, b, transpose_a=ta, transpose_b=tb)
+    batch = np.broadcast_shapes(a_shape[:-2], tuple(bshape[:-2]))
+    shape = tuple(batch) + (a_shape[-2], bshape[-1])
+    drop = [len(shape) - 2] if av.rank == 1 else []
+    drop += [len(shape) - 1] if len(bsrc.shape if isinstance(bsrc, Value) else np.shape(bsrc)) == 1 else []
+    if drop:
+        shape = tuple(d for i, d in enumerate(shape) if i not in drop)
+        y = tf.reshape(y, shape)
     return [Value(y, identity(len(shape)), shape)]

@@ -10,7 +10,7 @@ from .lowerings import Value, identity, lowering, unsupported
 _F = np.float32
 
 
-def _expand(ctx, v: Value, rank: int) -> Value:
+def expand_rank(ctx, v: Value, rank: int) -> Value:
     """Prepend size-1 ONNX axes so v has `rank` (numpy broadcasting alignment); a RESHAPE when needed."""
     k = rank - v.rank
     if k == 0:
@@ -20,11 +20,12 @@ def _expand(ctx, v: Value, rank: int) -> Value:
     return Value(tf.reshape(v.tensor, tf_shape), perm, (1,) * k + v.shape)
 
 
-def _operands(ctx, node, names) -> tuple[list, tuple[int, ...], tuple[int, ...]]:
-    """Inputs as tf tensors / numpy constants in one common layout; returns (operands, perm, onnx_out_shape)."""
+def operands(ctx, node, names, *, extra_shapes=()) -> tuple[list, tuple[int, ...], tuple[int, ...]]:
+    """Inputs as tf tensors / numpy constants in one common layout; returns (operands, perm, onnx_out_shape).
+    `extra_shapes`: further shapes the output broadcasts to (Where's condition)."""
     raw = [ctx.get(n) for n in names]
     shapes = [v.shape if isinstance(v, Value) else np.shape(v) for v in raw]
-    out_shape = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+    out_shape = tuple(int(d) for d in np.broadcast_shapes(*shapes, *extra_shapes))
     r = len(out_shape)
     acts = [v for v in raw if isinstance(v, Value)]
     if not acts:
@@ -36,7 +37,7 @@ def _operands(ctx, node, names) -> tuple[list, tuple[int, ...], tuple[int, ...]]
     ops = []
     for v in raw:
         if isinstance(v, Value):
-            ops.append(ctx.to_perm(_expand(ctx, v, r), perm))
+            ops.append(ctx.to_perm(expand_rank(ctx, v, r), perm))
         else:
             arr = np.asarray(v).astype(dtype)
             ops.append(arr if arr.size == 1 and arr.ndim == 0 else ctx.const_in_layout(arr, r, perm))
@@ -45,7 +46,7 @@ def _operands(ctx, node, names) -> tuple[list, tuple[int, ...], tuple[int, ...]]
 
 def _binary(fn):
     def lower(ctx, node, attrs):
-        (a, b), perm, shape = _operands(ctx, node, node.input[:2])
+        (a, b), perm, shape = operands(ctx, node, node.input[:2])
         return [Value(fn(a, b), perm, shape)]
     return lower
 
@@ -58,7 +59,7 @@ lowering("Div")(_binary(lambda a, b: tf.math.divide(a, b)))
 
 def _variadic(fn):
     def lower(ctx, node, attrs):
-        ops, perm, shape = _operands(ctx, node, [n for n in node.input if n])
+        ops, perm, shape = operands(ctx, node, [n for n in node.input if n])
         y = ops[0] if isinstance(ops[0], tf.Tensor) else tf.constant(ops[0])
         for o in ops[1:]:
             y = fn(y, o)
@@ -163,7 +164,7 @@ def prelu(ctx, node, attrs):
     slope = ctx.get(node.input[1])
     b = _PRELU_BASE_SLOPE
     if isinstance(slope, Value):
-        s = ctx.to_perm(_expand(ctx, slope, x.rank), x.perm)
+        s = ctx.to_perm(expand_rank(ctx, slope, x.rank), x.perm)
         if ctx.for_int8:
             return [Value(t + (tf.nn.leaky_relu(t, alpha=b) - t) * ((1.0 - s) * _F(1.0 / (1.0 - b))), x.perm, x.shape)]
         r = tf.nn.relu(t)
@@ -186,3 +187,20 @@ def prelu(ctx, node, attrs):
         r = tf.nn.relu(t)
         y = r + a * (t - r)
     return [Value(y, x.perm, x.shape)]
+
+
+@lowering("Pow")
+def pow_(ctx, node, attrs):
+    """Exact forms for the exponents normalisation layers use: 2 -> MUL x*x, 0.5 -> SQRT, 1 -> the input, 3 -> two
+    MULs, -1 -> 1/x, -0.5 -> RSQRT; any other constant or computed exponent -> POW."""
+    x = ctx.act(node, 0)
+    e = ctx.get(node.input[1])
+    if not isinstance(e, Value) and np.size(e) == 1:
+        k = float(np.asarray(e).reshape(-1)[0])
+        t = x.tensor
+        forms = {2.0: lambda: t * t, 0.5: lambda: tf.math.sqrt(t), 1.0: lambda: tf.identity(t),
+                 3.0: lambda: t * t * t, -1.0: lambda: 1.0 / t, -0.5: lambda: tf.math.rsqrt(t)}
+        if k in forms:
+            return [Value(forms[k](), x.perm, x.shape)]
+    (a, b), perm, shape = operands(ctx, node, node.input[:2])
+    return [Value(tf.math.pow(a, b), perm, shape)]

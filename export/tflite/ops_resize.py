@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from .resize_matrix import apply_on_axis, axis_maps
 from .lowerings import NHWC, Value, lowering, unsupported
 
 _F = np.float32
@@ -116,6 +117,21 @@ def _gather_axis(ctx, t, axis, idx):
     return tf.gather(t, np.asarray(idx, np.int32), axis=axis)
 
 
+def resize_by_matrices(ctx, node, x: Value) -> list[Value]:
+    """Cubic, antialias, tf_crop_and_resize, keep_aspect_ratio_policy: one constant matrix per axis
+    (resize_matrix.py), in the tracked layout."""
+    consts = {n: ctx.const(node, i) for i, n in enumerate(node.input) if i and n}
+    got = axis_maps(node, consts, x.shape, ctx.graph.opset)
+    if got is None:
+        raise unsupported(node, f"this Resize on a {x.shape} tensor is too large for the matrix form, or its crop "
+                                "is empty")
+    out_shape, maps = got
+    t = x.tensor
+    for a, A, b in reversed(maps):  # the reference interpolates the innermost axis first
+        t = apply_on_axis(t, x.tf_axis(a), A, b)
+    return [Value(t, x.perm, tuple(int(d) for d in out_shape))]
+
+
 @lowering("Resize", "Upsample")
 def resize(ctx, node, attrs):
     x = ctx.act(node, 0)
@@ -134,14 +150,11 @@ def resize(ctx, node, attrs):
         nmode = attrs.get("nearest_mode", "round_prefer_floor")
         scales = ctx.const(node, 2)
         sizes = ctx.const(node, 3)
-        if int(attrs.get("antialias", 0)):
-            raise unsupported(node, "antialias is not lowered")
-        if attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-            raise unsupported(node, "keep_aspect_ratio_policy other than stretch is not lowered")
+        if (int(attrs.get("antialias", 0)) or attrs.get("keep_aspect_ratio_policy", "stretch") != "stretch"
+                or mode not in ("nearest", "linear", "bilinear") or ctm == "tf_crop_and_resize"):
+            return resize_by_matrices(ctx, node, x)
     if mode not in ("nearest", "linear", "bilinear"):
         raise unsupported(node, f"mode {mode!r} is not lowered (nearest and linear are)")
-    if ctm == "tf_crop_and_resize":
-        raise unsupported(node, "coordinate_transformation_mode tf_crop_and_resize is not lowered")
     axes = list(attrs.get("axes", range(r)))
     axes = [a % r for a in axes]
     out_shape = list(x.shape)

@@ -3,8 +3,9 @@
 A node none of whose inputs is channel-tracked is copied as is. Otherwise the rewriter registered for its op type
 (`@rewriter("Conv")`, `REWRITERS`) rewrites it and returns True, or returns False to fall back: elementwise unary
 ops and pools run per-channel on the physical tensor; anything else goes generic (every tracked input assembled in
-its original channel order). Reductions to (N, C), e.g. ReduceMean, go generic: they leave the channel-tracked
-world.
+its original channel order). A reduction to (N, C) whose only consumers are linear layers, and whose original order
+could only be assembled with a Gather, leaves its output permuted and the linears' weights absorb the order
+(`linear_head`); other reductions to (N, C) go generic: they leave the channel-tracked world.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from onnx import helper
 from edgeport.registry import Registry
 
 from .forms import GroupedShuffleForm
+from .linear_head import absorb_head, permuted_linear
 from .match import attr, find_channel_shuffles, shuffle_permutation
 from .track import MAX_RUNS, LogicalValue, Tracker, channel_runs
 
@@ -49,6 +51,7 @@ class Rewriter(Tracker):
         super().__init__(model, max_concat_inputs)
         self.grouped_form = GroupedShuffleForm(grouped_form)
         self.orders = orders
+        self.head_order: dict[str, np.ndarray] = {}  # (N, C) head outputs left permuted (linear_head)
 
     def run(self) -> onnx.ModelProto:
         """The rewritten model: the same graph outputs (names, order, shapes, channel order)."""
@@ -79,6 +82,8 @@ class Rewriter(Tracker):
     def visit(self, node: onnx.NodeProto) -> None:
         op = node.op_type
         tracked = [i for i in node.input if i and self.is_tracked(i)]
+        if permuted_linear(self, node):
+            return
         if not tracked:
             self.nodes.append(node)
             for o in node.output:
@@ -93,6 +98,8 @@ class Rewriter(Tracker):
         if op in UNARY_OPS or op in POOL_OPS:
             if self.per_channel(node, {}):
                 return
+        if absorb_head(self, node):
+            return
         self.generic(node)
 
     def generic(self, node: onnx.NodeProto) -> None:
