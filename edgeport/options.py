@@ -132,6 +132,30 @@ class BenchOptions(_Options):
         "--timeout", type=float, help="seconds per remote benchmark before it is killed")})
 
 
+def parse_fraction(text: str) -> float:
+    """'0.98' or '98%' -> 0.98 (argparse type: a value outside 0..1 is a usage error, exit 2)."""
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction like 0.98 or a percentage like 98%") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (or 0% and 100%)")
+    return v
+
+
+@dataclass(frozen=True)
+class DecisionOptions(_Options):
+    """The accuracy bar a recommendation must clear (`compare`): fractions 0..1, None = no bar."""
+
+    min_agreement: float | None = field(default=None, metadata={"cli": _flag(
+        "--min-agreement", type=parse_fraction, metavar="FRACTION",
+        help="rank only configurations whose top-1 agreement with the reference is at least this (0.99 or 99%%)")})
+    min_accuracy: float | None = field(default=None, metadata={"cli": _flag(
+        "--min-accuracy", type=parse_fraction, metavar="FRACTION",
+        help="rank only configurations whose accuracy on labelled samples is at least this (needs labels)")})
+
+
 def add_source_argument(parser: argparse.ArgumentParser, *, optional: bool = False, help: str | None = None) -> None:
     """The positional SOURCE (optional for `run`, which defaults to the bundled model)."""
     text = help or "zoo model name, path/to/file.py:factory, model.onnx, or a TorchScript/.pt module"

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from edgeport.files import atomic_write_bytes, atomic_write_text
+from edgeport.recommend import missed_thresholds, recommend
 from edgeport.report import load_report
 
 TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
@@ -358,6 +359,12 @@ def _headline(data: dict) -> list[str]:
     return lines
 
 
+def _banner(data: dict) -> dict[str, str]:
+    """What the red banner lists: failed steps/targets and every artifact that missed an enforced threshold."""
+    missed = {f"check {a}": f"missed its threshold: {m}" for a, m in missed_thresholds(data.get("parity") or {}).items()}
+    return {**(data.get("failures") or {}), **missed}
+
+
 CSS = """
 body{font-family:'DejaVu Sans',Arial,sans-serif;margin:24px auto;max-width:1200px;padding:0 16px;color:#222}
 h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:30px;border-bottom:1px solid #ddd;padding-bottom:3px}
@@ -393,11 +400,13 @@ def render(out_dir: str | Path) -> dict[str, Path]:
             p.unlink(missing_ok=True)  # no stale plot from an earlier run
     tables = _tables(data, out)
     name = (data.get("model") or {}).get("name", "model")
-    fails = data.get("failures") or {}
+    fails = _banner(data)
+    decision = recommend(data).lines()
     # markdown
     md = [f"# edgeport report: {name}", ""] + [f"- {ln}" for ln in _headline(data)] + [""]
     if fails:
         md += ["**Failures:** " + "; ".join(f"`{k}`: {v}" for k, v in fails.items()), ""]
+    md += ["## Recommendation", "", "```", *decision, "```", ""]
     for title, cols, rows in tables:
         md += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
@@ -415,6 +424,7 @@ def render(out_dir: str | Path) -> dict[str, Path]:
     if fails:
         parts.append("<div class='fail' id='failures'><b>Failures</b><ul>" + "".join(
             f"<li><code>{esc(k)}</code>: {esc(str(v))}</li>" for k, v in fails.items()) + "</ul></div>")
+    parts.append("<h2>Recommendation</h2><pre id='recommendation'>" + esc("\n".join(decision)) + "</pre>")
 
     def table_html(title, cols, rows):
         tid = "table-" + "".join(ch if ch.isalnum() else "-" for ch in title.lower().split(" (")[0]).strip("-")
