@@ -322,6 +322,11 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
             [a, str(sum(h.values())), str(len(h)), str(sum(v for k, v in h.items() if k in TRANSPOSE_OPS)),
              _fmt((info.get(a) or {}).get("layout")), _fmt((info.get(a) or {}).get("io_dtype"))]
             for a, h in ops.items()]))
+    gpu = _gpu_rows(data.get("artifact_info") or {})
+    if gpu:
+        tables.append(("GPU delegate readiness (ops the TFLite GPU delegate takes; the rest fall back to the CPU)",
+                       ["artifact", "ops on GPU / all", "whole graph", "falls back (op: reason)", "tensors > 4-D"],
+                       gpu))
     worst = (data.get("layers") or {}).get("worst") or []
     if worst:
         tables.append(("Worst INT8 layers", ["depth", "onnx node", "op", "onnx tensor", "sqnr_db"],
@@ -336,6 +341,22 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
     if fails:
         tables.append(("Failures", ["step / target", "error"], [[k, str(v)] for k, v in fails.items()]))
     return tables
+
+
+def _gpu_rows(info: dict) -> list[list[str]]:
+    """One row per TFLite artifact with a recorded GPU delegate readiness (artifact_info.<tflite_*>.gpu)."""
+    rows = []
+    for art, i in info.items():
+        g = (i or {}).get("gpu")
+        if not g:
+            continue
+        groups: dict[str, int] = {}
+        for f in g.get("fallback") or []:
+            key = f"{f['op']}: {f['reason']}"
+            groups[key] = groups.get(key, 0) + 1
+        rows.append([art, f"{g['ops_gpu']} / {g['ops_total']}", "yes" if g.get("whole_graph") else "NO",
+                     "; ".join(f"{k} (x{n})" for k, n in groups.items()) or "-", str(g.get("tensors_over_4d", 0))])
+    return rows
 
 
 def _headline(data: dict) -> list[str]:

@@ -164,6 +164,19 @@ def test_run_ends_with_a_recommendation(base):
     assert html.index("id='recommendation'") < html.index("id='table-summary'") and "class='fail'" not in html
 
 
+def test_run_records_gpu_delegate_readiness_per_tflite_artifact(base):
+    """artifact_info.<tflite_*>.gpu: ops the GPU delegate takes; edgeport's ShuffleNetV2 (absorbed shuffle: 4-D,
+    gather-free) is whole-graph GPU-delegable in fp32 and INT8. report.html shows the table."""
+    out, _, _ = base
+    info = report(out)["artifact_info"]
+    for art in ("tflite_fp32", "tflite_int8"):
+        g = info[art]["gpu"]
+        assert g["whole_graph"] is True and g["ops_gpu"] == g["ops_total"] == sum(report(out)["ops"][art].values())
+        assert g["fallback"] == [] and g["tensors_over_4d"] == 0
+    assert "gpu" not in info["onnx_int8"]
+    assert "id='table-gpu-delegate-readiness'" in (out / "report.html").read_text()
+
+
 def test_missed_threshold_fills_the_red_banner_and_leaves_the_recommendation(copy):
     """A missed enforced threshold is a red banner line (not only a table cell) and takes the artifact out of the
     recommendation."""
