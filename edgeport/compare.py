@@ -196,7 +196,8 @@ def cmd_compare(args, con) -> int:
     validate = ValidateOptions.from_args(args, layers=False)
     decision_opts = DecisionOptions.from_args(args)
     bar = AccuracyBar(min_agreement=decision_opts.min_agreement, min_accuracy=decision_opts.min_accuracy)
-    sources = {name: SourceOptions(source=src, checkpoint=ckpts.get(name)) for name, src in named.items()}
+    sources = {name: SourceOptions.from_args(args, source=src, checkpoint=ckpts.get(name))
+               for name, src in named.items()}
     for source in sources.values():  # every SOURCE is checked before the compare folder exists
         preflight(source=source, convert=convert, bench=bench, out_dir=args.out)
     out = prepare_out_dir(args.out)
@@ -248,6 +249,7 @@ def add_compare_parser(sub) -> None:
                    help="trained weights for one of the models, MODEL being the SOURCE or its folder name "
                         "(repeatable); others run with random init")
     p.add_argument("--out", default="runs/compare", help="output folder (one sub-folder per model)")
+    SourceOptions.add_arguments(p, exclude=("checkpoint",))  # --input-shape, --arg, ... apply to every SOURCE
     ConvertOptions.add_arguments(p)
     ValidateOptions.add_arguments(p)
     BenchOptions.add_arguments(p, runs=30, warmup=5)

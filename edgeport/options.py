@@ -32,10 +32,11 @@ class _Options:
     """Mixin: `add_arguments(parser, **defaults)` and `from_args(args)` driven by the fields' `cli` metadata."""
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, **defaults) -> None:
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = (), **defaults) -> None:
+        """Register the fields' flags (except the fields named in `exclude`, which the command declares itself)."""
         for f in fields(cls):
             cli = f.metadata.get("cli")
-            if cli is None:
+            if cli is None or f.name in exclude:
                 continue
             kw = {k: v for k, v in cli.items() if k != "flag"}
             default = defaults.get(f.name, f.default if f.default_factory is MISSING else f.default_factory())
