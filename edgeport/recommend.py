@@ -95,7 +95,8 @@ class Candidate:
     model: str | None = None
     top1_agreement: float | None = None
     accuracy: float | None = None
-    noisy: bool = False
+    noisy: bool = False  # the latency entry's `noisy` verdict (a loaded machine, a wide spread)
+    noisy_reasons: tuple[str, ...] = ()
     why: str = ""  # what excluded it
 
     @property
@@ -115,6 +116,7 @@ class Candidate:
             d = {"model": self.model, **d}
         if self.noisy:
             d["noisy"] = True
+            d["noisy_reasons"] = list(self.noisy_reasons)
         if self.why:
             d["why"] = self.why
         return d
@@ -161,8 +163,12 @@ class TargetChoice:
             why = "; ".join(f"{c.label}: {c.why or c.check.words}" for c in self.excluded) or "nothing was measured"
             return [f"{self.target}: no configuration to recommend ({why})"]
         b = self.best
-        out = [f"{self.target}: ship {b.label}, p50 {b.p50_ms:.3g} ms ({b.check.words})"
-               + (" [latency noisy]" if b.noisy else "")]
+        out = [f"{self.target}: ship {b.label}, p50 {b.p50_ms:.3g} ms ({b.check.words})"]
+        if b.noisy or (self.runner_up is not None and self.runner_up.noisy):
+            reasons = (*b.noisy_reasons, *(self.runner_up.noisy_reasons if self.runner_up else ()))
+            why = "; ".join(dict.fromkeys(reasons))
+            out.append(f"  measured on a noisy machine ({why or 'see the latency table'}): re-measure before "
+                       f"trusting the ratio")
         if self.runner_up is not None:
             r = self.runner_up
             tie = " (a tie)" if self.ratio == 1.0 else ""
@@ -240,7 +246,8 @@ def candidates(sections: Mapping[str, Any], *, model: str | None = None,
                 check, why = Check.BELOW_BAR, "; ".join(misses)
         out.append(Candidate(target=e["target"], artifact=art, engine=e.get("engine", "?"),
                              threads=int(e.get("threads") or 1), p50_ms=float(e[STATISTIC]), check=check, model=model,
-                             top1_agreement=agreement, accuracy=accuracy, noisy=bool(e.get("noisy")), why=why))
+                             top1_agreement=agreement, accuracy=accuracy, noisy=e.get("noisy") is True,
+                             noisy_reasons=tuple(e.get("noisy_reasons") or ()), why=why))
     return out
 
 

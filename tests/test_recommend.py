@@ -111,3 +111,14 @@ def test_several_models_rank_by_model():
     t = decide(a + b).target("local")
     assert [(c.model, c.p50_ms) for c in t.models_ranked()] == [("b", 1.0), ("a", 1.5)]
     assert t.best.label == "b tflite_int8 on tflite, 1 thread"
+
+
+def test_noisy_latency_is_said_so():
+    noisy = {**lat("tflite_int8", 1.0), "noisy": True, "noisy_reasons": ["load: 3.1 runnable threads per core (> 1.0)"]}
+    rec = recommend({"parity": {"tflite_int8": par(), "tflite_fp32": par()},
+                     "latency": [noisy, {**lat("tflite_fp32", 2.0), "noisy": False, "noisy_reasons": []}]})
+    assert rec.lines()[1] == ("  measured on a noisy machine (load: 3.1 runnable threads per core (> 1.0)): "
+                              "re-measure before trusting the ratio")
+    assert rec.to_json()["targets"]["local"]["best"]["noisy"] is True
+    quiet = recommend({"parity": {"tflite_int8": par()}, "latency": [{**lat("tflite_int8", 1.0), "noisy": None}]})
+    assert "noisy" not in "\n".join(quiet.lines())
