@@ -382,7 +382,8 @@ def _headline(data: dict) -> list[str]:
 
 def _banner(data: dict) -> dict[str, str]:
     """What the red banner lists: failed steps/targets and every artifact that missed an enforced threshold."""
-    missed = {f"check {a}": f"missed its threshold: {m}" for a, m in missed_thresholds(data.get("parity") or {}).items()}
+    missed = {f"check {a}": f"missed its threshold: {m}"
+              for a, m in missed_thresholds(data.get("parity") or {}).items()}
     return {**(data.get("failures") or {}), **missed}
 
 

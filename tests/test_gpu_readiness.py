@@ -46,7 +46,8 @@ def test_per_op_conditions():
         "supports 3-D or 4-D input only, has 2-D"
     assert check_op(OpSignature(0, "MEAN", (t(1, 4, 4, 8), t(2, dtype="INT32")), (t(1, 8),))) == \
         "axes must be a constant"
-    assert check_op(OpSignature(0, "GATHER", (t(1, 4, 4, 8), t(3, dtype="INT32", const=True)), (t(1, 4, 4, 3),))) is None
+    gather = OpSignature(0, "GATHER", (t(1, 4, 4, 8), t(3, dtype="INT32", const=True)), (t(1, 4, 4, 3),))
+    assert check_op(gather) is None
     assert check_op(OpSignature(0, "GATHER", (t(1, 4, 4, 8), t(1, 3, dtype="INT32", const=True)), (t(1, 3),))) == \
         "supports 1-D indices only"
     assert check_op(OpSignature(0, "MUL", (t(1, 1, 8, 1), t(1, 8, 1, 8)), (t(1, 8, 8, 8),))) is not None
