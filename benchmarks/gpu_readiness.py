@@ -148,10 +148,9 @@ def write_doc(path: Path, rows: list[list[str]], failed: list[str], *, pending: 
 
     text = HEADER.format(when=time.strftime("%Y-%m-%d"), tf=tf.__version__)
     whole = sum(r[3] == "yes" for r in rows)
-    text = text.replace("| model | precision |", f"**Result: {whole} of {len(rows)} artifacts are whole-graph GPU-delegable by the checker's rules"
-                        f"; no op falls back.**\n\n| model | precision |" if whole == len(rows) else
-                        f"**Result: {whole} of {len(rows)} artifacts are whole-graph GPU-delegable by the checker's rules.**\n\n"
-                        f"| model | precision |", 1)
+    result = f"**Result: {whole} of {len(rows)} artifacts are whole-graph GPU-delegable by the checker's rules"
+    result += "; no op falls back.**" if whole == len(rows) else ".**"
+    text = text.replace("| model | precision |", f"{result}\n\n| model | precision |", 1)
     text += "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
     if failed:
         text += "\nNot converted: " + "; ".join(failed) + "\n"
