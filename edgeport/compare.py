@@ -1,8 +1,10 @@
-"""`edgeport compare MODEL...`: run several zoo models through the same pipeline (`edgeport run`, one folder per model
-under --out, finished steps reused) and compare what a reader of the ShuffleNetV2 paper wants to see: MACs and
-accuracy (where a trained checkpoint and labelled samples exist; top-1 agreement with torch otherwise) against
-*measured* latency, per artifact and target. Writes DIR/compare.json, compare.md and compare.png (two scatters:
-MACs vs latency, accuracy vs latency)."""
+"""`edgeport compare SOURCE...`: run several models (zoo names, file.py:factory, .onnx, TorchScript) through the same
+pipeline (`edgeport run`, one folder per model under --out, finished steps reused) and answer what a reader of the
+ShuffleNetV2 paper wants to know on their own device: which model is fastest, *measured*, at an accuracy bar
+(--min-agreement / --min-accuracy). Shows MACs and accuracy (where a trained checkpoint and labelled samples exist;
+top-1 agreement with the reference otherwise) against measured latency, per artifact and target, then the models
+ranked per target and the recommendation (edgeport/recommend.py). Writes DIR/compare.json, compare.md,
+compare_recommendation.json and compare.png (two scatters: MACs vs latency, accuracy vs latency)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +13,8 @@ from pathlib import Path
 from edgeport.errors import EdgeportError
 from edgeport.console import EXIT_OK, EXIT_TARGET_FAILED, plain, step_progress
 from edgeport.files import atomic_write_bytes, atomic_write_text, check_out_dir, prepare_out_dir
-from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
+from edgeport.options import BenchOptions, ConvertOptions, DecisionOptions, SourceOptions, ValidateOptions
+from edgeport.recommend import AccuracyBar, Recommendation, candidates, decide
 from edgeport.render import artifact_color, png_bytes, pyplot
 from edgeport.report import load_report
 
@@ -104,12 +107,15 @@ def _sorted(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["target"], r["threads"], r["artifact"], r["p50_ms"]))
 
 
-def write(out: Path, rows: list[dict]) -> dict[str, Path]:
+def write(out: Path, rows: list[dict], decision: list[str] = ()) -> dict[str, Path]:
     atomic_write_text(out / "compare.json", json.dumps(rows, indent=1) + "\n")
     png = plot(rows) if rows else None
     if png:
         atomic_write_bytes(out / "compare.png", png)
-    lines = ["# edgeport compare", "", "| " + " | ".join(COLUMNS) + " | ms per 100M MACs |",
+    lines = ["# edgeport compare", ""]
+    if decision:
+        lines += ["## Recommendation", "", "```", *decision, "```", ""]
+    lines += ["| " + " | ".join(COLUMNS) + " | ms per 100M MACs |",
              "|" + "---|" * (len(COLUMNS) + 1)]
     for r in _sorted(rows):
         per = f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-"
@@ -120,38 +126,84 @@ def write(out: Path, rows: list[dict]) -> dict[str, Path]:
     return {"json": out / "compare.json", "md": out / "compare.md", **({"png": out / "compare.png"} if png else {})}
 
 
-def _checkpoints(items: list[str], models: list[str]) -> dict[str, str]:
+def source_label(source: str) -> str:
+    """The folder and row name of a SOURCE: a zoo name as is; file.py:factory -> file_factory; a path -> its stem."""
+    path, sep, factory = source.rpartition(":")
+    if sep and path.endswith(".py"):
+        return f"{Path(path).stem}_{factory}"
+    return Path(source).stem if ("/" in source or "." in source) else source
+
+
+def labels(sources: list[str]) -> dict[str, str]:
+    """label -> SOURCE, unique (a second model.onnx from another folder becomes model-2)."""
+    out: dict[str, str] = {}
+    for src in sources:
+        base = label = source_label(src)
+        i = 2
+        while label in out:
+            label, i = f"{base}-{i}", i + 1
+        out[label] = src
+    return out
+
+
+def _checkpoints(items: list[str], named: dict[str, str]) -> dict[str, str]:
+    """--checkpoint MODEL=PATH (MODEL: a label or the SOURCE as given) -> label -> PATH."""
+    by_source = {src: label for label, src in named.items()}
     out = {}
     for item in items or []:
         name, sep, path = item.partition("=")
-        if not sep or name not in models:
-            raise EdgeportError(f"--checkpoint {item!r}: expected MODEL=PATH with MODEL among {', '.join(models)}")
-        out[name] = path
+        label = name if name in named else by_source.get(name)
+        if not sep or label is None:
+            raise EdgeportError(f"--checkpoint {item!r}: expected MODEL=PATH with MODEL among {', '.join(named)}")
+        out[label] = path
     return out
+
+
+def ranking(out: Path, model_dirs: dict[str, Path], bar: AccuracyBar) -> Recommendation:
+    """Models ranked per target by measured p50 at the accuracy bar; written to DIR/compare_recommendation.json."""
+    cands = [c for name, d in model_dirs.items() for c in candidates(load_report(d).data, model=name, bar=bar)]
+    decision = decide(cands, bar=bar)
+    doc = {**decision.to_json(), "models_ranked": {t.target: [c.to_json() for c in t.models_ranked()]
+                                                   for t in decision.targets}}
+    atomic_write_text(out / "compare_recommendation.json", json.dumps(doc, indent=1) + "\n")
+    return decision
+
+
+def ranking_lines(decision: Recommendation) -> list[str]:
+    """Per target: the models fastest first (each at its fastest passing configuration), then the decision."""
+    lines = []
+    for t in decision.targets:
+        lines.append(f"{t.target}: models by p50 at the bar")
+        ranked = t.models_ranked()
+        for i, c in enumerate(ranked, 1):
+            rel = f", {c.p50_ms / ranked[0].p50_ms:.2f}x the fastest" if i > 1 and ranked[0].p50_ms > 0 else ""
+            lines.append(f"  {i}. {c.label}: p50 {c.p50_ms:.3g} ms{rel} ({c.check.words})")
+        lines += t.lines()
+    return lines or decision.lines()
 
 
 def cmd_compare(args, con) -> int:
     from rich.table import Table
 
-    from edgeport.models import get_model_entry
     from edgeport.run import preflight, run_pipeline
 
-    for name in args.models:  # unknown names fail before any work
-        get_model_entry(name)
     if len(set(args.models)) != len(args.models):
         raise EdgeportError("a model is listed twice")
-    ckpts = _checkpoints(args.checkpoint, args.models)
+    named = labels(args.models)
+    ckpts = _checkpoints(args.checkpoint, named)
     check_out_dir(args.out)
     convert, bench = ConvertOptions.from_args(args), BenchOptions.from_args(args)
     validate = ValidateOptions.from_args(args, layers=False)
+    decision_opts = DecisionOptions.from_args(args)
+    bar = AccuracyBar(min_agreement=decision_opts.min_agreement, min_accuracy=decision_opts.min_accuracy)
+    sources = {name: SourceOptions.from_args(args, source=src, checkpoint=ckpts.get(name))
+               for name, src in named.items()}
+    for source in sources.values():  # every SOURCE is checked before the compare folder exists
+        preflight(source=source, convert=convert, bench=bench, out_dir=args.out)
+    out = prepare_out_dir(args.out)
     dirs, failed = {}, False
-    out = None
-    for name in args.models:
+    for name, source in sources.items():
         con.print(f"[bold]{plain(name)}[/bold]")
-        source = SourceOptions(source=name, checkpoint=ckpts.get(name))
-        if out is None:  # the first model's inputs are checked before the compare folder exists
-            preflight(source=source, convert=convert, bench=bench, out_dir=args.out)
-            out = prepare_out_dir(args.out)
         rep, _ = run_pipeline(
             source=source, out_dir=out / name, convert=convert, validate=validate, bench=bench, force=args.force,
             on_event=step_progress(con, total=(4 if convert.precisions else 3) + len(bench.targets)), console=con,
@@ -159,7 +211,10 @@ def cmd_compare(args, con) -> int:
         failed |= bool(rep.get("failures"))
         dirs[name] = out / name
     rows = collect(dirs)
-    paths = write(out, rows)
+    decision = ranking(out, dirs, bar)
+    decision_text = ranking_lines(decision)
+    paths = write(out, rows, decision_text)
+    paths["recommendation"] = out / "compare_recommendation.json"
     table = Table(title=f"edgeport compare: {len(args.models)} models")
     for col in ("model", "params", "MACs", "artifact", "target", "thr", "p50 ms", "p90 ms", "top-1 agree", "accuracy",
                 "ms per 100M MACs"):  # names never cut: the model column keeps its width, other cells wrap
@@ -171,19 +226,34 @@ def cmd_compare(args, con) -> int:
                       _cell("top1_agreement", r["top1_agreement"]), _cell("accuracy", r["accuracy"]),
                       f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-")
     con.print(table)
+    con.print("[bold]recommendation[/bold] (fastest p50 whose accuracy checks pass"
+              + (f"; bar: {_bar_text(bar)}" if _bar_text(bar) else "") + ")")
+    for line in decision_text:
+        con.print(plain(line))
     con.print("written: " + ", ".join(plain(p) for p in paths.values()))
-    con.emit_json({"out": str(out), "rows": rows, "files": {k: str(v) for k, v in paths.items()}})
+    con.emit_json({"out": str(out), "rows": rows, "recommendation": decision.to_json(),
+                   "files": {k: str(v) for k, v in paths.items()}})
     return EXIT_TARGET_FAILED if failed else EXIT_OK
 
 
+def _bar_text(bar: AccuracyBar) -> str:
+    parts = [f"top-1 agreement >= {100 * bar.min_agreement:g}%" if bar.min_agreement is not None else "",
+             f"accuracy >= {100 * bar.min_accuracy:g}%" if bar.min_accuracy is not None else ""]
+    return ", ".join(p for p in parts if p)
+
+
 def add_compare_parser(sub) -> None:
-    p = sub.add_parser("compare", help="run several zoo models and compare MACs/accuracy vs measured latency")
-    p.add_argument("models", nargs="+", help="zoo model names")
+    p = sub.add_parser("compare", help="run several models, rank them by measured latency at an accuracy bar")
+    p.add_argument("models", nargs="+", metavar="SOURCE",
+                   help="zoo model name, path/to/file.py:factory, model.onnx or a TorchScript archive")
     p.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
-                   help="trained weights for one of the models (repeatable); others run with random init")
+                   help="trained weights for one of the models, MODEL being the SOURCE or its folder name "
+                        "(repeatable); others run with random init")
     p.add_argument("--out", default="runs/compare", help="output folder (one sub-folder per model)")
+    SourceOptions.add_arguments(p, exclude=("checkpoint",))  # --input-shape, --arg, ... apply to every SOURCE
     ConvertOptions.add_arguments(p)
     ValidateOptions.add_arguments(p)
     BenchOptions.add_arguments(p, runs=30, warmup=5)
+    DecisionOptions.add_arguments(p)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_compare)

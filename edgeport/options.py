@@ -72,11 +72,12 @@ class _Options:
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, *, only: tuple[str, ...] | None = None,
-                      **defaults) -> None:
-        """Register the fields' flags (`only`: just these field names) with `defaults` overriding the fields'."""
+                      exclude: tuple[str, ...] = (), **defaults) -> None:
+        """Register the fields' flags (`only`: just these field names; `exclude`: not these, which the command
+        declares itself) with `defaults` overriding the fields'."""
         for f in fields(cls):
             cli = f.metadata.get("cli")
-            if cli is None or (only is not None and f.name not in only):
+            if cli is None or (only is not None and f.name not in only) or f.name in exclude:
                 continue
             kw = {k: v for k, v in cli.items() if k != "flag"}
             default = defaults.get(f.name, f.default if f.default_factory is MISSING else f.default_factory())
@@ -228,6 +229,30 @@ class BenchOptions(_Options):
         help="before timing, wait until every thermal zone of the target is below C degrees Celsius")})
 
     HYGIENE = ("min_seconds", "cooldown", "max_temp")  # the device-hygiene flags `bench` shares with run/compare
+
+
+def parse_fraction(text: str) -> float:
+    """'0.98' or '98%' -> 0.98 (argparse type: a value outside 0..1 is a usage error, exit 2)."""
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction like 0.98 or a percentage like 98%") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1 (or 0% and 100%)")
+    return v
+
+
+@dataclass(frozen=True)
+class DecisionOptions(_Options):
+    """The accuracy bar a recommendation must clear (`compare`): fractions 0..1, None = no bar."""
+
+    min_agreement: float | None = field(default=None, metadata={"cli": _flag(
+        "--min-agreement", type=parse_fraction, metavar="FRACTION",
+        help="rank only configurations whose top-1 agreement with the reference is at least this (0.99 or 99%%)")})
+    min_accuracy: float | None = field(default=None, metadata={"cli": _flag(
+        "--min-accuracy", type=parse_fraction, metavar="FRACTION",
+        help="rank only configurations whose accuracy on labelled samples is at least this (needs labels)")})
 
 
 def add_source_argument(parser: argparse.ArgumentParser, *, optional: bool = False, help: str | None = None) -> None:

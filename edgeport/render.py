@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from edgeport.files import atomic_write_bytes, atomic_write_text
+from edgeport.recommend import missed_thresholds, recommend
 from edgeport.report import load_report
 
 TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
@@ -342,6 +343,11 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
             [a, str(sum(h.values())), str(len(h)), str(sum(v for k, v in h.items() if k in TRANSPOSE_OPS)),
              _fmt((info.get(a) or {}).get("layout")), _fmt((info.get(a) or {}).get("io_dtype"))]
             for a, h in ops.items()]))
+    gpu = _gpu_rows(data.get("artifact_info") or {})
+    if gpu:
+        tables.append(("GPU delegate readiness (ops the TFLite GPU delegate takes; the rest fall back to the CPU)",
+                       ["artifact", "ops on GPU / all", "whole graph", "falls back (op: reason)", "tensors > 4-D"],
+                       gpu))
     worst = (data.get("layers") or {}).get("worst") or []
     if worst:
         tables.append(("Worst INT8 layers", ["depth", "onnx node", "op", "onnx tensor", "sqnr_db"],
@@ -356,6 +362,22 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
     if fails:
         tables.append(("Failures", ["step / target", "error"], [[k, str(v)] for k, v in fails.items()]))
     return tables
+
+
+def _gpu_rows(info: dict) -> list[list[str]]:
+    """One row per TFLite artifact with a recorded GPU delegate readiness (artifact_info.<tflite_*>.gpu)."""
+    rows = []
+    for art, i in info.items():
+        g = (i or {}).get("gpu")
+        if not g:
+            continue
+        groups: dict[str, int] = {}
+        for f in g.get("fallback") or []:
+            key = f"{f['op']}: {f['reason']}"
+            groups[key] = groups.get(key, 0) + 1
+        rows.append([art, f"{g['ops_gpu']} / {g['ops_total']}", "yes" if g.get("whole_graph") else "NO",
+                     "; ".join(f"{k} (x{n})" for k, n in groups.items()) or "-", str(g.get("tensors_over_4d", 0))])
+    return rows
 
 
 def _headline(data: dict) -> list[str]:
@@ -377,6 +399,13 @@ def _headline(data: dict) -> list[str]:
     tool = data.get("tool") or {}
     lines.append("tools: " + ", ".join(f"{k} {val}" for k, val in tool.items()))
     return lines
+
+
+def _banner(data: dict) -> dict[str, str]:
+    """What the red banner lists: failed steps/targets and every artifact that missed an enforced threshold."""
+    missed = {f"check {a}": f"missed its threshold: {m}"
+              for a, m in missed_thresholds(data.get("parity") or {}).items()}
+    return {**(data.get("failures") or {}), **missed}
 
 
 CSS = """
@@ -414,11 +443,13 @@ def render(out_dir: str | Path) -> dict[str, Path]:
             p.unlink(missing_ok=True)  # no stale plot from an earlier run
     tables = _tables(data, out)
     name = (data.get("model") or {}).get("name", "model")
-    fails = data.get("failures") or {}
+    fails = _banner(data)
+    decision = recommend(data).lines()
     # markdown
     md = [f"# edgeport report: {name}", ""] + [f"- {ln}" for ln in _headline(data)] + [""]
     if fails:
         md += ["**Failures:** " + "; ".join(f"`{k}`: {v}" for k, v in fails.items()), ""]
+    md += ["## Recommendation", "", "```", *decision, "```", ""]
     for title, cols, rows in tables:
         md += [f"## {title}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         md += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
@@ -436,6 +467,7 @@ def render(out_dir: str | Path) -> dict[str, Path]:
     if fails:
         parts.append("<div class='fail' id='failures'><b>Failures</b><ul>" + "".join(
             f"<li><code>{esc(k)}</code>: {esc(str(v))}</li>" for k, v in fails.items()) + "</ul></div>")
+    parts.append("<h2>Recommendation</h2><pre id='recommendation'>" + esc("\n".join(decision)) + "</pre>")
 
     def table_html(title, cols, rows):
         tid = "table-" + "".join(ch if ch.isalnum() else "-" for ch in title.lower().split(" (")[0]).strip("-")

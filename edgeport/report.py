@@ -177,6 +177,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("accuracy", dict, Fold.SET, None, "accuracy on labelled samples"),
     Section("latency", list, Fold.APPEND, dict, "one entry per target x engine x artifact x threads"),
     Section("device_parity", list, Fold.APPEND, dict, "target outputs vs this machine's"),
+    Section("recommendation", dict, Fold.SET, None, "the decision per target: best, runner-up, ratio of p50s "
+            "(edgeport/recommend.py)"),
     Section("failures", dict, Fold.MERGE, str, "step -> one-line error of the last run"),
     Section("steps", dict, Fold.MERGE, dict, "step -> key, seconds, finished, outputs"),
 )}

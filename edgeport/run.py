@@ -22,13 +22,14 @@ from edgeport.errors import CalibrationError, CheckpointError, EdgeportError, Ex
 from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir, sha256_file
 from edgeport.native import captured_native_output
 from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
+from edgeport.recommend import missed_thresholds, recommend
 from edgeport.report import ArtifactKind, Report, load_report, remove_owned_files, tool_versions
 
 DEFAULT_MODEL = "efficientnet_lite0"
 # report.json sections each step (re)writes; cleared when the step is redone so nothing stale survives
 EXPORT_SECTIONS = ("source", "model", "artifacts", "artifact_info", "ops", "conversion", "calibration", "parity",
-                   "layers", "accuracy", "latency", "device_parity", "failures", "steps")
-CONVERT_SECTIONS = ("calibration", "parity", "layers", "accuracy", "latency", "device_parity")
+                   "layers", "accuracy", "latency", "device_parity", "recommendation", "failures", "steps")
+CONVERT_SECTIONS = ("calibration", "parity", "layers", "accuracy", "latency", "device_parity", "recommendation")
 RENDERED = ("report.md", "report.html", "report_*.png", "layers_sqnr.png")  # what the report step draws
 
 
@@ -338,11 +339,15 @@ def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
 
 
 def _report_step(runner: Runner) -> None:
-    """Report files; keyed by report.json's content (a re-run that reuses every step leaves them untouched; a
-    manual `edgeport validate`/`bench` into DIR in between makes the next run redraw them)."""
+    """The recommendation (written into report.json only when it changed) and the report files; keyed by
+    report.json's content (a re-run that reuses every step leaves them untouched; a manual
+    `edgeport validate`/`bench` into DIR in between makes the next run redraw them)."""
     from edgeport.render import render
 
     rep = load_report(runner.out)
+    decision = recommend(rep.data)
+    if any(rep.get(k) != v for k, v in decision.report_sections().items()):
+        rep.apply(decision).save()
     key = _hash({"data": {k: v for k, v in rep.data.items() if k != "steps"},
                  "steps": {k: v.get("key") for k, v in rep.get("steps", {}).items() if k != "report"},
                  "renderer": _render_version()})
@@ -362,8 +367,7 @@ def _render_version() -> str:
 
 def failed_checks(report: Report) -> list[str]:
     """Artifacts whose validation thresholds (enforced ones) were missed."""
-    return [a for a, p in (report.get("parity") or {}).items()
-            if p.get("passed") is False and p.get("thresholds_enforced", True)]
+    return list(missed_thresholds(report.get("parity") or {}))
 
 
 __all__ = ["DEFAULT_MODEL", "Runner", "RunPlan", "StepResult", "default_checkpoint", "failed_checks", "preflight",

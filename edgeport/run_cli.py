@@ -9,6 +9,7 @@ from edgeport.console import EXIT_CHECK_FAILED, EXIT_OK, EXIT_TARGET_FAILED, pla
 from edgeport.metrics import passes
 from edgeport.options import (BenchOptions, ConvertOptions, SourceOptions, ValidateOptions,
                               add_source_argument)
+from edgeport.recommend import Recommendation, recommend
 
 
 # Columns dropped, in this order, when the table does not fit the terminal (report.md/html keep them all).
@@ -39,6 +40,15 @@ def summary_table(report, title: str, *, width: int | None = None):
         if width is None or measure.measure(t).maximum <= width:
             break
     return t
+
+
+def print_recommendation(con, decision: Recommendation) -> None:
+    """The decision per target: green when validated, yellow when the winner's thresholds were not enforced."""
+    con.print("[bold]recommendation[/bold] (fastest p50 whose accuracy checks pass)")
+    for t in decision.targets or [None]:
+        colour = "green" if t is not None and t.validated else "yellow"
+        for i, line in enumerate(t.lines() if t is not None else decision.lines()):
+            con.print(f"[{colour}]{plain(line)}[/{colour}]" if i == 0 else plain(line))
 
 
 def cmd_run(args, con) -> int:
@@ -72,6 +82,7 @@ def cmd_run(args, con) -> int:
         missed = [f"{m} {par.get(m):.4g} (needs {t:g})" for m, t in par.get("thresholds", {}).items()
                   if par.get(m) is not None and m in par and not passes(m, par[m], t)]
         con.print(f"[red]{art} missed its threshold:[/red] {', '.join(missed)}")
+    print_recommendation(con, recommend(report.data))
     reused = sum(r.status == "reused" for r in results)
     con.print(f"{len(results)} steps ({reused} reused) in {seconds:.1f}s. "
               f"report: {plain(out / 'report.html')}  {plain(out / 'report.md')}  {plain(out / 'report.json')}")

@@ -40,6 +40,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     from edgeport.calibration import DEFAULT_SEED, CalibrationMethod, Split, load_samples
     from edgeport.export.tflite import Precision, convert
     from edgeport.export.tflite.convert import tflite_calibration_method
+    from edgeport.export.tflite.gpu_readiness import gpu_readiness
 
     onnx_path = Path(onnx_path)
     out = onnx_path.parent
@@ -73,6 +74,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
             "shuffle_pass_stats": result.shuffle_pass,
             "layout_transposes": result.layout_transposes,
             "boundary_transposes": result.boundary_transposes,
+            "gpu": gpu_readiness(out / Path(path).name).to_json(),
         }
         if p is Precision.INT8 and result.bias_correction is not None:
             info[kind.value]["bias_correction"] = result.bias_correction

@@ -23,8 +23,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("calibration", ("edgeport.calibration",)),
     ("export", ("edgeport.export",)),
     ("validation", ("edgeport.validation",)),
-    ("pipeline", ("edgeport.run", "edgeport.render", "edgeport.guidelines.nets", "edgeport.guidelines.analysis",
-                  "edgeport.guidelines.render")),
+    ("pipeline", ("edgeport.run", "edgeport.render", "edgeport.recommend", "edgeport.guidelines.nets",
+                  "edgeport.guidelines.analysis", "edgeport.guidelines.render")),
     ("commands", ("edgeport.cli", "edgeport.export_cli", "edgeport.run_cli", "edgeport.compare",
                   "edgeport.guidelines", "edgeport.runtime.cli", "edgeport.validation.validate_cli")),
 ]

@@ -28,6 +28,10 @@ SAMPLES = {
     "accuracy": {"artifacts": {"tflite_int8": {"accuracy": 0.98, "drop_points": 0.5}}},
     "latency": [{"target": "local", "engine": "tflite", "artifact": "tflite_int8", "threads": 1, "p50_ms": 1.25}],
     "device_parity": [{"target": "ssh://u@h", "artifact": "tflite_int8", "cosine_min": 0.9999, "ok": True}],
+    "recommendation": {"statistic": "p50_ms", "bar": {"min_agreement": None, "min_accuracy": None}, "targets": {
+        "local": {"best": {"artifact": "tflite_int8", "engine": "tflite", "threads": 1, "p50_ms": 1.25,
+                           "check": "validated"}, "runner_up": None, "ratio": None, "validated": True,
+                  "ranking": [], "excluded": []}}},
     "failures": {"bench:ssh://u@h": "ssh://u@h: connection refused"},
     "steps": {"export": {"key": "abc", "seconds": 1.0, "finished": "2026-12-07T00:00:00+0000", "outputs": {}}},
 }

@@ -144,6 +144,59 @@ def test_run_writes_every_file_and_section(base):
     assert_nothing_looks_valid_but_is_broken(out)
 
 
+def test_run_ends_with_a_recommendation(base):
+    """The decision per target: in the terminal, report.json `recommendation` and at the top of report.md/html."""
+    out, r, _ = base
+    rec = report(out)["recommendation"]
+    assert rec["statistic"] == "p50_ms"
+    local = rec["targets"]["local"]
+    lat = {(e["artifact"], e["engine"], e["threads"]): e["p50_ms"] for e in report(out)["latency"]}
+    best, second = local["best"], local["runner_up"]
+    assert best["p50_ms"] == min(lat.values()) and best["check"] == "validated" and local["validated"] is True
+    assert second["p50_ms"] == sorted(lat.values())[1]
+    assert local["ratio"] == pytest.approx(second["p50_ms"] / best["p50_ms"], rel=1e-3)
+    assert len(local["ranking"]) == len(lat) and local["excluded"] == []
+    assert "recommendation" in r.stdout and f"local: ship {best['artifact']} on {best['engine']}" in r.stdout
+    assert "runner-up" in r.stdout
+    md = (out / "report.md").read_text()
+    assert md.index("## Recommendation") < md.index("## Summary") and f"ship {best['artifact']}" in md
+    html = (out / "report.html").read_text()
+    assert html.index("id='recommendation'") < html.index("id='table-summary'") and "class='fail'" not in html
+
+
+def test_run_records_gpu_delegate_readiness_per_tflite_artifact(base):
+    """artifact_info.<tflite_*>.gpu: ops the GPU delegate takes; edgeport's ShuffleNetV2 (absorbed shuffle: 4-D,
+    gather-free) is whole-graph GPU-delegable in fp32 and INT8. report.html shows the table."""
+    out, _, _ = base
+    info = report(out)["artifact_info"]
+    for art in ("tflite_fp32", "tflite_int8"):
+        g = info[art]["gpu"]
+        assert g["whole_graph"] is True and g["ops_gpu"] == g["ops_total"] == sum(report(out)["ops"][art].values())
+        assert g["fallback"] == [] and g["tensors_over_4d"] == 0
+    assert "gpu" not in info["onnx_int8"]
+    assert "id='table-gpu-delegate-readiness'" in (out / "report.html").read_text()
+
+
+def test_missed_threshold_fills_the_red_banner_and_leaves_the_recommendation(copy):
+    """A missed enforced threshold is a red banner line (not only a table cell) and takes the artifact out of the
+    recommendation."""
+    from edgeport.render import render
+
+    rep = report(copy)
+    fastest = rep["recommendation"]["targets"]["local"]["best"]["artifact"]
+    rep["parity"][fastest].update(passed=False, thresholds_enforced=True, cosine_mean=0.5,
+                                  thresholds={"cosine_mean": 0.99})
+    (copy / "report.json").write_text(json.dumps(rep))
+    render(copy)
+    html = (copy / "report.html").read_text()
+    banner = html[html.index("<div class='fail' id='failures'>"):]
+    assert f"check {fastest}" in banner[:banner.index("</div>")] and "cosine_mean 0.5 (needs 0.99)" in banner
+    assert html.index("id='failures'") < html.index("id='recommendation'")
+    rec_html = html[html.index("id='recommendation'"):]
+    assert f"excluded {fastest}" in rec_html[:rec_html.index("</pre>")]
+    assert f"`check {fastest}`" in (copy / "report.md").read_text()
+
+
 def test_rerun_reuses_every_step_and_touches_nothing(copy):
     before = files(copy)
     r = cli("run", *ARGS, "--out", copy)
