@@ -283,6 +283,7 @@ def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
 
     out, conv = runner.out, plan.convert
     key = _hash({"up": k_export, "precisions": conv.precisions, "io": conv.io_dtype, "layout": conv.input_layout,
+                 "output_layout": conv.output_layout,
                  "calibration": calibration_fingerprint(conv.calibration) if "int8" in conv.precisions else None,
                  "n": conv.num_calibration, "method": conv.calibration_method,
                  "pieces": conv.shuffle_piece_form, "ort_int8": conv.ort_int8_scheme})
