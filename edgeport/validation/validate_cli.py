@@ -82,7 +82,7 @@ def print_result(result, con) -> None:
                     f"held-out samples ({result.samples['source']}, seed {result.samples['seed']})")
     for c in PARITY_COLUMNS:
         t.add_column(c, justify="right" if c in ("cosine", "SQNR dB", "max err") else "left",
-                     overflow="fold", no_wrap=c in ("cosine", "SQNR dB", "max err", "task"))
+                     overflow="fold", no_wrap=c in ("artifact", "cosine", "SQNR dB", "max err", "task"))
     for row in parity_rows(result):
         t.add_row(*row)
     con.print(t)
