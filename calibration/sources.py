@@ -285,7 +285,9 @@ def _folder_source(req: SourceRequest) -> SampleSet:
     if not files:
         raise CalibrationError(f"folder {root} contains no JPEG or PNG images (searched recursively)")
     chosen = [files[i] for i in _pick(len(files), req, f"folder {root}", default_all=True)]
-    labels = _folder_labels(root, chosen) if req.labelled else None
+    # labels when every image sits in a class subfolder; a flat folder validates without labels
+    nested = all(len(p.relative_to(root).parts) > 1 for p in chosen)
+    labels = _folder_labels(root, chosen) if req.labelled and nested else None
 
     def load(i: int) -> np.ndarray:
         return preprocess_eval(_read_image(chosen[i]), spec=req.model_spec, input_shape=req.input_shape)
