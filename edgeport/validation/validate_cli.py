@@ -20,7 +20,9 @@ def add_validate_parser(sub) -> None:
     p.add_argument("--labels", help="image folder with one subfolder per class: accuracy per artifact")
     p.add_argument("--threshold", action="append", default=[], metavar="[ARTIFACT.]METRIC=VALUE",
                    help="override a threshold, e.g. tflite_int8.top1_agreement=0.9 (repeatable)")
-    p.add_argument("--samples", help="validation source (default: the held-out split of the calibration source)")
+    p.add_argument("--samples", help="validation source: default, digits, a folder, or an .npy/.npz (several-input "
+                                     "models: an .npz keyed by input name); default: the held-out split of the "
+                                     "calibration source")
     p.add_argument("--num-validation", type=int, default=None, help="number of held-out samples")
     p.add_argument("--seed", type=int, default=None, help="crop seed (default: the calibration seed)")
     p.add_argument("--trust-checkpoint", "--trust", dest="trust", action="store_true",
