@@ -12,7 +12,9 @@ Definitions (the key each one is written under):
 - max_abs_err: max |output - reference| over all S*K values; mean_abs_err: the mean of the same.
 - max_abs_rel: max_abs_err / max |reference| (max_abs_err itself when the reference is all zero).
 - cosine_mean / cosine_min: the mean / the minimum over samples of the per-sample cosine similarity (two all-zero
-  rows count as 1, one all-zero row as 0).
+  rows count as 1, one all-zero row as 0). A row whose norm is at most NEGLIGIBLE_NORM times the largest reference
+  row norm of the set counts as all-zero: its direction is rounding noise (a probability map of an image without
+  text is ~1e-7 everywhere; its cosine would be noise while SQNR and max error are exact).
 - sqnr_db: 10 log10(sum ref^2 / sum (output - ref)^2) over all values (inf when identical, -inf for a zero
   reference with noise).
 - top1_agreement: fraction of samples with the same argmax; top5_overlap: mean over samples of
@@ -62,12 +64,19 @@ def _pair(reference: np.ndarray, output: np.ndarray, what: str = "output") -> tu
     return r, o
 
 
+# rows with a norm at most this fraction of the set's largest reference row norm count as all-zero in cosine
+NEGLIGIBLE_NORM = 1e-6
+
+
 def cosine_per_sample(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
-    """(S,) cosine similarity of each sample's flattened output with its reference."""
+    """(S,) cosine similarity of each sample's flattened output with its reference (negligible rows: see the
+    module docstring)."""
     r, o = _pair(reference, output)
     nr = np.linalg.norm(r, axis=1)
     no = np.linalg.norm(o, axis=1)
-    return np.where((nr * no) > 0, np.sum(r * o, axis=1) / np.maximum(nr * no, 1e-300), (nr == no).astype(float))
+    floor = NEGLIGIBLE_NORM * (float(nr.max()) if nr.size else 0.0)
+    zr, zo = nr <= floor, no <= floor
+    return np.where(~zr & ~zo, np.sum(r * o, axis=1) / np.maximum(nr * no, 1e-300), (zr == zo).astype(float))
 
 
 def cosine_mean(reference: np.ndarray, output: np.ndarray) -> float:
