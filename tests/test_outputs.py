@@ -299,6 +299,32 @@ def test_two_input_models_export_validate_and_int8_from_npz(tmp_path, capsys, id
     assert len(rows) == 6 and [r[1] for r in rows[:2]] == ["y", "z"] and rows[1][0] == ""
 
 
+def yolo_layout_model() -> onnx.ModelProto:
+    """images (1, 3, 16, 16) -> a 1x1 conv to 4 box + 2 class channels -> (1, 6, 256) predictions: the
+    (N, 4 + K, A) layout of YOLOv8-style heads (boxes ~ 16 * sigmoid, scores sigmoid)."""
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [6, 3, 1, 1], rng.standard_normal(18).tolist())
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["images", "w"], ["c"]), helper.make_node("Sigmoid", ["c"], ["s"]),
+         helper.make_node("Reshape", ["s", "shape"], ["r"]), helper.make_node("Mul", ["r", "scale"], ["pred"])],
+        "yolo", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("pred", TensorProto.FLOAT, [1, 6, 256])],
+        [w, helper.make_tensor("shape", TensorProto.INT64, [3], [1, 6, 256]),
+         helper.make_tensor("scale", TensorProto.FLOAT, [1, 6, 1], [16, 16, 8, 8, 1, 1])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_detection_layout_output_gets_box_agreement(tmp_path, capsys):
+    path = tmp_path / "yolo.onnx"
+    onnx.save(yolo_layout_model(), str(path))
+    out = tmp_path / "out"
+    assert main(["export", str(path), "--precision", "fp32", "--out", str(out)]) == 0, capsys.readouterr().err
+    res = validate_dir(out, num=4, save=False)
+    [o] = res.parity["tflite_fp32"]["outputs"]
+    assert o["kind"] == "detection" and o["box_agreement"] == 1.0 and o["boxes_reference"] > 0, o
+    assert "top1_agreement" not in o and parity_rows(res)[0][5] == "boxes 1.000"
+
+
 def ppocr_det() -> Path:
     spec = importlib.util.find_spec("rapidocr_onnxruntime")
     if spec is None or spec.origin is None:
