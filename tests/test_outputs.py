@@ -39,7 +39,8 @@ def two_input_model(ids_type=TensorProto.FLOAT, *, gather: bool = False) -> onnx
                      else [helper.make_node("Identity", ["ids"], ["idsf"])])
         inits = []
     g = helper.make_graph(
-        [helper.make_node("Mul", ["images", "two"], ["y"]), *ids_nodes, helper.make_node("Mul", ["idsf", "two"], ["z"])],
+        [helper.make_node("Mul", ["images", "two"], ["y"]), *ids_nodes,
+         helper.make_node("Mul", ["idsf", "two"], ["z"])],
         "two", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16]),
                 helper.make_tensor_value_info("ids", ids_type, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 16, 16]),

@@ -6,8 +6,8 @@ thresholds from the model spec, labelled accuracy and per-layer INT8 attribution
     >>> res.parity["tflite_int8"]["cosine_mean"], res.failures
 
 Modules: `validate` (the step), `thresholds` (which bounds apply), `artifacts` (samples through the engine
-layer), `outputs` (every output compared, by kind), `layers` (per-layer attribution), `validate_cli` (the `edgeport validate` command). Metric definitions live
-in `edgeport.metrics`.
+layer), `outputs` (every output compared, by kind), `layers` (per-layer attribution), `validate_cli` (the
+`edgeport validate` command). Metric definitions live in `edgeport.metrics`.
 """
 from __future__ import annotations
 
