@@ -68,7 +68,7 @@ def parity_rows(result) -> list[tuple[str, ...]]:
         for k, o in enumerate(outs):
             fails = [f for f in result.failures if f.artifact == name and (f.output in (None, o["name"]))]
             rows.append((name if k == 0 else "", str(o["name"]), f"{o['cosine_mean']:.6f}", _db(o["sqnr_db"]),
-                         fmt(o["max_abs_err"]), _task(o), _check(name, m, fails)))
+                         f"{o['max_abs_err']:.1e}", _task(o), _check(name, m, fails)))
     return rows
 
 
@@ -81,10 +81,11 @@ def print_result(result, con) -> None:
         con.print("nothing to compare: the only artifact is the reference itself")
     ref = next(iter(result.parity.values()), {}).get("reference", "onnx")
     t = Table(title=f"parity vs {ref} on {result.samples['count']} "
-                    f"held-out samples ({result.samples['source']}, seed {result.samples['seed']})")
+                    f"held-out samples ({result.samples['source']}, seed {result.samples['seed']})", pad_edge=False)
     for c in PARITY_COLUMNS:
         t.add_column(c, justify="right" if c in ("cosine", "SQNR dB", "max err") else "left",
-                     overflow="fold", no_wrap=c in ("artifact", "cosine", "SQNR dB", "max err", "task"))
+                     overflow="fold", no_wrap=c in ("artifact", "cosine", "SQNR dB", "max err", "task"),
+                     min_width=8 if c == "check" else None)
     for row in parity_rows(result):
         t.add_row(*row)
     con.print(t)
