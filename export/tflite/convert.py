@@ -87,6 +87,7 @@ class ConversionResult:
     layout_transposes: int = 0
     boundary_transposes: int = 0
     calibration_samples: int = 0
+    output_layout: InputLayout = InputLayout.NHWC  # of the 4-D outputs
     bias_correction: dict | None = None
 
 
@@ -130,6 +131,9 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
     if n == 0:
         raise CalibrationError("calibration data is empty", hint="INT8 needs representative inputs")
 
+    # each input's dtype as traced (token ids stay int64; images are float32)
+    dtypes = [spec.dtype.as_numpy_dtype for spec in lowered.function.structured_input_signature[0]]
+
     def gen():
         for k, sample in enumerate(calibration):
             if limit is not None and k >= limit:
@@ -137,11 +141,11 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
             if not isinstance(sample, Mapping):
                 raise CalibrationError(f"calibration sample {k} is a {type(sample).__name__}, not a dict")
             row = []
-            for name in lowered.input_names:
+            for name, dtype in zip(lowered.input_names, dtypes):
                 if name not in sample:
                     raise CalibrationError(f"calibration sample {k} lacks input {name!r} "
                                            f"(has {sorted(sample)})")
-                arr = np.asarray(sample[name], np.float32)
+                arr = np.asarray(sample[name], dtype)
                 want = lowered.input_shapes[name]
                 if arr.ndim == 4 and input_layout is InputLayout.NHWC:
                     arr = arr.transpose(NHWC)
@@ -342,14 +346,15 @@ def _shuffle_pass(model: onnx.ModelProto, *, grouped_form, piece_form) -> tuple[
     return model, channel_perms, stats
 
 
-def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout) -> tuple[Lowered, Lowered]:
+def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout,
+               output_layout: InputLayout) -> tuple[Lowered, Lowered]:
     """(the float lowering, the one the INT8 model is traced from): the INT8 one is a second lowering only where an
     op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object."""
     graph = OnnxGraph.from_model(model)
-    lowered = lower_graph(graph, input_layout=input_layout)
+    lowered = lower_graph(graph, input_layout=input_layout, output_layout=output_layout)
     lowered_int8 = lowered
     if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
-        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True)
+        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True, output_layout=output_layout)
     return lowered, lowered_int8
 
 
@@ -416,11 +421,13 @@ def convert(
     bias_correction_samples: int = 8,
     grouped_shuffle_form: str = "transpose",
     shuffle_piece_form: str = "slices",
+    output_layout: InputLayout | str | None = None,
 ) -> ConversionResult:
     """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
 
     Inputs of the TFLite models: 4-D inputs NHWC float32 (or NCHW with `input_layout="nchw"`); int8/uint8 for
-    `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in the input layout.
+    `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in `output_layout` (nchw: the
+    source model's layout, one TRANSPOSE each; nhwc; default: the input layout).
     `calibration` (needed for int8): an iterable with len() of {input_name: float32 NCHW array (batch 1)}.
     `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
@@ -447,7 +454,8 @@ def convert(
     timings["passes_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout)
+    output_layout = input_layout if output_layout is None else InputLayout(output_layout)
+    lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout, output_layout=output_layout)
     lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
     timings["lower_s"] = time.perf_counter() - t
 
@@ -476,4 +484,5 @@ def convert(
         float_tensors=written.float_tensors, tensor_map=written.tensor_maps, tensor_map_files=written.tensor_map_files,
         channel_permutations=channel_perms, shuffle_pass_applied=True, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
-        calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None)
+        calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None,
+        output_layout=output_layout)
