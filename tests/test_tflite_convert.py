@@ -15,6 +15,7 @@ from _tflite_helpers import run_tflite
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.onnx_export import export_onnx
 from edgeport.export.tflite import Precision, convert, op_histogram, xnnpack_coverage
+from edgeport.export.tflite.pad_unshare import unshare_conv_pads
 from edgeport.export.tflite.tensor_map import (TENSOR_MAP_SUFFIX, TensorMapFile, TensorOrigin, load_tensor_map,
                                                save_tensor_map, tensor_map_path)
 from edgeport.export.tflite.shuffle import find_channel_shuffles
@@ -401,6 +402,8 @@ def test_zoo_int8_runs_on_xnnpack_with_sane_scales(name, tmp_path):
     # full integer, all of it in XNNPACK (PReLU, average pools and nearest upsampling have INT8-specific forms)
     assert res.float_tensors["int8"] == []
     assert xnnpack_coverage(res.artifacts["int8"]).complete
+    # every explicit PAD feeds one convolution, so XNNPACK folds it (a shared one runs as its own pad operator)
+    assert unshare_conv_pads(res.artifacts["int8"].read_bytes())[1] == 0
     assert res.bias_correction is not None and res.bias_correction["layers"] > 0
 
 
