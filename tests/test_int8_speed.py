@@ -114,3 +114,62 @@ def test_fully_delegated_model_reports_no_builtin_ops(tmp_path):
 
     cov = xnnpack_coverage(_tf_int8(plain, (1, 16, 16, 8), tmp_path / "plain.tflite"))
     assert cov.complete and cov.builtin_ops == {} and str(cov) == "all"
+
+
+class _HardNet(torch.nn.Module):
+    """MobileNetV3's patterns: hard-swish into a conv, into a depthwise conv and into an SE block (mean, hard-sigmoid
+    gate, multiply, projection), a mean into the classifier; plus one hard-swish whose output meets an Add (a factor
+    cannot pass an Add), which must stay as it is."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 16, 3, 2, 1)
+        self.dw = torch.nn.Conv2d(16, 16, 3, 1, 1, groups=16)
+        self.fc1, self.fc2 = torch.nn.Conv2d(16, 8, 1), torch.nn.Conv2d(8, 16, 1)
+        self.proj = torch.nn.Conv2d(16, 16, 1)
+        self.side = torch.nn.Conv2d(16, 16, 1)
+        self.head = torch.nn.Linear(16, 10)
+        self.act = torch.nn.Hardswish()
+
+    def forward(self, x):
+        y = self.act(self.dw(self.act(self.stem(x))))
+        gate = torch.nn.functional.hardsigmoid(self.fc2(torch.relu(self.fc1(y.mean((2, 3), keepdim=True)))))
+        y = self.proj(y * gate)
+        r = self.act(self.side(y))
+        return self.head((r + y).mean((2, 3)))
+
+
+def test_hard_activation_scales_fold_into_the_weights_exactly(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from edgeport.export.tflite.act_scale_fold import fold_hard_activation_scales
+    from edgeport.export.tflite.graph import OnnxGraph
+
+    torch.manual_seed(0)
+    export_onnx(_HardNet().eval(), input_shape=(1, 3, 32, 32), path=tmp_path / "m.onnx")
+    model = OnnxGraph.from_model(onnx.load(str(tmp_path / "m.onnx"))).model
+    folded, n = fold_hard_activation_scales(model)
+    ops = [node.op_type for node in folded.graph.node]
+    assert n == 3 and ops.count("HardSwish") == 1 and "HardSigmoid" not in ops, ops  # the Add-bound one is kept
+    renamed = {o for node in folded.graph.node for o in node.output if "__x" in o}
+    assert any(o.endswith("__x6") for o in renamed) and any(o.endswith("__x36") for o in renamed), renamed
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    ref, got = (np.concatenate([ort.InferenceSession(m.SerializeToString()).run(None, {"input": x[i:i + 1]})[0]
+                                for i in range(2)]) for m in (model, folded))
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_int8_hard_activations_lose_their_scalar_multiplies_and_fp32_is_untouched(tmp_path):
+    torch.manual_seed(0)
+    export_onnx(_HardNet().eval(), input_shape=(1, 3, 32, 32), path=tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    cal = [{"input": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(4)]
+    both = convert(tmp_path / "m.onnx", out_dir=tmp_path / "both", precisions=["fp32", "int8"], calibration=cal,
+                   bias_correction_samples=0)
+    alone = convert(tmp_path / "m.onnx", out_dir=tmp_path / "alone", precisions=["fp32"])
+    assert both.artifacts["fp32"].read_bytes() == alone.artifacts["fp32"].read_bytes()
+    # INT8 MULs: one per folded hard-swish (relu6(x + 3) * x), the SE multiply, and the kept hard-swish's two;
+    # the unfolded forms had one more per hard-swish and hard-sigmoid (their x * 1/6)
+    assert both.ops["int8"]["MUL"] == 2 + 1 + 2, both.ops["int8"]
+    assert xnnpack_coverage(both.artifacts["int8"]).complete and both.float_tensors["int8"] == []

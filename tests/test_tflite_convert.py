@@ -466,8 +466,9 @@ def _sqnr(ref, got):
 
 
 def test_int8_hard_swish_runs_in_xnnpack_at_the_fused_ops_fidelity(tmp_path, monkeypatch):
-    """XNNPACK has no INT8 HARD_SWISH: the INT8 trace writes hard-swish as ADD(RELU6) + MUL + MUL, so MobileNetV3's
-    INT8 model is one XNNPACK partition (20 with the fused op) and as close to fp32 as the fused op's model."""
+    """XNNPACK has no INT8 HARD_SWISH: the INT8 trace writes hard-swish as ADD(RELU6) + MUL with its 1/6 moved into
+    the weights that read it (act_scale_fold.py), so MobileNetV3's INT8 model is one XNNPACK partition (20 with the
+    fused op) and as close to fp32 as the fused op's model."""
     from edgeport.calibration import Split, load_samples
     from edgeport.models import calibrate_batchnorm
 

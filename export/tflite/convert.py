@@ -21,6 +21,7 @@ import tensorflow as tf
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.files import atomic_write_bytes
 
+from .act_scale_fold import fold_hard_activation_scales
 from .bias_correction import correct_biases
 from .build import InputLayout, Lowered, lower_graph
 from .calibrated import apply_calibration_method, quantize_calibrated
@@ -378,12 +379,14 @@ def _shuffle_pass(model: onnx.ModelProto, *, grouped_form, piece_form) -> tuple[
 
 def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout) -> tuple[Lowered, Lowered]:
     """(the float lowering, the one the INT8 model is traced from): the INT8 one is a second lowering only where an
-    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object."""
+    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object; it is traced from the graph with
+    the hard activations' 1/6 moved into the weights that read them (act_scale_fold.py)."""
     graph = OnnxGraph.from_model(model)
     lowered = lower_graph(graph, input_layout=input_layout)
     lowered_int8 = lowered
     if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
-        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True)
+        folded, _ = fold_hard_activation_scales(graph.model)
+        lowered_int8 = lower_graph(OnnxGraph.from_model(folded), input_layout=input_layout, for_int8=True)
     return lowered, lowered_int8
 
 
