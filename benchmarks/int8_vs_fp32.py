@@ -8,7 +8,9 @@ CPU time is reported beside wall time because on a shared machine another proces
 of whichever configuration it interrupts, not in its CPU time.
 
 With `--profile`, each artifact also runs under `perf record` (when `perf` is installed) and the table lists the
-XNNPACK micro-kernels that take most of its samples: where INT8 loses its time against fp32.
+XNNPACK micro-kernels that take most of its samples (where INT8 loses its time against fp32), and under valgrind's
+callgrind (when installed), which counts the instructions per inference of XNNPACK's AVX2 kernels (valgrind does not
+emulate AVX-512): the INT8 / fp32 work ratio on a CPU without AVX-512 or VNNI.
 
 The networks are zoo models with random-init weights and BatchNorm statistics from real-photo crops
 (converter_speed.bn_calibrated_model): fp32 latency does not depend on the values, INT8 latency does through its
@@ -138,12 +140,31 @@ def kernel_profile(path: Path, *, runs: int = 200, top: int = 5) -> str:
     return ", ".join(rows) or "-"
 
 
+def instructions(path: Path, *, runs: int = 10) -> int | None:
+    """Instructions per inference counted by valgrind's callgrind inside the interpreter's Invoke (`runs` inferences
+    after 5 warm-up ones, all counted), or None without valgrind. valgrind does not emulate AVX-512, so XNNPACK
+    picks its AVX2 kernels here: the count describes a CPU without AVX-512 or VNNI, not this one."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        subprocess.run([valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", "--collect-atstart=no",
+                        "--toggle-collect=tflite::Subgraph::Invoke()", sys.executable, __file__, "--loop", str(path),
+                        "--runs", str(runs + 5)], capture_output=True, text=True)
+        if not out.is_file():
+            return None
+        total = next((int(line.split()[1]) for line in out.read_text(errors="replace").splitlines()
+                      if line.startswith("totals:") or line.startswith("summary:")), None)
+    return None if total is None else total // (runs + 5)
+
+
 def measure(models, *, work: Path, rounds: int, runs: int, profile: bool, log) -> list[str]:
     from edgeport.export.tflite import op_histogram, xnnpack_coverage
 
     lines = ["| model | fp32 ms (wall / CPU) | INT8 ms (wall / CPU) | INT8 / fp32 (CPU) | per-round p10-p90 | "
              "INT8 ops not on XNNPACK | INT8 op counts vs fp32 |", "|---|---:|---:|---:|---|---|---|"]
-    profiles = []
+    profiles, counts = [], []
     for k, name in enumerate(models):
         log(f"{k + 1}/{len(models)} {name}")
         paths = convert_model(name, work)
@@ -162,6 +183,15 @@ def measure(models, *, work: Path, rounds: int, runs: int, profile: bool, log) -
             for p in PRECISIONS:
                 profiles.append(f"| `{name}` | {p} | {kernel_profile(paths[p])} |")
                 log(profiles[-1])
+            ir = {p: instructions(paths[p]) for p in PRECISIONS}
+            if None not in ir.values():
+                counts.append(f"| `{name}` | {ir['fp32'] / 1e6:.1f} | {ir['int8'] / 1e6:.1f} | "
+                              f"{ir['int8'] / ir['fp32']:.2f} |")
+                log(counts[-1])
+    if counts:
+        lines += ["", "Instructions per inference under valgrind (`--profile`; valgrind hides AVX-512, so XNNPACK runs "
+                  "its AVX2 kernels: a CPU without AVX-512 or VNNI):", "",
+                  "| model | fp32 M instr. | INT8 M instr. | INT8 / fp32 |", "|---|---:|---:|---:|"] + counts
     if profiles:
         lines += ["", "Where the time goes (`--profile`: share of `perf record` samples per symbol, top 5):", "",
                   "| model | precision | symbols |", "|---|---|---|"] + profiles
