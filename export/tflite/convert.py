@@ -21,11 +21,13 @@ import tensorflow as tf
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.files import atomic_write_bytes
 
+from .act_scale_fold import fold_hard_activation_scales
 from .bias_correction import correct_biases
 from .build import InputLayout, Lowered, lower_graph
 from .calibrated import apply_calibration_method, quantize_calibrated
 from .graph import OnnxGraph
 from .lowerings import NHWC
+from .pad_unshare import unshare_conv_pads
 from .scale_unify import unify_same_scale_ranges
 from .shuffle import GroupedShuffleForm, PieceForm, remove_channel_shuffles_with_stats
 from .tensor_map import TensorOrigin, save_tensor_map, tensor_map_path
@@ -222,13 +224,44 @@ def op_histogram(tflite_path: str | os.PathLike) -> dict[str, int]:
 class XnnpackCoverage:
     """How ai-edge-litert's default XNNPACK delegate takes a model: `partitions` DELEGATE nodes; `complete` when one
     delegate runs the whole graph (it produces the model's outputs: a partition count alone misses a trailing op left
-    to the builtin kernels)."""
+    to the builtin kernels); `builtin_ops` {op name: count} of the ops XNNPACK left to TFLite's builtin kernels."""
 
     partitions: int
     complete: bool
+    builtin_ops: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return "all" if self.complete else f"{self.partitions} partitions + builtin ops"
+        if self.complete:
+            return "all"
+        left = ", ".join(f"{op} x{n}" for op, n in self.builtin_ops.items())
+        return f"{self.partitions} partitions + builtin ops" + (f" ({left})" if left else "")
+
+
+def _builtin_ops(ops: list[dict], graph_outputs: set[int]) -> dict[str, int]:
+    """{op name: count} of the ops no DELEGATE node took. The interpreter lists every original op beside the DELEGATE
+    nodes; an op is delegated iff its outputs are inside a delegate: a tensor a delegate produces, or one consumed
+    only by delegated ops. So an op is builtin when it feeds a delegate or a graph output that no delegate produces,
+    or feeds a builtin op (a fixed point from the graph's ends)."""
+    delegates = [d for d in ops if d["op_name"] == "DELEGATE"]
+    real = [d for d in ops if d["op_name"] != "DELEGATE"]
+    produced = {int(t) for d in delegates for t in d["outputs"]}
+    ends = {int(t) for d in delegates for t in d["inputs"]} | graph_outputs
+    consumers: dict[int, list[int]] = {}
+    for op in real:
+        for t in op["inputs"]:
+            consumers.setdefault(int(t), []).append(op["index"])
+    builtin: set[int] = set()
+    grew = True
+    while grew:
+        grew = False
+        for op in real:
+            outs = {int(t) for t in op["outputs"]}
+            if op["index"] in builtin or outs & produced:
+                continue
+            if outs & ends or any(c in builtin for t in outs for c in consumers.get(t, ())):
+                builtin.add(op["index"])
+                grew = True
+    return dict(sorted(Counter(op["op_name"] for op in real if op["index"] in builtin).items()))
 
 
 def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
@@ -237,10 +270,12 @@ def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
 
     it = Interpreter(model_path=str(tflite_path), num_threads=1)
     it.allocate_tensors()  # raises for a model XNNPACK cannot prepare
-    delegates = [d for d in it._get_ops_details() if d["op_name"] == "DELEGATE"]
+    ops = it._get_ops_details()
+    delegates = [d for d in ops if d["op_name"] == "DELEGATE"]
     outputs = {d["index"] for d in it.get_output_details()}
     complete = len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs
-    return XnnpackCoverage(partitions=len(delegates), complete=complete)
+    return XnnpackCoverage(partitions=len(delegates), complete=complete,
+                           builtin_ops={} if complete else _builtin_ops(ops, outputs))
 
 
 def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
@@ -349,12 +384,15 @@ def _shuffle_pass(model: onnx.ModelProto, *, grouped_form, piece_form) -> tuple[
 def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout,
                output_layout: InputLayout) -> tuple[Lowered, Lowered]:
     """(the float lowering, the one the INT8 model is traced from): the INT8 one is a second lowering only where an
-    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object."""
+    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object; it is traced from the graph with
+    the hard activations' 1/6 moved into the weights that read them (act_scale_fold.py)."""
     graph = OnnxGraph.from_model(model)
     lowered = lower_graph(graph, input_layout=input_layout, output_layout=output_layout)
     lowered_int8 = lowered
     if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
-        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True, output_layout=output_layout)
+        folded, _ = fold_hard_activation_scales(graph.model)
+        lowered_int8 = lower_graph(OnnxGraph.from_model(folded), input_layout=input_layout, for_int8=True,
+                                   output_layout=output_layout)
     return lowered, lowered_int8
 
 
@@ -471,6 +509,9 @@ def convert(
             lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
             input_layout=input_layout, num=min(bias_correction_samples, n_cal))
         timings["bias_correction_s"] = time.perf_counter() - t
+
+    if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
+        blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
 
     t = time.perf_counter()
     written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
