@@ -15,7 +15,8 @@ Checkpoints (real or trained weights only):
 - `shufflenet_v2_cifar_x0_5`: trained on scikit-learn digits (calibration/checkpoints), 64 calibration digits from
   the train split, all 540 held-out digits; reference: torch.
 
-Techniques: range method (minmax, percentile, per-tensor, auto) x bias correction (empirical, analytic, none), each
+Techniques: range method (minmax, percentile, per-tensor, auto) x bias correction (empirical, analytic, none) x
+cross-layer equalization (`equalize=True`: conv -> [ReLU] -> conv pairs, export/equalization.py), each
 a `convert(...)` of the same ONNX file with the same samples. Figures: top-1 agreement with the reference, output
 SQNR, INT8 conversion time (TensorFlow calibration + ranges + quantizer + bias correction; noisy on a shared
 machine: the CPU line is printed with them). Results: benchmarks/results/int8_techniques.json and the table between
@@ -36,9 +37,11 @@ RESULTS = REPO / "benchmarks" / "results" / "int8_techniques.json"
 DOC = REPO / "docs" / "calibration.md"
 BEGIN, END = "<!-- int8_techniques:begin -->", "<!-- int8_techniques:end -->"
 
-# (range method, bias correction); the first is the converter's default
-TECHNIQUES = [("minmax", "empirical"), ("minmax", "none"), ("minmax", "analytic"), ("percentile", "empirical"),
-              ("per-tensor", "empirical"), ("per-tensor", "analytic"), ("auto", "analytic")]
+# (range method, bias correction, cross-layer equalization); the first is the converter's default
+TECHNIQUES = [("minmax", "empirical", False), ("minmax", "none", False), ("minmax", "analytic", False),
+              ("percentile", "empirical", False), ("per-tensor", "empirical", False),
+              ("per-tensor", "analytic", False), ("auto", "analytic", False), ("minmax", "empirical", True),
+              ("per-tensor", "analytic", True), ("auto", "analytic", True)]
 CALIB_WORDS = ("edge", "quantize", "model", "tensor", "phone", "convert", "layer", "kernel", "ARM", "latency",
                "photo", "camera", "Invoice 2024", "TOTAL 18.40", "receipt", "street", "open", "Monday")
 VALID_WORDS = ("hello world", "shuffle", "network", "Pixel", "batch", "integer", "bias", "scale", "north",
@@ -158,32 +161,34 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     cal, xv, ref, desc = MODELS[name](work)
     row = {"model": name, "data": desc, "num_calibration": len(cal), "num_validation": int(len(xv)), "rows": []}
-    for method, bc in techniques:
+    for method, bc, cle in techniques:
         t = time.perf_counter()
-        res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}", precisions=["int8"], calibration=cal,
-                      calibration_method=method, bias_correction=bc, bias_correction_samples=0 if bc == "none" else 8)
+        res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}_{cle}", precisions=["int8"],
+                      calibration=cal, calibration_method=method, bias_correction=bc,
+                      bias_correction_samples=0 if bc == "none" else 8, equalize=cle)
         seconds = time.perf_counter() - t
         m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))
-        r = {"method": method, "bias_correction": bc, "top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"],
+        r = {"method": method, "bias_correction": bc, "equalize": cle, "top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"],
              "convert_s": round(seconds, 1), "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
              "calibration": res.calibration}
         row["rows"].append(r)
-        log(f"{name} {method:>10} + {bc:<9} top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
+        log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
             f"{seconds:5.1f} s" + (f"  auto chose {res.calibration['tflite_method']}" if method == "auto" else ""))
     return row
 
 
 def markdown(rows: list[dict], cpu: str) -> str:
-    lines = ["| checkpoint | range method | bias correction | top-1 agreement % | output SQNR dB | INT8 conversion s |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = ["| checkpoint | range method | bias correction | CLE | top-1 agreement % | output SQNR dB | "
+             "INT8 conversion s |", "|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         best = max(r["rows"], key=lambda x: (round(x["sqnr_db"], 1), x["top1_agreement"]))
         for x in r["rows"]:
             method = x["method"] + (f" → {x['calibration']['tflite_method']}" if x["method"] == "auto" else "")
-            cells = [r["model"], method, x["bias_correction"], f"{100 * x['top1_agreement']:.1f}",
+            cle = f"{x['calibration']['equalization']['pairs']} pairs" if x["equalize"] else "-"
+            cells = [r["model"], method, x["bias_correction"], cle, f"{100 * x['top1_agreement']:.1f}",
                      f"{x['sqnr_db']:.1f}", f"{x['convert_s']:.1f}"]
             if x is best:
-                cells[1:5] = [f"**{c}**" for c in cells[1:5]]
+                cells[1:6] = [f"**{c}**" for c in cells[1:6]]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Data: " + "; ".join(f"{r['model']}: {r['data']}" for r in rows) + ".",
               f"Machine: {cpu} (shared by several jobs: conversion times are indicative). **Bold**: the best output "

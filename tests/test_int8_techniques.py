@@ -172,6 +172,73 @@ def test_analytic_bias_correction_lowers_the_error_of_a_small_net(tmp_path):
     assert out["analytic"] >= out["none"] - 0.2, out
 
 
+
+def _separable_net(path: Path, *, act: str = "Relu") -> None:
+    """conv 3x3 -> act -> depthwise 3x3 (channel scales over 3 decades) -> act -> conv 1x1 -> GAP -> Gemm."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)) * 0.4, "b1": rng.standard_normal(8) * 0.1,
+             "w2": rng.standard_normal((8, 1, 3, 3)) * np.logspace(-2, 1, 8).reshape(8, 1, 1, 1),
+             "b2": rng.standard_normal(8) * 0.1, "w3": rng.standard_normal((16, 8, 1, 1)) * 0.3,
+             "b3": rng.standard_normal(16) * 0.1, "fc": rng.standard_normal((10, 16)), "fcb": np.zeros(10)}
+    a = (lambda i, o: helper.make_node("Relu", [i], [o])) if act == "Relu" else \
+        (lambda i, o: helper.make_node("Clip", [i, "lo", "hi"], [o]))
+    if act != "Relu":
+        inits |= {"lo": np.array(0.0), "hi": np.array(6.0)}
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), a("c1", "r1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=8), a("c2", "r2"),
+             helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
+             helper.make_node("GlobalAveragePool", ["c3"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "fcb"], ["logits"], transB=1)]
+    g = helper.make_graph(nodes, "sep", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
+                          initializer=[numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+
+
+def test_cross_layer_equalization_is_exact_in_fp32(tmp_path):
+    """Equalizing conv -> ReLU -> depthwise -> ReLU -> conv changes weights (the depthwise channel ranges move
+    from 3 decades apart to within one) but not the function: the equalized ONNX (ONNX Runtime) and its fp32 TFLite
+    equal the original ONNX to ~1e-5 relative."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeport.export.equalization import equalize_model
+    from edgeport.export.tflite import convert
+    from edgeport.validation import run_artifact
+
+    _separable_net(tmp_path / "m.onnx")
+    model, stats = equalize_model(onnx.load(str(tmp_path / "m.onnx")))
+    assert stats.pairs == 2 and stats.skipped_clipped == 0
+    onnx.save(model, str(tmp_path / "eq.onnx"))
+    w = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    ranges = np.abs(w["w2"].reshape(8, -1)).max(axis=1)
+    assert ranges.max() / ranges.min() < 0.1 * 10 ** 3  # was ~1000x apart
+    x = np.concatenate([s["input"] for s in _samples(16, 5)])
+    ref = run_artifact(tmp_path / "m.onnx", x)
+    scale = np.abs(ref).max()
+    assert np.abs(run_artifact(tmp_path / "eq.onnx", x) - ref).max() < 1e-5 * scale
+    res = convert(tmp_path / "m.onnx", out_dir=tmp_path / "out", precisions=["fp32"], equalize=True)
+    assert res.calibration["equalization"]["pairs"] == 2
+    assert np.abs(run_artifact(res.artifacts["fp32"], x) - ref).max() < 1e-5 * scale
+
+
+def test_cross_layer_equalization_skips_relu6_pairs(tmp_path):
+    """ReLU6 (Clip 0..6) is not scale-equivariant: those pairs are left alone and counted."""
+    import onnx
+
+    from edgeport.export.equalization import equalize_model
+
+    _separable_net(tmp_path / "m.onnx", act="Clip")
+    model, stats = equalize_model(onnx.load(str(tmp_path / "m.onnx")))
+    assert (stats.pairs, stats.skipped_clipped) == (0, 2)
+    assert [i.raw_data for i in model.graph.initializer] == [
+        i.raw_data for i in onnx.load(str(tmp_path / "m.onnx")).graph.initializer]
+
 @pytest.mark.slow
 def test_lite0_per_tensor_ranges_with_analytic_bias_correction(lite0_checkpoint, tmp_path):
     """The real EfficientNet-Lite0 checkpoint: per-tensor ranges and the analytic bias correction (no per-layer INT8

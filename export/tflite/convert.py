@@ -19,6 +19,7 @@ import onnx
 import tensorflow as tf
 
 from edgeport.errors import CalibrationError, ExportError
+from edgeport.export.equalization import equalize_model
 from edgeport.files import atomic_write_bytes
 
 from .bias_correction import analytic_bias_correction, correct_biases
@@ -460,6 +461,7 @@ def convert(
     calibration_method: str = "minmax",
     bias_correction_samples: int = 8,
     bias_correction: BiasCorrection | str = BiasCorrection.EMPIRICAL,
+    equalize: bool = False,
     grouped_shuffle_form: str = "transpose",
     shuffle_piece_form: str = "slices",
 ) -> ConversionResult:
@@ -472,7 +474,9 @@ def convert(
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off); `bias_correction` chooses how (BiasCorrection:
-    analytic from float statistics, empirical per layer, none). `grouped_shuffle_form`: the exact form kept for a
+    analytic from float statistics, empirical per layer, none). `equalize`: cross-layer equalization of conv pairs
+    before everything else (export/equalization.py; exact in real arithmetic, every precision gets it).
+    `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle.GroupedShuffleForm).
     `shuffle_piece_form`: how the channel pieces that absorbed shuffles read are produced (ShuffleNetV2):
     slices | convs (shuffle.PieceForm; which is faster depends on the CPU).
@@ -489,6 +493,9 @@ def convert(
     model = load_onnx_model(onnx_model_or_path)
     timings["load_s"] = time.perf_counter() - t0
 
+    if equalize:
+        model, eq = equalize_model(model)
+        notes["equalization"] = eq.as_dict()
     t = time.perf_counter()
     model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
                                                         piece_form=shuffle_piece_form)
