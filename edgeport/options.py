@@ -190,6 +190,10 @@ class ConvertOptions(_Options):
         "--bias-correction", choices=BIAS_CORRECTIONS,
         help="TFLite INT8 bias correction: empirical (per layer, one INT8 inference per layer and sample), "
              "analytic (one float pass), none")})
+    equalize: bool = field(default=False, metadata={"cli": _flag(
+        "--equalize", action="store_true",
+        help="cross-layer equalization of conv -> [ReLU] -> conv pairs before calibration (exact; ReLU6 pairs "
+             "are skipped)")})
     shuffle_piece_form: str = field(default="slices", metadata={"cli": _flag(
         "--shuffle-pieces", choices=SHUFFLE_PIECE_FORMS,
         help="ShuffleNetV2-style absorbed shuffles: read channel pieces as slices or compute each piece with its "

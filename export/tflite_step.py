@@ -57,7 +57,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     with captured_native_output():
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=options.io_dtype,
                          input_layout=options.input_layout, calibration_method=tfl_method.value,
-                         shuffle_piece_form=options.shuffle_piece_form, bias_correction=options.bias_correction)
+                         shuffle_piece_form=options.shuffle_piece_form, bias_correction=options.bias_correction,
+                         equalize=options.equalize)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         p = Precision(prec)

@@ -266,25 +266,31 @@ def test_lite0_per_tensor_ranges_with_analytic_bias_correction(lite0_checkpoint,
 
 
 @pytest.mark.slow
-def test_auto_on_the_digits_checkpoint_keeps_its_accuracy(tmp_path):
-    """auto on the digits-trained ShuffleNetV2: tries every candidate on the calibration hold-out, records them, and
-    the model it ships agrees with torch on >= 99 % of the 540 held-out digits."""
+def test_cli_auto_analytic_equalize_reach_the_report(tmp_path):
+    """`edgeport export --calibration-method auto --bias-correction analytic --equalize` on the digits-trained
+    ShuffleNetV2: report.json records the trials, the winner, the equalized pairs and the bias correction; ONNX
+    Runtime's model falls back to min/max; the shipped TFLite model agrees with torch on >= 99 % of the 540
+    held-out digits."""
+    import json
+
     from edgeport.calibration import Split, load_samples
+    from edgeport.cli import main
     from edgeport.export.checkpoint import resolve_source
-    from edgeport.export.onnx_export import export_onnx
-    from edgeport.export.tflite import convert
     from edgeport.metrics import parity_metrics
     from edgeport.validation import run_artifact, run_reference
 
-    src = resolve_source("shufflenet_v2_cifar_x0_5", builder_args={"num_classes": 10},
-                         checkpoint=REPO / "calibration" / "checkpoints" / "shufflenet_v2_cifar_x0_5_digits.pt")
-    export_onnx(src.module.eval(), input_shape=(1, *src.spec.input_shape), path=tmp_path / "m.onnx")
-    cal = load_samples("digits", model_spec=src.spec, split=Split.CALIBRATION, num=32, seed=0)
+    ck = REPO / "calibration" / "checkpoints" / "shufflenet_v2_cifar_x0_5_digits.pt"
+    out = tmp_path / "out"
+    assert main(["--quiet", "export", "shufflenet_v2_cifar_x0_5", "--checkpoint", str(ck), "--out", str(out),
+                 "--precision", "int8", "--calibration", "digits", "--num-calibration", "16",
+                 "--calibration-method", "auto", "--bias-correction", "analytic", "--equalize"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    cal = rep["calibration"]
+    assert cal["method"] == "auto" and cal["onnx_int8_method"] == "minmax"
+    assert cal["tflite_method"] == cal["auto"]["chosen"] in cal["auto"]["candidates"]
+    assert cal["equalization"]["pairs"] > 0
+    assert rep["artifact_info"]["tflite_int8"]["bias_correction"]["method"] == "analytic"
+    src = resolve_source("shufflenet_v2_cifar_x0_5", checkpoint=ck, builder_args={"num_classes": 10})
     held = load_samples("digits", model_spec=src.spec, split=Split.VALIDATION, num=None, seed=0).array()
-    res = convert(tmp_path / "m.onnx", out_dir=tmp_path / "out", precisions=["int8"], calibration=cal,
-                  calibration_method="auto", bias_correction="analytic")
-    auto = res.calibration["auto"]
-    assert set(auto["candidates"]) == {"minmax", "percentile", "per-tensor"} and auto["holdout_samples"] == 8
-    assert auto["chosen"] == res.calibration["tflite_method"]
-    m = parity_metrics(run_reference(src.module.eval(), held), run_artifact(res.artifacts["int8"], held))
+    m = parity_metrics(run_reference(src.module.eval(), held), run_artifact(out / "model_int8.tflite", held))
     assert m["top1_agreement"] >= 0.99 and m["sqnr_db"] > 25, m
