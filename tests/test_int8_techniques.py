@@ -92,15 +92,20 @@ def test_single_sample_falls_back_to_min_max():
 def test_tap_means_give_the_exact_mean_conv_output(kernel, stride, same):
     """sum W * tap_means(x) is the mean over positions of conv(x, W) (padding read as zeros): the identity the
     analytic bias correction rests on."""
-    import tensorflow as tf
-
-    from edgeport.calibration.conv_stats import tap_means
+    from edgeport.calibration.conv_stats import same_padding, tap_means
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 9, 11, 4)).astype(np.float32) + 1.0
     w = rng.standard_normal((*kernel, 4, 6)).astype(np.float32)  # HWIO
-    y = tf.nn.conv2d(x, w, strides=[1, *stride, 1], padding="SAME" if same else "VALID").numpy()
+    pads = [same_padding(n, k, st, 1) if same else (0, 0) for n, k, st in zip(x.shape[1:3], kernel, stride)]
+    xp = np.pad(x, ((0, 0), *pads, (0, 0)))
+    oh, ow = (xp.shape[1] - kernel[0]) // stride[0] + 1, (xp.shape[2] - kernel[1]) // stride[1] + 1
+    y = np.array([[[np.einsum("hwi,hwio->o", xp[b, i * stride[0]:i * stride[0] + kernel[0],
+                                              j * stride[1]:j * stride[1] + kernel[1]], w)
+                    for j in range(ow)] for i in range(oh)] for b in range(2)])  # direct convolution, TF padding
     m = tap_means(x, kernel=kernel, stride=stride, same=same)
+    # TensorFlow's SAME: the extra padding row goes after (an 8-wide input, 3-tap, stride 2: out 4, pad (0, 1))
+    assert same_padding(8, 3, 2, 1) == (0, 1) and same_padding(9, 3, 2, 1) == (1, 1) and same_padding(5, 5, 1, 1) == (2, 2)
     assert np.allclose(np.einsum("hwio,hwi->o", w, m), y.mean(axis=(0, 1, 2)), atol=1e-4)
 
 
