@@ -168,11 +168,13 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
                       bias_correction_samples=0 if bc == "none" else 8, equalize=cle)
         seconds = time.perf_counter() - t
         m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))
-        r = {"method": method, "bias_correction": bc, "equalize": cle, "top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"],
+        r = {"method": method, "bias_correction": bc, "equalize": cle, "top1_agreement": m["top1_agreement"],
+             "sqnr_db": m["sqnr_db"],
              "convert_s": round(seconds, 1), "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
              "calibration": res.calibration}
         row["rows"].append(r)
-        log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
+        log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} "
+            f"top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
             f"{seconds:5.1f} s" + (f"  auto chose {res.calibration['tflite_method']}" if method == "auto" else ""))
     return row
 
@@ -216,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     host = cpu_features()
     feats = host.to_dict()
-    flags = ", ".join(k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "asimddp", "i8mm") if feats.get(k))
+    flags = ", ".join(k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "asimddp", "i8mm")
+                      if feats.get(k))
     cpu = f"{feats.get('model_name', 'CPU')} ({feats.get('arch')}: {flags}; INT8 path {feats.get('int8_kernel_path')})"
     print(cpu, flush=True)
     rows = [run_model(m, work=args.work / m, techniques=TECHNIQUES) for m in args.models]

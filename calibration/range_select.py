@@ -102,7 +102,7 @@ class Histogram:
         np.clip(idx, 0, BINS - 1, out=idx)
         self.counts += np.bincount(idx, minlength=BINS)
 
-    def merged(self, other: "Histogram") -> "Histogram":
+    def merged(self, other: Histogram) -> Histogram:
         """A new histogram holding both (neither is changed)."""
         out = Histogram()
         for h in (self, other):

@@ -105,7 +105,8 @@ def test_tap_means_give_the_exact_mean_conv_output(kernel, stride, same):
                     for j in range(ow)] for i in range(oh)] for b in range(2)])  # direct convolution, TF padding
     m = tap_means(x, kernel=kernel, stride=stride, same=same)
     # TensorFlow's SAME: the extra padding row goes after (an 8-wide input, 3-tap, stride 2: out 4, pad (0, 1))
-    assert same_padding(8, 3, 2, 1) == (0, 1) and same_padding(9, 3, 2, 1) == (1, 1) and same_padding(5, 5, 1, 1) == (2, 2)
+    assert same_padding(8, 3, 2, 1) == (0, 1) and same_padding(9, 3, 2, 1) == (1, 1)
+    assert same_padding(5, 5, 1, 1) == (2, 2)
     assert np.allclose(np.einsum("hwio,hwi->o", w, m), y.mean(axis=(0, 1, 2)), atol=1e-4)
 
 
@@ -161,10 +162,9 @@ def test_auto_records_every_candidate_and_applies_the_winner(tmp_path):
 def test_analytic_bias_correction_lowers_the_error_of_a_small_net(tmp_path):
     """On held-out inputs, the analytic correction (no INT8 inference but the last layer's) brings the INT8 outputs
     closer to the float model's than no correction."""
+    from edgeport.export.tflite import convert
     from edgeport.metrics import sqnr_db
     from edgeport.validation import run_artifact
-
-    from edgeport.export.tflite import convert
 
     _small_net(tmp_path / "m.onnx")
     held = np.concatenate([s["input"] for s in _samples(32, 7)])

@@ -326,8 +326,8 @@ def _mean_shift(g: _Geometry, m: np.ndarray, mq: np.ndarray) -> np.ndarray:
         return g.w_quant @ mq - g.w_float @ m
     if g.kind == "DEPTHWISE_CONV_2D":  # weights (1, KH, KW, C * multiplier)
         mult = g.w_float.shape[3] // m.shape[2]
-        rep = lambda a: np.repeat(a, mult, axis=2)  # noqa: E731
-        return (g.w_quant[0] * rep(mq)).sum(axis=(0, 1)) - (g.w_float[0] * rep(m)).sum(axis=(0, 1))
+        mq_c, m_c = np.repeat(mq, mult, axis=2), np.repeat(m, mult, axis=2)
+        return (g.w_quant[0] * mq_c).sum(axis=(0, 1)) - (g.w_float[0] * m_c).sum(axis=(0, 1))
     o, _, _, ic = g.w_float.shape  # weights (O, KH, KW, I / groups)
     groups = m.shape[2] // ic
     per = o // groups

@@ -22,9 +22,9 @@ from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.equalization import equalize_model
 from edgeport.files import atomic_write_bytes
 
+from .auto_calibration import choose_calibration_method
 from .bias_correction import analytic_bias_correction, correct_biases
 from .build import InputLayout, Lowered, lower_graph
-from .auto_calibration import choose_calibration_method
 from .calibrated import calibrate_ranges, quantize_calibrated
 from .graph import OnnxGraph
 from .lowerings import NHWC
