@@ -161,7 +161,7 @@ def test_auto_records_every_candidate_and_applies_the_winner(tmp_path):
 
 def test_analytic_bias_correction_lowers_the_error_of_a_small_net(tmp_path):
     """On held-out inputs, the analytic correction (no INT8 inference but the last layer's) brings the INT8 outputs
-    closer to the float model's than no correction."""
+    closer to the float model's than no correction, about as close as the empirical one."""
     from edgeport.export.tflite import convert
     from edgeport.metrics import sqnr_db
     from edgeport.validation import run_artifact
@@ -169,12 +169,13 @@ def test_analytic_bias_correction_lowers_the_error_of_a_small_net(tmp_path):
     _small_net(tmp_path / "m.onnx")
     held = np.concatenate([s["input"] for s in _samples(32, 7)])
     out = {}
-    for bc in ("none", "analytic"):
+    for bc in ("none", "analytic", "empirical"):
         res = convert(tmp_path / "m.onnx", out_dir=tmp_path / bc, precisions=["fp32", "int8"],
                       calibration=_samples(16, 0), bias_correction=bc)
         ref = run_artifact(res.artifacts["fp32"], held)
         out[bc] = sqnr_db(ref, run_artifact(res.artifacts["int8"], held))
-    assert out["analytic"] >= out["none"] - 0.2, out
+    # measured: none 33.2 dB, analytic 33.6 dB, empirical 33.6 dB
+    assert out["analytic"] > out["none"] + 0.1 and out["analytic"] > out["empirical"] - 0.3, out
 
 
 
