@@ -49,12 +49,17 @@ class RangeCollector:
         if self.method != CalibrationMethod.PERCENTILE:
             return
         k = self._k.setdefault(name, max(1, math.ceil(a.size * self.num_samples * (1 - self.percentile / 100.0)) + 1))
-        kk = min(k, a.size)
-        top = np.partition(a, a.size - kk)[a.size - kk:]
-        bot = np.partition(a, kk - 1)[:kk]
-        if name in self._top:
-            top = np.concatenate([self._top[name], top])
-            bot = np.concatenate([self._bot[name], bot])
+        if name in self._top and self._top[name].size >= k:
+            # only values beyond the current k-th largest / smallest can enter the tails (exact, and cheap)
+            top = np.concatenate([self._top[name], a[a > self._top[name].min()]])
+            bot = np.concatenate([self._bot[name], a[a < self._bot[name].max()]])
+        else:
+            kk = min(k, a.size)
+            top = np.partition(a, a.size - kk)[a.size - kk:]
+            bot = np.partition(a, kk - 1)[:kk]
+            if name in self._top:
+                top = np.concatenate([self._top[name], top])
+                bot = np.concatenate([self._bot[name], bot])
         if top.size > k:
             top = np.partition(top, top.size - k)[top.size - k:]
             bot = np.partition(bot, k - 1)[:k]

@@ -30,12 +30,17 @@ class CalibrationMethod(str, enum.Enum):
     """How activation ranges are chosen from the calibration samples.
 
     MINMAX: the observed min/max (TFLite's and ORT's default). PERCENTILE: clip outliers at a percentile of the
-    absolute activations. ENTROPY: KL-divergence threshold (ONNX Runtime only).
+    absolute activations. ENTROPY: KL-divergence threshold (ONNX Runtime only). PER_TENSOR: each activation tensor
+    gets the candidate range (min/max, percentiles, MSE-optimal clipping) with the least quantization error on a
+    calibration hold-out (range_select.py; TFLite). AUTO: the method (minmax, percentile, per-tensor) whose INT8
+    model has the least output error on the calibration hold-out (TFLite; ONNX Runtime uses min/max for both).
     """
 
     MINMAX = "minmax"
     PERCENTILE = "percentile"
     ENTROPY = "entropy"
+    PER_TENSOR = "per-tensor"
+    AUTO = "auto"
 
     def __str__(self) -> str:
         return self.value

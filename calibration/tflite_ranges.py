@@ -17,6 +17,7 @@ import numpy as np
 from edgeport.runtime.engines import open_engine, run
 from edgeport.runtime.layout import to_artifact_layout
 
+from .range_select import HistogramCollector, RangeChoice
 from .ranges import DEFAULT_PERCENTILE, RangeCollector
 from .samples import CalibrationMethod
 
@@ -45,3 +46,28 @@ def tflite_activation_ranges(
         for name, i in idx.items():
             col.update(name, interp.get_tensor(i))
     return col.ranges()
+
+
+def tflite_range_choices(
+    calibrated: bytes,
+    *,
+    tensors: Iterable[str],
+    calibration: Iterable[dict[str, np.ndarray]],
+) -> tuple[dict[str, RangeChoice], dict[str, np.ndarray]]:
+    """({tensor name: RangeChoice}, {tensor name: per-channel mean}) over the calibration samples for each of
+    `tensors` the calibrated float model has: one float pass, every 4th sample held out for the range choice
+    (range_select.py). Channel means (last axis, NHWC) are over all samples."""
+    names = set(tensors)
+    samples = [np.asarray(next(iter(s.values())), dtype=np.float32) for s in calibration]
+    engine = open_engine("tflite-builtin", calibrated, threads=1, preserve_all_tensors=True)
+    interp = engine.interpreter
+    idx = {d["name"]: d["index"] for d in interp.get_tensor_details() if d["name"] in names}
+    shape = engine.input_specs()[0][1]
+    col = HistogramCollector(num_samples=len(samples))
+    for k, x in enumerate(samples):
+        if x.ndim == 4:
+            x = to_artifact_layout(x, artifact_shape=shape, nchw_shape=x.shape, artifact="calibrated model")
+        run(engine, [x])
+        for name, i in idx.items():
+            col.update(name, interp.get_tensor(i), sample_index=k)
+    return col.select(), col.channel_means()

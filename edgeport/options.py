@@ -18,7 +18,8 @@ PRECISIONS = ("fp32", "int8", "fp16", "dynamic")
 IO_DTYPES = ("int8", "uint8", "float")
 INPUT_LAYOUTS = ("nhwc", "nchw")
 OUTPUT_LAYOUTS = ("nchw", "nhwc")
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "per-tensor", "auto")
+BIAS_CORRECTIONS = ("empirical", "analytic", "none")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
 EXPORTERS = ("dynamo", "legacy")
 ORT_INT8_SCHEMES = ("u8u8", "s8s8", "s8s8-7bit")
@@ -183,7 +184,17 @@ class ConvertOptions(_Options):
         "--num-calibration", type=int, help="number of calibration samples (default: the source's own count)")})
     calibration_method: str = field(default="minmax", metadata={"cli": _flag(
         "--calibration-method", choices=CALIBRATION_METHODS,
-        help="activation ranges: minmax, percentile (outlier clipping), entropy (ORT INT8 only)")})
+        help="activation ranges: minmax, percentile (outlier clipping), entropy (ORT INT8 only), per-tensor (each "
+             "tensor's best of min/max, percentiles, MSE clipping on a calibration hold-out; TFLite), auto (the "
+             "method with the least hold-out output error; TFLite)")})
+    bias_correction: str = field(default="empirical", metadata={"cli": _flag(
+        "--bias-correction", choices=BIAS_CORRECTIONS,
+        help="TFLite INT8 bias correction: empirical (per layer, one INT8 inference per layer and sample), "
+             "analytic (one float pass), none")})
+    equalize: bool = field(default=False, metadata={"cli": _flag(
+        "--equalize", action="store_true",
+        help="cross-layer equalization of conv -> [ReLU] -> conv pairs before calibration (exact; ReLU6 pairs "
+             "are skipped)")})
     shuffle_piece_form: str = field(default="slices", metadata={"cli": _flag(
         "--shuffle-pieces", choices=SHUFFLE_PIECE_FORMS,
         help="ShuffleNetV2-style absorbed shuffles: read channel pieces as slices or compute each piece with its "

@@ -39,7 +39,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     from the calibration split of `options.calibration`, preprocessed by the model's spec."""
     from edgeport.calibration import DEFAULT_SEED, CalibrationMethod
     from edgeport.export.tflite import Precision, convert
-    from edgeport.export.tflite.convert import tflite_calibration_method
+    from edgeport.export.tflite.convert import ort_calibration_method, tflite_calibration_method
     from edgeport.export.tflite.gpu_readiness import gpu_readiness
 
     onnx_path = Path(onnx_path)
@@ -56,7 +56,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     with captured_native_output():
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=options.io_dtype,
                          input_layout=options.input_layout, calibration_method=tfl_method.value,
-                         shuffle_piece_form=options.shuffle_piece_form, output_layout=options.output_layout)
+                         shuffle_piece_form=options.shuffle_piece_form, output_layout=options.output_layout,
+                         bias_correction=options.bias_correction, equalize=options.equalize)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         p = Precision(prec)
@@ -82,7 +83,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     conversion = {f"tflite_{k}": round(v, 3) for k, v in result.timings.items()}
     calibration = None
     if calib is not None:
-        summary, seconds = _ort_int8(onnx_path, out / ORT_INT8_NAME, calib, method, options.ort_int8_scheme)
+        ort_method = CalibrationMethod(ort_calibration_method(method))
+        summary, seconds = _ort_int8(onnx_path, out / ORT_INT8_NAME, calib, ort_method, options.ort_int8_scheme)
         conversion["onnx_int8_s"] = round(seconds, 3)
         kind = ArtifactKind.ONNX_INT8
         artifacts[kind] = ArtifactEntry.written(out, kind, ORT_INT8_NAME)
@@ -91,7 +93,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
 
         ops[kind.value] = op_histogram_onnx(out / ORT_INT8_NAME)
         calibration = {"calibration": calib.info(), "method": method.value, "tflite_method": tfl_method.value,
-                       "onnx_int8_method": method.value}
+                       "onnx_int8_method": ort_method.value, **(result.calibration or {})}
     return ConvertStepResult(artifacts=artifacts, info=info, ops=ops, conversion=conversion, calibration=calibration,
                              shuffle_pass=result.shuffle_pass or {})
 

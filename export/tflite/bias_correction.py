@@ -37,11 +37,13 @@ class BiasCorrectionReport:
     samples: int = 0
     seconds: float = 0.0
     per_layer: list[dict] = field(default_factory=list)
+    empirical_last: list[str] | None = None
 
     def as_dict(self) -> dict:
         worst = sorted(self.per_layer, key=lambda r: r["mean_shift_before"], reverse=True)[:5]
         return {"layers": self.layers, "corrected": self.corrected, "samples": self.samples,
-                "seconds": round(self.seconds, 2), "largest_shifts": worst}
+                "seconds": round(self.seconds, 2), "largest_shifts": worst,
+                **({"empirical_last": self.empirical_last} if self.empirical_last is not None else {})}
 
 
 def _interpreter(content: bytes):
@@ -226,14 +228,18 @@ def correct_biases(
     max_steps: float = 16.0,
     significance: float = 2.0,
     progress=None,
+    last: int | None = None,
 ) -> tuple[bytes, BiasCorrectionReport]:
     """Return (corrected INT8 flatbuffer, report). `inputs`: float32 arrays in the TFLite input layout (batch 1),
     fed to both models (quantized with the INT8 model's input parameters when its input is integer). A channel is
-    corrected only where its mean shift exceeds `significance` standard errors of the per-sample means."""
+    corrected only where its mean shift exceeds `significance` standard errors of the per-sample means. `last`:
+    correct only that many layers at the end of the network (None: all)."""
     t0 = time.perf_counter()
     model = _unpack(int8_model)
     sg = model.subgraphs[0]
     layers = _layers(model)
+    if last is not None:
+        layers = layers[len(layers) - last:] if last > 0 else []
     rep = BiasCorrectionReport(layers=len(layers), samples=len(inputs))
     if not layers or not inputs:
         return int8_model, rep
@@ -249,3 +255,153 @@ def correct_biases(
         rep.per_layer.append(rec)
     rep.seconds = time.perf_counter() - t0
     return bytes(current), rep
+
+
+# --- analytic bias correction: one float pass, no INT8 inference --------------------------------------------------
+
+def _tensor_array(model, t) -> np.ndarray:
+    buf = model.buffers[t.buffer].data
+    dtype = {0: np.float32, 2: np.int32, 9: np.int8}[t.type]
+    return np.frombuffer(np.asarray(buf, dtype=np.uint8).tobytes(), dtype=dtype).reshape(t.shape)
+
+
+def _quant(t) -> tuple[np.ndarray, np.ndarray]:
+    q = t.quantization
+    scale = np.asarray(q.scale, dtype=np.float64).reshape(-1)
+    zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else np.zeros_like(scale), dtype=np.int64).reshape(-1)
+    return scale, zp
+
+
+@dataclass
+class _Geometry:
+    """Where a correctable layer of the INT8 model reads its input and float weights in the float model."""
+
+    layer: _Layer
+    kind: str
+    input_name: str
+    w_float: np.ndarray
+    w_quant: np.ndarray
+    in_scale: float
+    in_zp: int
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    same: bool = True
+
+
+def _geometries(model, fmodel, layers: list[_Layer]) -> list[_Geometry]:
+    sg, fsg = model.subgraphs[0], fmodel.subgraphs[0]
+    kinds = op_names(model)
+    fops = {fsg.tensors[op.outputs[0]].name.decode(): op for op in fsg.operators if len(op.outputs)}
+    out = []
+    for ly in layers:
+        op, fop = sg.operators[ly.op_index], fops.get(ly.name)
+        if fop is None or len(fop.inputs) < 2:
+            continue
+        wq_t, wf_t, x_t = sg.tensors[op.inputs[1]], fsg.tensors[fop.inputs[1]], sg.tensors[op.inputs[0]]
+        if wq_t.type != 9 or wf_t.type != 0 or fmodel.buffers[wf_t.buffer].data is None:
+            continue
+        ws, _ = _quant(wq_t)
+        wq = _tensor_array(model, wq_t).astype(np.float64)
+        axis = wq_t.quantization.quantizedDimension if ws.size > 1 else 0
+        shape = [1] * wq.ndim
+        shape[axis] = ws.size
+        xs, xz = _quant(x_t)
+        g = _Geometry(ly, kinds[ly.op_index], fsg.tensors[fop.inputs[0]].name.decode(),
+                      _tensor_array(fmodel, wf_t).astype(np.float64), wq * ws.reshape(shape), float(xs[0]), int(xz[0]))
+        o = op.builtinOptions
+        if g.kind != "FULLY_CONNECTED":
+            g.kernel = (wq.shape[1], wq.shape[2])
+            g.stride = (o.strideH, o.strideW)
+            g.dilation = (o.dilationHFactor, o.dilationWFactor)
+            g.same = o.padding == 0
+        out.append(g)
+    return out
+
+
+def _mean_shift(g: _Geometry, m: np.ndarray, mq: np.ndarray) -> np.ndarray:
+    """Per-output-channel mean of (quantized - float) pre-activation output from the input tap means (float
+    input: m, quantized input: mq)."""
+    if g.kind == "FULLY_CONNECTED":
+        return g.w_quant @ mq - g.w_float @ m
+    if g.kind == "DEPTHWISE_CONV_2D":  # weights (1, KH, KW, C * multiplier)
+        mult = g.w_float.shape[3] // m.shape[2]
+        mq_c, m_c = np.repeat(mq, mult, axis=2), np.repeat(m, mult, axis=2)
+        return (g.w_quant[0] * mq_c).sum(axis=(0, 1)) - (g.w_float[0] * m_c).sum(axis=(0, 1))
+    o, _, _, ic = g.w_float.shape  # weights (O, KH, KW, I / groups)
+    groups = m.shape[2] // ic
+    per = o // groups
+    out = np.empty(o)
+    for k in range(groups):
+        sl = slice(k * ic, (k + 1) * ic)
+        wq, wf = g.w_quant[k * per:(k + 1) * per], g.w_float[k * per:(k + 1) * per]
+        out[k * per:(k + 1) * per] = (np.einsum("ohwi,hwi->o", wq, mq[:, :, sl])
+                                      - np.einsum("ohwi,hwi->o", wf, m[:, :, sl]))
+    return out
+
+
+def _tap_stats(g: _Geometry, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    from edgeport.calibration.conv_stats import fake_quantize, tap_means
+
+    xq = fake_quantize(x, scale=g.in_scale, zero_point=g.in_zp)
+    if g.kind == "FULLY_CONNECTED":
+        return (x.reshape(-1, x.shape[-1]).mean(axis=0, dtype=np.float64), xq.reshape(-1, x.shape[-1]).mean(axis=0))
+    kw = {"kernel": g.kernel, "stride": g.stride, "dilation": g.dilation, "same": g.same}
+    return tap_means(x, **kw), tap_means(xq, **kw)
+
+
+def analytic_bias_correction(
+    int8_model: bytes,
+    *,
+    float_model: bytes,
+    inputs: Sequence[np.ndarray],
+    empirical_last: int = 1,
+) -> tuple[bytes, BiasCorrectionReport]:
+    """Correct every conv / depthwise conv / fully-connected int32 bias by the mean output shift that quantizing its
+    weights and its input causes, computed from float statistics only (conv_stats.py): one pass of the float model
+    over `inputs` (NHWC float32, batch 1), no INT8 inference. `float_model`: a float TFLite model from the same
+    lowering (the calibrated model or the fp32 one), whose op output names match the INT8 model's."""
+    t0 = time.perf_counter()
+    model, fmodel = _unpack(int8_model), _unpack(float_model)
+    sg = model.subgraphs[0]
+    layers = _layers(model)
+    rep = BiasCorrectionReport(layers=len(layers), samples=len(inputs))
+    geoms = _geometries(model, fmodel, layers)
+    if not geoms or not inputs:
+        return int8_model, rep
+    fref = _interpreter(float_model)
+    fidx = {d["name"]: d["index"] for d in fref.get_tensor_details()}
+    geoms = [g for g in geoms if g.input_name in fidx]
+    sums: dict[str, list] = {}
+    for x in inputs:
+        _feed(fref, x)
+        for g in geoms:
+            m, mq = _tap_stats(g, fref.get_tensor(fidx[g.input_name]))
+            acc = sums.setdefault(g.layer.name, [0.0, 0.0])
+            acc[0], acc[1] = acc[0] + m, acc[1] + mq
+    current = bytearray(_unshared(model, int8_model, [g.layer for g in geoms]))
+    where = _buffer_offsets(current, [sg.tensors[g.layer.bias_tensor].buffer for g in geoms])
+    for g in geoms:
+        m, mq = (a / len(inputs) for a in sums[g.layer.name])
+        shift = _mean_shift(g, m, mq)
+        bias_t = sg.tensors[g.layer.bias_tensor]
+        bscale = np.broadcast_to(np.asarray(bias_t.quantization.scale, dtype=np.float64).reshape(-1), shift.shape)
+        start, length = where[bias_t.buffer]
+        view = np.frombuffer(current, dtype="<i4", count=length // 4, offset=start)
+        step = np.round(-shift / bscale).astype(np.int64)
+        bias = np.clip(view.astype(np.int64) + step, np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+        current[start:start + length] = bias.astype("<i4").tobytes()
+        out_scale = float(np.asarray(sg.tensors[g.layer.out_tensor].quantization.scale).reshape(-1)[0])
+        rep.per_layer.append({"layer": g.layer.name.split(";")[0], "applied": bool(np.any(step != 0)),
+                              "mean_shift_before": float(np.abs(shift).mean() / out_scale)})
+        rep.corrected += bool(np.any(step != 0))
+    out = bytes(current)
+    if empirical_last > 0:
+        # the last layers also carry the shift every layer before them passes on (through clipping activations,
+        # which the per-layer analysis cannot see): measure that one directly, one INT8 inference per sample each
+        out, tail = correct_biases(out, float_model=float_model, inputs=inputs, last=empirical_last)
+        names = {r["layer"] for r in tail.per_layer if r["applied"]}
+        rep.corrected += sum(1 for r in rep.per_layer if r["layer"] in names and not r["applied"])
+        rep.empirical_last = [r["layer"] for r in tail.per_layer]
+    rep.seconds = time.perf_counter() - t0
+    return out, rep

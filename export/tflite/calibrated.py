@@ -20,9 +20,10 @@ import numpy as np
 
 from edgeport.calibration.ranges import DEFAULT_PERCENTILE
 from edgeport.calibration.samples import CalibrationMethod
-from edgeport.calibration.tflite_ranges import tflite_activation_ranges
+from edgeport.calibration.tflite_ranges import tflite_activation_ranges, tflite_range_choices
 
 from .flatbuffer import pack, unpack
+from .scale_unify import same_scale_groups
 
 
 def recorded_ranges(calibrated: bytes) -> dict[str, tuple[float, float]]:
@@ -50,6 +51,58 @@ def override_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]], *
     return pack(m)
 
 
+def _input_names(calibrated: bytes) -> set[str]:
+    sg = unpack(calibrated).subgraphs[0]
+    return {sg.tensors[i].name.decode() for i in sg.inputs}
+
+
+def fixed_range_tensors(calibrated: bytes) -> set[str]:
+    """Tensors whose recorded min/max is kept by every method: the graph inputs (known exactly) and the graph
+    outputs with every tensor that shares their scale (clipping the few large logits changes the answer)."""
+    m = unpack(calibrated)
+    sg = m.subgraphs[0]
+    outputs = set(sg.outputs)
+    keep = {int(i) for i in sg.inputs} | outputs
+    for group in same_scale_groups(m):
+        if outputs & set(group):
+            keep |= set(group)
+    return {sg.tensors[i].name.decode() for i in keep}
+
+
+def calibrate_ranges(
+    calibrated: bytes,
+    *,
+    method: CalibrationMethod | str,
+    calibration: Iterable[dict[str, np.ndarray]],
+    percentile: float = DEFAULT_PERCENTILE,
+) -> tuple[bytes, dict]:
+    """(the calibrated model with the method's activation ranges, a summary for the report). MINMAX: unchanged.
+    PERCENTILE: every activation range but the graph inputs' replaced by its percentile range. PER_TENSOR: each
+    activation tensor gets the candidate with the least quantization error on the calibration hold-out
+    (edgeport.calibration.range_select); graph inputs and outputs keep their recorded range (fixed_range_tensors)."""
+    method = CalibrationMethod(method)
+    if method == CalibrationMethod.MINMAX:
+        return calibrated, {"method": method.value}
+    recorded = recorded_ranges(calibrated)
+    keep = fixed_range_tensors(calibrated)
+    if method == CalibrationMethod.PERCENTILE:
+        ranges = tflite_activation_ranges(calibrated, tensors=recorded, calibration=calibration, method=method,
+                                          percentile=percentile)
+        inputs = [t for t in keep if t in recorded and t in _input_names(calibrated)]  # as before: inputs only
+        return override_ranges(calibrated, ranges, keep=inputs), {"method": method.value, "percentile": percentile}
+    if method != CalibrationMethod.PER_TENSOR:
+        raise ValueError(f"TFLite calibration supports minmax, percentile and per-tensor, not {method}")
+    choices, _ = tflite_range_choices(calibrated, tensors=[t for t in recorded if t not in keep],
+                                      calibration=calibration)
+    ranges = {name: c.range for name, c in choices.items()}
+    counts: dict[str, int] = {}
+    for c in choices.values():
+        counts[c.chosen] = counts.get(c.chosen, 0) + 1
+    summary = {"method": method.value, "tensors": len(choices), "chosen": dict(sorted(counts.items())),
+               "kept_recorded": len(keep & set(recorded))}
+    return override_ranges(calibrated, ranges, keep=keep), summary
+
+
 def apply_calibration_method(
     calibrated: bytes,
     *,
@@ -57,19 +110,8 @@ def apply_calibration_method(
     calibration: Iterable[dict[str, np.ndarray]],
     percentile: float = DEFAULT_PERCENTILE,
 ) -> bytes:
-    """MINMAX: unchanged. PERCENTILE: activation ranges replaced by percentile ranges (graph inputs keep their
-    recorded range: the input is known exactly). ENTROPY is ONNX Runtime only -> ValueError."""
-    method = CalibrationMethod(method)
-    if method == CalibrationMethod.MINMAX:
-        return calibrated
-    if method != CalibrationMethod.PERCENTILE:
-        raise ValueError(f"TFLite calibration supports minmax and percentile, not {method}")
-    m = unpack(calibrated)
-    sg = m.subgraphs[0]
-    inputs = [sg.tensors[i].name.decode() for i in sg.inputs]
-    ranges = tflite_activation_ranges(calibrated, tensors=recorded_ranges(calibrated), calibration=calibration,
-                                      method=method, percentile=percentile)
-    return override_ranges(calibrated, ranges, keep=inputs)
+    """`calibrate_ranges` without the summary."""
+    return calibrate_ranges(calibrated, method=method, calibration=calibration, percentile=percentile)[0]
 
 
 def quantize_calibrated(calibrated: bytes, *, io_dtype: str = "int8", per_channel: bool = True) -> bytes:

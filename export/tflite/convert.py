@@ -19,12 +19,14 @@ import onnx
 import tensorflow as tf
 
 from edgeport.errors import CalibrationError, ExportError
+from edgeport.export.equalization import equalize_model
 from edgeport.files import atomic_write_bytes
 
 from .act_scale_fold import fold_hard_activation_scales
-from .bias_correction import correct_biases
+from .auto_calibration import choose_calibration_method
+from .bias_correction import analytic_bias_correction, correct_biases
 from .build import InputLayout, Lowered, lower_graph
-from .calibrated import apply_calibration_method, quantize_calibrated
+from .calibrated import calibrate_ranges, quantize_calibrated
 from .graph import OnnxGraph
 from .lowerings import NHWC
 from .pad_unshare import unshare_conv_pads
@@ -40,6 +42,19 @@ class Precision(str, enum.Enum):
     FP16 = "fp16"
     DYNAMIC = "dynamic"
     INT8 = "int8"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BiasCorrection(str, enum.Enum):
+    """How INT8 biases are corrected for the mean output shift quantization causes (bias_correction.py): ANALYTIC
+    from float statistics and the weight / input rounding (one float pass), EMPIRICAL by measuring every layer of
+    the INT8 model against the float model in execution order (one INT8 inference per layer and sample), or NONE."""
+
+    ANALYTIC = "analytic"
+    EMPIRICAL = "empirical"
+    NONE = "none"
 
     def __str__(self) -> str:
         return self.value
@@ -91,6 +106,8 @@ class ConversionResult:
     calibration_samples: int = 0
     output_layout: InputLayout = InputLayout.NHWC  # of the 4-D outputs
     bias_correction: dict | None = None
+    # what the INT8 range calibration chose: `tflite_method`, `per_tensor` (candidate counts), `auto` (the trials)
+    calibration: dict | None = None
 
 
 # ONNX ops whose lowering differs when tracing for the INT8 quantizer (LoweringContext.for_int8)
@@ -102,6 +119,13 @@ def tflite_calibration_method(method) -> str:
     TFLite keeps its min/max there."""
     m = str(getattr(method, "value", method))
     return "minmax" if m == "entropy" else m
+
+
+def ort_calibration_method(method) -> str:
+    """The method ONNX Runtime's INT8 model uses for a user-facing one: per-tensor and auto are TFLite's only, so
+    ONNX Runtime keeps its min/max there."""
+    m = str(getattr(method, "value", method))
+    return "minmax" if m in ("per-tensor", "auto") else m
 
 
 def check_int8_io(*, calibration_method, io_dtype) -> None:
@@ -161,7 +185,7 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
 
 
 def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None, io_dtype=IODtype.INT8,
-                  calibration_method: str = "minmax", calibration=None) -> bytes:
+                  calibration_method: str = "minmax", calibration=None, notes: dict | None = None) -> bytes:
     conv = tf.lite.TFLiteConverter.from_concrete_functions([lowered.function])
     if precision is Precision.INT8 and io_dtype is not IODtype.INT8 and calibration_method == "minmax":
         # float / uint8 I/O: TensorFlow's own path (the MLIR quantizer entry point used below only writes int8 I/O),
@@ -182,8 +206,8 @@ def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None
         conv._experimental_calibrate_only = True
         try:
             calibrated = conv.convert()
-            if calibration_method != "minmax":
-                calibrated = apply_calibration_method(calibrated, method=calibration_method, calibration=calibration)
+            calibrated = _calibrated_ranges(calibrated, method=calibration_method, calibration=calibration,
+                                            representative=representative, io_dtype=io_dtype, notes=notes)
             calibrated, _ = unify_same_scale_ranges(calibrated)
             return quantize_calibrated(calibrated, io_dtype=io_dtype.value)
         except (CalibrationError, ExportError):
@@ -201,6 +225,24 @@ def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None
         raise
     except Exception as e:  # the TF converter raises ConverterError/RuntimeError/ValueError
         raise ExportError(f"TFLite conversion ({precision}) failed: {e}") from e
+
+
+def _calibrated_ranges(calibrated: bytes, *, method: str, calibration, representative, io_dtype: IODtype,
+                       notes: dict | None) -> bytes:
+    """The calibrated model with the method's ranges (calibrated.py); AUTO first picks the method on the calibration
+    hold-out (auto_calibration.py). What was chosen goes into `notes` (the report's calibration section)."""
+    notes = {} if notes is None else notes
+    if method == "auto":
+        nhwc = [row[0] for row in representative()]
+        choice = choose_calibration_method(calibrated, calibration=list(calibration)[:len(nhwc)], nhwc_inputs=nhwc,
+                                           io_dtype=io_dtype.value)
+        notes["auto"] = choice.as_dict()
+        method = choice.method.value
+    calibrated, summary = calibrate_ranges(calibrated, method=method, calibration=calibration)
+    notes["tflite_method"] = method
+    if method == "per-tensor":
+        notes["per_tensor"] = summary
+    return calibrated
 
 
 def _interpreter(model_content: bytes | None = None, model_path: str | None = None):
@@ -279,15 +321,19 @@ def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
 
 
 def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
-                  input_layout: InputLayout, num: int):
-    """Empirical per-channel bias correction of the INT8 model against the float model (bias_correction.py)."""
-    if len(lowered.input_names) != 1 or num <= 0:
+                  input_layout: InputLayout, num: int, kind: BiasCorrection = BiasCorrection.EMPIRICAL):
+    """Per-channel bias correction of the INT8 model against the float model (bias_correction.py)."""
+    if len(lowered.input_names) != 1 or num <= 0 or kind is BiasCorrection.NONE:
         return int8_blob, None  # single-input models only; the report says it was not applied
     if float_blob is None:
         float_blob = _tflite_bytes(lowered, Precision.FP32)
     gen, _ = _representative(lowered, calibration, input_layout, num)
     inputs = [row[0] for row in gen()]
-    return correct_biases(int8_blob, float_model=float_blob, inputs=inputs)
+    if kind is BiasCorrection.ANALYTIC:
+        int8_blob, rep = analytic_bias_correction(int8_blob, float_model=float_blob, inputs=inputs)
+    else:
+        int8_blob, rep = correct_biases(int8_blob, float_model=float_blob, inputs=inputs)
+    return int8_blob, {"method": kind.value, **rep.as_dict()}
 
 
 def _float_tensors(interp, io_dtype: IODtype) -> list[str]:
@@ -398,7 +444,7 @@ def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: 
 
 def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtype: IODtype,
                   input_layout: InputLayout, max_calibration_samples: int | None, calibration_method: str,
-                  timings: dict[str, float]) -> tuple[dict[Precision, bytes], int]:
+                  timings: dict[str, float], notes: dict | None = None) -> tuple[dict[Precision, bytes], int]:
     """({precision: TFLite flatbuffer}, calibration samples used), each conversion timed into `timings`."""
     blobs: dict[Precision, bytes] = {}
     n_cal = 0
@@ -408,7 +454,7 @@ def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtyp
         if p is Precision.INT8:
             rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
         blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
-                                 calibration_method=calibration_method, calibration=calibration)
+                                 calibration_method=calibration_method, calibration=calibration, notes=notes)
         timings[f"convert_{p.value}_s"] = time.perf_counter() - t
     return blobs, n_cal
 
@@ -457,6 +503,8 @@ def convert(
     max_calibration_samples: int | None = None,
     calibration_method: str = "minmax",
     bias_correction_samples: int = 8,
+    bias_correction: BiasCorrection | str = BiasCorrection.EMPIRICAL,
+    equalize: bool = False,
     grouped_shuffle_form: str = "transpose",
     shuffle_piece_form: str = "slices",
     output_layout: InputLayout | str | None = None,
@@ -470,7 +518,10 @@ def convert(
     `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
-    calibration samples (bias_correction.py; 0 turns it off). `grouped_shuffle_form`: the exact form kept for a
+    calibration samples (bias_correction.py; 0 turns it off); `bias_correction` chooses how (BiasCorrection:
+    analytic from float statistics, empirical per layer, none). `equalize`: cross-layer equalization of conv pairs
+    before everything else (export/equalization.py; exact in real arithmetic, every precision gets it).
+    `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle.GroupedShuffleForm).
     `shuffle_piece_form`: how the channel pieces that absorbed shuffles read are produced (ShuffleNetV2):
     slices | convs (shuffle.PieceForm; which is faster depends on the CPU).
@@ -483,9 +534,13 @@ def convert(
         precisions, io_dtype=io_dtype, input_layout=input_layout, calibration_method=calibration_method,
         calibration=calibration)
     timings: dict[str, float] = {}
+    notes: dict = {}
     model = load_onnx_model(onnx_model_or_path)
     timings["load_s"] = time.perf_counter() - t0
 
+    if equalize:
+        model, eq = equalize_model(model)
+        notes["equalization"] = eq.as_dict()
     t = time.perf_counter()
     model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
                                                         piece_form=shuffle_piece_form)
@@ -499,7 +554,7 @@ def convert(
 
     blobs, n_cal = _tflite_blobs(lowered_for, calibration=calibration, io_dtype=io_dtype, input_layout=input_layout,
                                  max_calibration_samples=max_calibration_samples,
-                                 calibration_method=calibration_method, timings=timings)
+                                 calibration_method=calibration_method, timings=timings, notes=notes)
     bc_report = None
     if Precision.INT8 in blobs and bias_correction_samples > 0:
         t = time.perf_counter()
@@ -507,7 +562,8 @@ def convert(
         float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
         blobs[Precision.INT8], bc_report = _bias_correct(
             lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
-            input_layout=input_layout, num=min(bias_correction_samples, n_cal))
+            input_layout=input_layout, num=min(bias_correction_samples, n_cal),
+            kind=_choice(BiasCorrection, bias_correction, "bias correction"))
         timings["bias_correction_s"] = time.perf_counter() - t
 
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
@@ -525,5 +581,5 @@ def convert(
         float_tensors=written.float_tensors, tensor_map=written.tensor_maps, tensor_map_files=written.tensor_map_files,
         channel_permutations=channel_perms, shuffle_pass_applied=True, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
-        calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None,
+        calibration_samples=n_cal, bias_correction=bc_report, calibration=notes or None,
         output_layout=output_layout)

