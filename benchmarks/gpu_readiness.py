@@ -7,6 +7,7 @@ verdict TensorFlow's own analyzer prints (`tf.lite.experimental.Analyzer.analyze
 
     python benchmarks/gpu_readiness.py                  # converts what is missing under --work, writes the doc
     python benchmarks/gpu_readiness.py --models a,b     # a subset (the doc lists only those)
+    python benchmarks/gpu_readiness.py --peers WORK     # only the peers section, from a benchmarks/peers/run.py WORK
 """
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ SHUFFLENETS = ("shufflenet_v2_cifar_x0_5", "shufflenet_v2_cifar_x1_0", "shufflen
 ONE_PER_FAMILY = ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_lite0", "mnasnet1_0", "ghostnet_x0_5", "fbnet_a",
                   "espnetv2_s0_5", "espnet_c")
 PRECISIONS = ("fp32", "int8")
+PEER_ROUTES = ("edgeport", "onnx2tf", "litert-torch")
+PEERS_NOT_RUN = """**Peers.** Not measured in this run: pass `--peers WORK` with the work folder of a
+`python benchmarks/peers/run.py` run (it builds each peer's converter in its own virtual environment from PyPI;
+onnx2tf takes minutes per model).
+"""
 
 
 def export(name: str, out: Path, log) -> dict:
@@ -101,16 +107,60 @@ and GATHER with constant 1-D int32 indices, so those ops are not counted as fall
 column counts 5-D (or higher) tensors so a reader can judge for an older delegate. edgeport's absorbed channel
 shuffle emits neither (0 everywhere below).
 
-**Peers.** The peers' ShuffleNetV2 conversions (`benchmarks/peers/`: onnx2tf, litert-torch) were not measured: their
-converters live in per-peer virtual environments that are not installed on this machine, installing them needs the
-network (onnx2tf with its own TensorFlow, litert-torch with JAX), and onnx2tf alone takes 3-15 minutes per model
-(`benchmarks/peers/notes.md`). To measure them, run `python benchmarks/peers/run.py` and then
-`python -c "from edgeport.export.tflite.gpu_readiness import gpu_readiness; print(gpu_readiness(PATH).summary())"`
-on each peer's `model_fp32.tflite` / `model_int8.tflite`.
+<!-- peers:begin -->
+{peers}<!-- peers:end -->
 
 | model | precision | ops on GPU / all | whole graph | falls back (op (reason) x count) | tensors > 4-D | TF analyzer |
 |---|---|---:|---|---|---:|---|
 """
+
+
+def peers_section(work: Path) -> str:
+    """The peers' ShuffleNet conversions (benchmarks/peers/run.py WORK) under the same checker: one row per model x
+    route x precision, with the ops the LiteRT issues name (TRANSPOSE, GATHER, 5-D tensors)."""
+    from edgeport.export.tflite.convert import op_histogram
+    from edgeport.export.tflite.gpu_readiness import gpu_readiness
+
+    meta = json.loads((work / "summary.json").read_text())["meta"]
+    envs = meta.get("peer_envs", {})
+    versions = ", ".join(f"{peer} {env.get(peer, '?')}" for peer, env in envs.items())
+    rows = []
+    for model_dir in sorted(p for p in (work / "models").iterdir() if p.is_dir()):
+        for route in PEER_ROUTES:
+            for prec in PRECISIONS:
+                f = model_dir / route / f"model_{prec}.tflite"
+                if not f.is_file():
+                    continue
+                g, ops = gpu_readiness(f), op_histogram(f)
+                rows.append([f"`{model_dir.name}`", route, prec, f"{g.ops_gpu} / {g.ops_total}",
+                             "yes" if g.whole_graph else "**no**", str(g.tensors_over_4d), str(ops.get("TRANSPOSE", 0)),
+                             str(ops.get("GATHER", 0))])
+    table = ["| model | route | precision | ops on GPU / all | whole graph | tensors > 4-D | TRANSPOSE | GATHER |",
+             "|---|---|---|---:|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in rows)]
+    peer_rows = [r for r in rows if r[1] != "edgeport"]
+    ours = [r for r in rows if r[1] == "edgeport"]
+    whole = all(r[4] == "yes" for r in rows)
+
+    def span(rs: list[list[str]], col: int) -> str:
+        vals = sorted({int(r[col]) for r in rs})
+        return str(vals[0]) if len(vals) == 1 else f"{vals[0]}-{vals[-1]}"
+
+    verdict = ("Every route's graph is whole-graph delegable by the current checker's rules. "
+               if whole else "Not every route's graph is whole-graph delegable (see the table). ")
+    if peer_rows and ours:
+        verdict += (f"The peers' files keep {span(peer_rows, 6)} TRANSPOSEs and {span(peer_rows, 5)} tensors of "
+                    "more than 4 dimensions (the reshape-transpose-reshape channel shuffle), which the LiteRT issues "
+                    f"report older GPU delegates rejecting; edgeport's keep {span(ours, 6)} and {span(ours, 5)}.")
+    return (f"**Peers.** The same ShuffleNets converted by the peers (`python benchmarks/peers/run.py`: {versions}; "
+            f"run on {meta['machine'].get('cpu_model', '?')}), read by the same checker. {verdict}\n\n"
+            + "\n".join(table) + "\n")
+
+
+def replace_peers(doc: Path, section: str) -> None:
+    text = doc.read_text()
+    head, rest = text.split("<!-- peers:begin -->\n", 1)
+    _, tail = rest.split("<!-- peers:end -->", 1)
+    doc.write_text(f"{head}<!-- peers:begin -->\n{section}<!-- peers:end -->{tail}")
 
 
 def main() -> int:
@@ -119,7 +169,12 @@ def main() -> int:
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "edgeport-gpu-readiness"),
                     help="folder for the exports (reused)")
     ap.add_argument("--doc", default=str(DOC))
+    ap.add_argument("--peers", metavar="WORK", help="write only the peers section, from this peers run's work folder")
     args = ap.parse_args()
+    if args.peers:
+        replace_peers(Path(args.doc), peers_section(Path(args.peers)))
+        print(f"wrote the peers section of {args.doc}", file=sys.stderr)
+        return 0
     small = [n for n in SHUFFLENETS if "cifar" in n or n.startswith("augshufflenet")]
     names = args.models.split(",") if args.models else [*small, *ONE_PER_FAMILY,
                                                         *[n for n in SHUFFLENETS if n not in small]]
@@ -146,7 +201,10 @@ def main() -> int:
 def write_doc(path: Path, rows: list[list[str]], failed: list[str], *, pending: list[str]) -> None:
     import tensorflow as tf
 
-    text = HEADER.format(when=time.strftime("%Y-%m-%d"), tf=tf.__version__)
+    old = path.read_text() if path.is_file() else ""
+    peers = old.split("<!-- peers:begin -->\n", 1)[1].split("<!-- peers:end -->", 1)[0] if "<!-- peers:end -->" in old \
+        else PEERS_NOT_RUN
+    text = HEADER.format(when=time.strftime("%Y-%m-%d"), tf=tf.__version__, peers=peers)
     whole = sum(r[3] == "yes" for r in rows)
     result = f"**Result: {whole} of {len(rows)} artifacts are whole-graph GPU-delegable by the checker's rules"
     result += "; no op falls back.**" if whole == len(rows) else ".**"
