@@ -385,7 +385,9 @@ def _headline(data: dict) -> list[str]:
     lines = [
         f"model {model.get('name')} ({model.get('family')}), input {'x'.join(map(str, model.get('input_shape', [])))}, "
         f"{(model.get('params') or 0) / 1e6:.2f}M params, {(model.get('macs') or 0) / 1e6:.1f}M MACs",
-        f"source {src.get('kind')}; checkpoint {src.get('checkpoint') or 'none (random init)'}"
+        f"source {src.get('kind')}"
+        + (f" {src['library']} {src.get('library_version')}" if src.get("library") else "")
+        + f"; checkpoint {src.get('checkpoint') or (src.get('weights') and 'pretrained ' + src['weights']) or 'none (random init)'}"
         + (f" (sha256 {src['checkpoint_sha256'][:12]}, {src.get('checkpoint_format')})" if src.get("checkpoint_sha256")
            else ""),
     ]
