@@ -135,8 +135,9 @@ def text_photos(folder: Path, *, n: int = 12) -> Path:
 
 def convert_both(onnx_path: Path, src, calibration, *, out: Path):
     """edgeport's converter on the export step's model.onnx: fp32 and full INT8 (its defaults: int8 I/O, NHWC input,
-    min/max ranges, bias correction) in one call, so both share one lowering. Returns (ConversionResult, the INT8
-    error or None): when INT8 fails, fp32 is converted alone so it is still measured."""
+    min/max ranges) in one call, so both share one lowering. INT8 bias correction is off: it moves biases only (the
+    ops and their delegation stay the same) and took ~90 % of the conversion time. Returns (ConversionResult, the
+    INT8 error or None): when INT8 fails, fp32 is converted alone so it is still measured."""
     from edgeport.export.tflite import convert
 
     quiet = contextlib.ExitStack()
@@ -144,7 +145,8 @@ def convert_both(onnx_path: Path, src, calibration, *, out: Path):
     quiet.enter_context(contextlib.redirect_stderr(io.StringIO()))
     with quiet:
         try:
-            return convert(onnx_path, out_dir=out, precisions=("fp32", "int8"), calibration=calibration), None
+            return convert(onnx_path, out_dir=out, precisions=("fp32", "int8"), calibration=calibration,
+                           bias_correction_samples=0), None
         except Exception as exc:  # noqa: BLE001  (an INT8-only failure: measure fp32 alone)
             int8_error = _first_line(exc)
         return convert(onnx_path, out_dir=out, precisions=("fp32",)), int8_error
@@ -195,13 +197,25 @@ def measure_model(onnx_file: Path, manifest: dict, *, work: Path, photos: str = 
     return row
 
 
+def ops_outside_delegate(path: Path) -> dict[str, int]:
+    """{TFLite op: count} of the ops the default XNNPACK delegate leaves to the builtin kernels."""
+    from collections import Counter
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    it.allocate_tensors()
+    return dict(Counter(op["op_name"] for op in it._get_ops_details() if op["op_name"] != "DELEGATE"))
+
+
 def int8_facts(path: Path, float_tensors: list, ref: dict, x: np.ndarray) -> dict:
     """Does the INT8 file run (XNNPACK delegate), does one XNNPACK delegate take the whole graph, which float
     tensors stay, and (for information) how close it is to ONNX Runtime fp32."""
     from edgeport.export.tflite import xnnpack_coverage
 
     cov = xnnpack_coverage(path)
-    facts = {"float_tensors": len(float_tensors), "xnnpack": str(cov), "xnnpack_complete": cov.complete}
+    facts = {"float_tensors": len(float_tensors), "xnnpack": str(cov), "xnnpack_complete": cov.complete,
+             "outside_xnnpack": ops_outside_delegate(path)}
     got = tflite_outputs(path, x)
     facts["runs"] = True
     facts["vs_onnx_fp32"] = {k: v for k, v in compare(ref, got).items() if k != "outputs"}
@@ -285,6 +299,8 @@ def _fmt_row(r: dict) -> str:
     cos = f"{fp32['cosine_min']:.7f}" if "cosine_min" in fp32 else "–"
     err = f"{fp32['max_abs_err']:.1e}" if "max_abs_err" in fp32 else "–"
     i8 = ("runs, XNNPACK " + int8["xnnpack"]) if int8.get("runs") else "–"
+    if int8.get("outside_xnnpack"):
+        i8 += " (" + ", ".join(f"{k}×{v}" for k, v in sorted(int8["outside_xnnpack"].items())) + ")"
     secs = r.get("convert_s") or {}
     t = " / ".join(f"{secs[k]:.0f}" for k in ("fp32", "int8") if k in secs) or "–"
     note = ""
@@ -306,8 +322,8 @@ def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
         "Random weights except PP-OCR (trained files shipped in rapidocr-onnxruntime 1.4.4). fp32 cosine: the "
         f"smallest per-sample cosine over every output and {N_RANDOM} standard-normal + {N_PHOTOS} photo inputs, "
         "against ONNX Runtime on the original file; max err likewise. INT8: full-integer TFLite "
-        f"({N_CALIBRATION} calibration photos), run on the XNNPACK delegate (`all` = one delegate runs the whole "
-        "graph). Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: conversion seconds "
+        f"({N_CALIBRATION} calibration photos, bias correction off), run on the XNNPACK delegate (`all` = one "
+        "delegate runs the whole graph; otherwise the ops left to the builtin kernels are listed). Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: conversion seconds "
         "fp32 / int8 (single runs on a shared machine: noisy).", "",
         f"**{summary_line(rows)}**", "",
         f"CPU: {cpu}", "",

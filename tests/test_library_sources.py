@@ -116,26 +116,26 @@ def test_timm_unknown_name_and_version_mismatch():
         rebuild_library_source({**rec, "library_version": "0.0.1"})
 
 
-def _settle_batchnorm(model) -> None:
-    """Running statistics measured on photographs (as training leaves them) instead of timm's init (mean 0, var 1):
-    a random-weight network with init statistics has exploding activations and near-tied logits, which no INT8
-    model can match; with measured ones the INT8 checks judge the conversion, not the initialisation."""
+def _train_on_digits(model, *, size: int, epochs: int = 3) -> None:
+    """A few epochs on scikit-learn's digits (edgeport's `digits` source, train split, ImageNet normalisation at
+    size x size): trained weights, so the run's INT8 checks judge the conversion rather than a random network's
+    near-tied logits."""
     import torch
 
     from edgeport.calibration import load_samples
     from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
-    spec = ModelSpec(name="x", family="timm", input_shape=(3, 96, 96), num_classes=10, mean=IMAGENET_MEAN,
-                     std=IMAGENET_STD, paper="", crop=96, resize=110)
-    x = torch.from_numpy(load_samples("default", model_spec=spec, num=32).array())
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches below
+    spec = ModelSpec(name="x", family="timm", input_shape=(3, size, size), num_classes=10, mean=IMAGENET_MEAN,
+                     std=IMAGENET_STD, paper="", crop=size, resize=size)
+    train = load_samples("digits", model_spec=spec)  # the whole train split
+    x, y = torch.from_numpy(train.array()), torch.tensor(train.labels)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    with torch.no_grad():
-        for i in range(0, len(x), 8):
-            model(x[i:i + 8])
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
     model.eval()
 
 
@@ -149,15 +149,15 @@ def test_run_timm_with_checkpoint_end_to_end(tmp_path):
 
     torch.manual_seed(0)
     model = timm.create_model(RUN_MODEL, pretrained=False, num_classes=10)
-    _settle_batchnorm(model)
+    _train_on_digits(model, size=32)
     torch.save({"state_dict": model.state_dict()}, tmp_path / "ck.pt")
     r = cli("run", f"timm:{RUN_MODEL}", "--arg", "num_classes=10", "--checkpoint", "ck.pt", "--input-shape",
-            "3,96,96", "--runs", "3", "--warmup", "1", "--out", "out", cwd=tmp_path)
+            "3,32,32", "--calibration", "digits", "--runs", "3", "--warmup", "1", "--out", "out", cwd=tmp_path)
     assert r.returncode == 0, r.stderr + r.stdout
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     src = rep["source"]
     assert src["kind"] == "library" and src["library"] == "timm" and src["library_version"] == timm.__version__
-    assert src["builder_args"] == {"num_classes": 10} and src["input_shape"] == [3, 96, 96]
+    assert src["builder_args"] == {"num_classes": 10} and src["input_shape"] == [3, 32, 32]
     assert rep["parity"]["tflite_fp32"]["reference"] == "torch" and rep["parity"]["tflite_fp32"]["cosine_min"] > 0.9999
     r = cli("validate", tmp_path / "out")
     assert r.returncode == 0, r.stderr
