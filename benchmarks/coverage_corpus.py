@@ -257,6 +257,12 @@ def _copy_ppocr(entry: CorpusModel, path: Path) -> str:
     return "shipped (trained, PaddleOCR -> paddle2onnx)"
 
 
+def _wheel_version(models_dir: Path) -> str:
+    """The rapidocr-onnxruntime version of a models folder inside its installed package (its dist-info beside)."""
+    found = sorted(models_dir.parent.parent.glob("rapidocr_onnxruntime-*.dist-info"))
+    return found[-1].name.split("-")[1].removesuffix(".dist") if found else "unknown"
+
+
 PPOCR_DIR: str | None = None
 
 
@@ -274,6 +280,8 @@ def build_one(entry: CorpusModel, out: Path) -> dict:
             record["exporter"] = _export_yolo(entry.name.removeprefix("ultralytics_"), path)
         elif entry.exporter == "shipped":
             record["exporter"] = _copy_ppocr(entry, path)
+            if record["version"] == "not installed" and PPOCR_DIR:
+                record["version"] = _wheel_version(Path(PPOCR_DIR))
         else:
             module = entry.build()
             record["params"] = sum(p.numel() for p in module.parameters())
