@@ -116,7 +116,7 @@ def test_timm_unknown_name_and_version_mismatch():
         rebuild_library_source({**rec, "library_version": "0.0.1"})
 
 
-def _train_on_digits(model, *, size: int, epochs: int = 3) -> None:
+def _train_on_digits(model, *, size: int, epochs: int = 2) -> None:
     """A few epochs on scikit-learn's digits (edgeport's `digits` source, train split, ImageNet normalisation at
     size x size): trained weights, so the run's INT8 checks judge the conversion rather than a random network's
     near-tied logits."""
@@ -127,7 +127,7 @@ def _train_on_digits(model, *, size: int, epochs: int = 3) -> None:
 
     spec = ModelSpec(name="x", family="timm", input_shape=(3, size, size), num_classes=10, mean=IMAGENET_MEAN,
                      std=IMAGENET_STD, paper="", crop=size, resize=size)
-    train = load_samples("digits", model_spec=spec)  # the whole train split
+    train = load_samples("digits", model_spec=spec, num=1000)  # of the 1257 in the train split
     x, y = torch.from_numpy(train.array()), torch.tensor(train.labels)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
