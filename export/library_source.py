@@ -63,7 +63,7 @@ def import_library(library: Library):
     """The library module, or one ModelBuildError line saying which extra installs it."""
     try:
         return importlib.import_module(library.value)
-    except ImportError as exc:
+    except Exception as exc:  # noqa: BLE001  (missing, or built for another torch: RuntimeError, OSError)
         raise ModelBuildError(
             f"{library}:NAME sources need the {library} package, which is not importable in {sys.executable} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})",
