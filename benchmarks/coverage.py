@@ -324,8 +324,9 @@ def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
         f"smallest per-sample cosine over every output and {N_RANDOM} standard-normal + {N_PHOTOS} photo inputs, "
         "against ONNX Runtime on the original file; max err likewise. INT8: full-integer TFLite "
         f"({N_CALIBRATION} calibration photos, bias correction off), run on the XNNPACK delegate (`all` = one "
-        "delegate runs the whole graph; otherwise the number of XNNPACK partitions, with builtin kernels between them). Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: conversion seconds "
-        "fp32 / int8 (single runs on a shared machine: noisy).", "",
+        "delegate runs the whole graph; otherwise the number of XNNPACK partitions, with builtin kernels between "
+        "them). Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: TensorFlow conversion seconds "
+        "fp32 / int8 / the converter's total incl. lowering (single runs on a shared, loaded machine: noisy).", "",
         f"**{summary_line(rows)}**", "",
         f"CPU: {cpu}", "",
         "| model | library | kind | status | fp32 cosine | fp32 max err | INT8 | transposes | convert s (fp32 / int8 / "

@@ -165,15 +165,31 @@ def test_run_timm_with_checkpoint_end_to_end(tmp_path):
     assert r.returncode == 2 and "checkpoint does not fit" in r.stderr and "shape-mismatched" in r.stderr
 
 
+PRETRAINED_PROBE = """
+import json, sys
+import torch
+from safetensors.torch import load_file
+from edgeport.errors import EdgeportError
+from edgeport.export.checkpoint import resolve_source
+try:
+    src = resolve_source(sys.argv[1], pretrained=True)
+except EdgeportError as exc:
+    print(json.dumps({"error": str(exc)}))
+    sys.exit(0)
+donor = load_file(sys.argv[2])
+same = all(torch.equal(src.module.state_dict()[k], v) for k, v in donor.items())
+print(json.dumps({"record": src.report(), "same": same}))
+"""
+
+
 @needs_timm
-def test_timm_pretrained_reads_the_hub_cache_offline(tmp_path, monkeypatch):
-    """--pretrained runs timm's own loading code: hub download of the default pretrained tag. Offline, that code
-    reads the Hugging Face cache; a cache entry made here from random weights stands in for the real file."""
+def test_timm_pretrained_reads_the_hub_cache_offline(tmp_path):
+    """--pretrained runs timm's own loading code: hub download of the default pretrained tag. Offline
+    (HF_HUB_OFFLINE=1, read by huggingface_hub at import, hence a fresh process) that code reads the Hugging Face
+    cache; a cache entry made here from random weights stands in for the real file."""
     import timm
     import torch
     from safetensors.torch import save_file
-
-    from edgeport.export.checkpoint import resolve_source
 
     cfg = timm.create_model(TIMM_MODEL, pretrained=False).pretrained_cfg
     repo, revision = cfg["hf_hub_id"], "0" * 40
@@ -184,15 +200,18 @@ def test_timm_pretrained_reads_the_hub_cache_offline(tmp_path, monkeypatch):
     torch.manual_seed(1)
     donor = timm.create_model(TIMM_MODEL, pretrained=False)
     save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(snap / "model.safetensors"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    src = resolve_source(f"timm:{TIMM_MODEL}", pretrained=True)
-    assert src.report()["pretrained"] is True and src.report()["weights"] == repo
-    for k, v in donor.state_dict().items():
-        assert torch.equal(src.module.state_dict()[k], v), k
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(Exception, match="could not load the pretrained weights"):
-        resolve_source(f"timm:{TIMM_MODEL}", pretrained=True)
+
+    def probe(cache: Path) -> dict:
+        r = subprocess.run([sys.executable, "-c", PRETRAINED_PROBE, f"timm:{TIMM_MODEL}",
+                            str(snap / "model.safetensors")], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"})
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    got = probe(tmp_path / "hub")
+    assert got["same"] and got["record"]["pretrained"] is True and got["record"]["weights"] == repo
+    missing = probe(tmp_path / "empty")
+    assert "could not load the pretrained weights" in missing["error"] and "--checkpoint FILE" in missing["error"]
 
 
 @needs_torchvision
