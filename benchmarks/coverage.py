@@ -325,7 +325,11 @@ def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
         "against ONNX Runtime on the original file; max err likewise. INT8: full-integer TFLite "
         f"({N_CALIBRATION} calibration photos, bias correction off), run on the XNNPACK delegate (`all` = one "
         "delegate runs the whole graph; otherwise the number of XNNPACK partitions, with builtin kernels between "
-        "them). Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: TensorFlow conversion seconds "
+        "them). OCR models are measured and calibrated on crops of scikit-image's text() and page() scans; a sample "
+        f"whose reference output is all below {NEAR_ZERO} (a flat sigmoid map) is left out of the cosine and judged "
+        "by its absolute error (`near_zero` in the JSON). ONNX files: torch.onnx.export (TorchScript exporter, "
+        "opset 17; the dynamo exporter at opset 18 where that fails, see `exporter` in the JSON), Ultralytics' own "
+        "exporter, or the shipped file. Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: TensorFlow conversion seconds "
         "fp32 / int8 / the converter's total incl. lowering (single runs on a shared, loaded machine: noisy).", "",
         f"**{summary_line(rows)}**", "",
         f"CPU: {cpu}", "",
