@@ -330,7 +330,8 @@ def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
         "by its absolute error (`near_zero` in the JSON). ONNX files: torch.onnx.export (TorchScript exporter, "
         "opset 17; the dynamo exporter at opset 18 where that fails, see `exporter` in the JSON), Ultralytics' own "
         "exporter, or the shipped file. Transposes: layout TRANSPOSE ops the converter inserted (fp32). Times: "
-        "TensorFlow conversion seconds fp32 / int8 / the converter's total incl. lowering (single runs on a shared, loaded machine: noisy).", "",
+        "TensorFlow conversion seconds fp32 / int8 / the converter's total incl. lowering (single runs on a shared, "
+        "loaded machine: noisy).", "",
         f"**{summary_line(rows)}**", "",
         f"CPU: {cpu}", "",
         "| model | library | kind | status | fp32 cosine | fp32 max err | INT8 | transposes | convert s (fp32 / int8 / "
