@@ -131,6 +131,8 @@ def source_label(source: str) -> str:
     path, sep, factory = source.rpartition(":")
     if sep and path.endswith(".py"):
         return f"{Path(path).stem}_{factory}"
+    if sep and path in ("torchvision", "timm"):  # a library source: timm:NAME -> timm_NAME
+        return f"{path}_{factory}"
     return Path(source).stem if ("/" in source or "." in source) else source
 
 

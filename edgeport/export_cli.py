@@ -44,7 +44,7 @@ def resolve_from_options(opts: SourceOptions):
 
     return resolve_source(opts.source, checkpoint=opts.checkpoint, builder_args=opts.builder_kwargs(),
                           input_shape=opts.input_shape, trust=opts.trust, contract=opts.input_contract(),
-                          input_shapes=opts.named_input_shapes())
+                          input_shapes=opts.named_input_shapes(), pretrained=opts.pretrained)
 
 
 def cmd_export(args, con: Console) -> int:

@@ -132,6 +132,9 @@ class SourceOptions(_Options):
         "channel order (overrides --preprocess)")})
     channel_order: str | None = field(default=None, metadata={"cli": _flag(
         "--channel-order", choices=CHANNEL_ORDERS, help="colour order the model reads (default: rgb)")})
+    pretrained: bool = field(default=False, metadata={"cli": _flag(
+        "--pretrained", action="store_true", help="torchvision:NAME / timm:NAME: load the library's own pretrained "
+        "weights (downloads them unless they are in the library's cache)")})
 
     def builder_kwargs(self) -> dict:
         return parse_builder_args(list(self.builder_args or ()))

@@ -380,12 +380,19 @@ def _gpu_rows(info: dict) -> list[list[str]]:
     return rows
 
 
+def _pretrained(src: dict) -> str | None:
+    """A library source's pretrained weights ("pretrained timm/NAME"), None otherwise."""
+    return f"pretrained {src['weights']}" if src.get("weights") else None
+
+
 def _headline(data: dict) -> list[str]:
     model, src, cal = data.get("model") or {}, data.get("source") or {}, data.get("calibration") or {}
     lines = [
         f"model {model.get('name')} ({model.get('family')}), input {'x'.join(map(str, model.get('input_shape', [])))}, "
         f"{(model.get('params') or 0) / 1e6:.2f}M params, {(model.get('macs') or 0) / 1e6:.1f}M MACs",
-        f"source {src.get('kind')}; checkpoint {src.get('checkpoint') or 'none (random init)'}"
+        f"source {src.get('kind')}"
+        + (f" {src['library']} {src.get('library_version')}" if src.get("library") else "")
+        + f"; checkpoint {src.get('checkpoint') or _pretrained(src) or 'none (random init)'}"
         + (f" (sha256 {src['checkpoint_sha256'][:12]}, {src.get('checkpoint_format')})" if src.get("checkpoint_sha256")
            else ""),
     ]

@@ -177,7 +177,8 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
     try:
         src = resolve_source(source.source, checkpoint=source.checkpoint, builder_args=source.builder_kwargs(),
                              input_shape=source.input_shape, trust=source.trust,
-                             contract=source.input_contract(), input_shapes=source.named_input_shapes())
+                             contract=source.input_contract(), input_shapes=source.named_input_shapes(),
+                             pretrained=source.pretrained)
     except (IndexError, KeyError, TypeError, AttributeError, UnicodeDecodeError, ImportError) as exc:
         if source.checkpoint is None or isinstance(exc, EdgeportError):
             raise

@@ -4,6 +4,8 @@ SOURCE is one of
 - a zoo name (`shufflenet_v2_x1_0`), optionally with `--checkpoint PATH` and builder `--arg KEY=VALUE`;
 - `path/to/file.py:factory`, a callable returning an nn.Module, with `--input-shape C,H,W`;
 - `model.onnx`, an existing ONNX model (exported and verified elsewhere; no torch reference);
+- `torchvision:NAME` / `timm:NAME`, built by the library's own code (extra `edgeport[upstream]`), with random
+  weights, `--checkpoint PATH` or `--pretrained` (export/library_source.py);
 - a TorchScript archive or a pickled full module given as `--checkpoint` for a zoo name or as SOURCE itself.
 
 Checkpoints are read with `torch.load(weights_only=True)`. A file that needs arbitrary code to unpickle (a pickled
@@ -25,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from edgeport.errors import CheckpointError, ModelBuildError
+from edgeport.export.library_source import build_library_model, library_version, parse_library_source
 from edgeport.export.onnx_inputs import fix_input_shapes, graph_inputs, static_input_shapes
 from edgeport.models import IMAGENET_MEAN, IMAGENET_STD, ChannelOrder, ModelSpec, build_model, get_model_entry
 
@@ -37,6 +40,7 @@ class SourceKind(str, enum.Enum):
     ONNX = "onnx"
     TORCHSCRIPT = "torchscript"
     MODULE = "module"
+    LIBRARY = "library"  # torchvision:NAME, timm:NAME (export/library_source.py)
 
     def __str__(self) -> str:
         return self.value
@@ -59,6 +63,8 @@ class LoadedSource:
     contract: dict = field(default_factory=dict)
     # ONNX sources: {input name: static shape}, in graph order (the file's dynamic dimensions fixed)
     input_shapes: dict = field(default_factory=dict)
+    # library sources: {library, library_version, pretrained, weights}
+    library: dict = field(default_factory=dict)
 
     def onnx_model(self):
         """The user's ONNX file with static input shapes (`input_shapes`), not yet simplified."""
@@ -88,6 +94,8 @@ class LoadedSource:
         if self.factory is not None:
             out.update(file=str(self.factory.path), file_sha256=self.factory.sha256, function=self.factory.function,
                        input_shape=list(self.spec.input_shape))
+        if self.library:
+            out.update(self.library, input_shape=list(self.spec.input_shape))
         return out
 
 
@@ -312,9 +320,14 @@ def resolve_source(
     trust: bool = False,
     contract: dict | None = None,
     input_shapes: dict[str, tuple[int, ...]] | None = None,
+    pretrained: bool = False,
 ) -> LoadedSource:
     """Turn a CLI SOURCE (+ checkpoint, builder args, input shape, input contract) into a LoadedSource, or raise a
-    typed error. `contract` ({mean, std, channel_order}, SourceOptions.input_contract()) overrides the spec's."""
+    typed error. `contract` ({mean, std, channel_order}, SourceOptions.input_contract()) overrides the spec's.
+    `pretrained`: a library source (`timm:NAME`, `torchvision:NAME`) loads the library's own pretrained weights."""
+    if pretrained and (checkpoint is not None or parse_library_source(source) is None):
+        raise ModelBuildError("--pretrained loads a library's own weights: it takes a torchvision:NAME or timm:NAME "
+                              "source and no --checkpoint")
     if source.endswith(".onnx"):
         src = _resolve_onnx(Path(source), input_shape=input_shape, input_shapes=input_shapes)
     else:
@@ -322,7 +335,7 @@ def resolve_source(
             raise ModelBuildError("--input-shape NAME=DIMS names an input of an ONNX file; give C,H,W for "
                                   f"{source}")
         src = _resolve(source, checkpoint=checkpoint, builder_args=builder_args, input_shape=input_shape,
-                       trust=trust)
+                       trust=trust, pretrained=pretrained)
     return with_contract(src, contract or {})
 
 
@@ -366,11 +379,15 @@ def with_contract(src: LoadedSource, contract: dict) -> LoadedSource:
     return src
 
 
-def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape, trust: bool) -> LoadedSource:
+def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape, trust: bool,
+             pretrained: bool = False) -> LoadedSource:
     from edgeport.export.onnx_export import check_input_shape
 
     builder_args = dict(builder_args or {})
     shape = check_input_shape(input_shape)[1:] if input_shape is not None else None
+    if parse_library_source(source) is not None:
+        return _resolve_library(source, checkpoint=checkpoint, builder_args=builder_args, shape=shape, trust=trust,
+                                pretrained=pretrained)
     if ":" in source and source.split(":")[0].endswith(".py"):
         if shape is None:
             raise ModelBuildError(f"{source}: a factory model needs --input-shape C,H,W")
@@ -408,6 +425,52 @@ def _resolve(source: str, *, checkpoint, builder_args: dict | None, input_shape,
     return src
 
 
+def _resolve_library(source: str, *, checkpoint, builder_args: dict, shape, trust: bool,
+                     pretrained: bool) -> LoadedSource:
+    """`torchvision:NAME` / `timm:NAME`: the library's model, its published input size and normalisation (an
+    --input-shape replaces the size), random weights, --checkpoint (strict key report) or --pretrained."""
+    library, name = parse_library_source(source)
+    built = build_library_model(library, name, builder_args=builder_args, pretrained=pretrained)
+    c, h, w = shape or built.input_shape
+    spec = ModelSpec(name=name, family=str(library), input_shape=(c, h, w), num_classes=built.num_classes,
+                     mean=built.mean, std=built.std, paper=f"{library} {built.version}", crop=h,
+                     resize=int(round(h / built.crop_fraction)) if built.crop_fraction else h)
+    src = LoadedSource(SourceKind.LIBRARY, name, spec, built.module, builder_args=builder_args,
+                       library={"library": str(library), "library_version": built.version, "pretrained": pretrained,
+                                "weights": built.weights})
+    if checkpoint is not None:  # absolute, so `validate` from another directory finds it
+        _apply_checkpoint(src, Path(checkpoint).resolve(), trust=trust, formats={})
+    return src
+
+
+def rebuild_library_source(record: dict, *, trust: bool = False) -> LoadedSource:
+    """Rebuild a library source from its report.json record: the same library version (another version may build
+    another network), the same checkpoint file (sha256), arguments, input shape and contract."""
+    library, name, version = record.get("library"), record.get("name"), record.get("library_version")
+    if not library or not name:
+        raise ModelBuildError("report.json source records no library/name", hint="export the model again")
+    installed = library_version(parse_library_source(f"{library}:{name}")[0])
+    if version and installed != version:
+        raise ModelBuildError(f"{library} {installed} is installed; the model was exported with {library} {version}",
+                              hint=f"pip install {library}=={version}, or export the model again")
+    _check_recorded_checkpoint(record)
+    shape = record.get("input_shape")
+    return resolve_source(f"{library}:{name}", checkpoint=record.get("checkpoint"),
+                          builder_args=record.get("builder_args") or {}, input_shape=(1, *shape) if shape else None,
+                          trust=trust, contract=record.get("input_contract"), pretrained=bool(record.get("pretrained")))
+
+
+def _check_recorded_checkpoint(record: dict) -> None:
+    checkpoint = record.get("checkpoint")
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(f"checkpoint {checkpoint} (recorded in report.json) does not exist",
+                                  hint="restore the file or export the model again")
+        if record.get("checkpoint_sha256") and sha256_file(checkpoint) != record["checkpoint_sha256"]:
+            raise CheckpointError(f"checkpoint {checkpoint} changed since the export (sha256 differs)",
+                                  hint="restore the exported version or export the model again")
+
+
 def _apply_checkpoint(src: LoadedSource, checkpoint, *, trust: bool, formats: dict) -> None:
     path = Path(checkpoint)
     obj = read_checkpoint(path, trust=trust)
@@ -437,14 +500,8 @@ def rebuild_factory_source(record: dict, *, trust: bool = False) -> LoadedSource
     if record.get("file_sha256") and sha256_file(path) != record["file_sha256"]:
         raise ModelBuildError(f"factory file {path} changed since the export (sha256 differs)",
                               hint="restore the exported version or export the model again")
+    _check_recorded_checkpoint(record)
     checkpoint = record.get("checkpoint")
-    if checkpoint:
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(f"checkpoint {checkpoint} (recorded in report.json) does not exist",
-                                  hint="restore the file or export the model again")
-        if record.get("checkpoint_sha256") and sha256_file(checkpoint) != record["checkpoint_sha256"]:
-            raise CheckpointError(f"checkpoint {checkpoint} changed since the export (sha256 differs)",
-                                  hint="restore the exported version or export the model again")
     shape = record.get("input_shape")
     if not shape:
         raise ModelBuildError("report.json source records no input shape for the factory model",

@@ -249,6 +249,13 @@ CASES = [
     ("gelu_tanh_pattern", [N("Pow", ["x", "three"], ["p"]), N("Mul", ["p", "k1"], ["q"]), N("Add", ["x", "q"], ["s"]),
                            N("Mul", ["s", "k2"], ["u"]), N("Tanh", ["u"], ["t"]), N("Add", ["t", "one"], ["a"]),
                            N("Mul", ["x", "half"], ["h"]), N("Mul", ["h", "a"], ["y"])], {"x": X4 * 3}, GELU_C, False),
+    ("gelu_erf_doubled", [N("Div", ["x", "s2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["one", "e"], ["a"]),
+                          N("Mul", ["a", "x"], ["y"])], {"x": X4 * 3}, GELU_C, False),
+    ("gelu_erf_doubled_shared_const", [N("Div", ["x", "s2"], ["d"]), N("Erf", ["d"], ["e"]),
+                                       N("Add", ["e", "one"], ["a"]), N("Mul", ["x", "a"], ["m"]),
+                                       N("Div", ["m", "s2"], ["d2"]), N("Erf", ["d2"], ["e2"]),
+                                       N("Add", ["e2", "one"], ["a2"]), N("Mul", ["m", "a2"], ["y"])],
+     {"x": X4}, GELU_C, False),
     ("gelu_onnx20", [N("Gelu", ["x"], ["y"])], {"x": rnd(1, 7, 12) * 3}, {}, False, 20),
     ("gelu_onnx20_tanh", [N("Gelu", ["x"], ["y"], approximate="tanh")], {"x": rnd(1, 7, 12) * 3}, {}, False, 20),
     ("erf_alone", [N("Erf", ["x"], ["y"])], {"x": X4 * 2}, {}, False),
@@ -445,3 +452,15 @@ def test_shuffle_before_mean_and_linear_is_absorbed_into_the_linear(pool, tmp_pa
     assert np.abs(ref[0] - got[0]).max() <= 1e-5 * max(1.0, float(np.abs(ref[0]).max()))
     assert "GATHER" not in res.ops["fp32"] and "TRANSPOSE" not in res.ops["fp32"], dict(res.ops["fp32"])
     assert res.layout_transposes == 0
+
+
+@pytest.mark.parametrize("case_id", ["gelu_erf_pattern", "gelu_erf_pattern_half_first", "gelu_tanh_pattern",
+                                     "gelu_erf_doubled", "gelu_erf_doubled_shared_const"])
+def test_gelu_patterns_become_one_gelu_op(case_id, tmp_path):
+    """Every exporter spelling of GELU (incl. the doubled one whose 0.5 onnxsim folded into the next layer) is one
+    TFLite GELU: no DIV/EXP of the Erf polynomial is left, whose computed divisors fail in full INT8."""
+    case = next(c for c in CASES if c[0] == case_id)
+    res = _check(*case[:5], tmp_path, *case[5:])
+    ops = res.ops["fp32"]
+    assert ops.get("GELU") == (2 if case_id.endswith("shared_const") else 1), ops
+    assert not {"DIV", "EXP", "ABS"} & set(ops), ops

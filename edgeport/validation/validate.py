@@ -25,7 +25,7 @@ import numpy as np
 from edgeport.calibration.samples import InputSpec, SampleSet, Split
 from edgeport.calibration.sources import MissingInputs, load_samples
 from edgeport.errors import CalibrationError, EdgeportError
-from edgeport.export.checkpoint import rebuild_factory_source, resolve_source
+from edgeport.export.checkpoint import rebuild_factory_source, rebuild_library_source, resolve_source
 from edgeport.export.onnx_inputs import image_input, model_input_specs
 from edgeport.metrics import accuracy
 from edgeport.models import ModelSpec, get_spec
@@ -116,8 +116,8 @@ def _rebuild_reference(report, *, trust: bool):
                                     else str(report.artifact_path("onnx")),
                                     input_shapes={k: tuple(v) for k, v in (src.get("input_shapes") or {}).items()},
                                     input_shape=None if src.get("input_shapes") else shape, contract=contract).spec
-    if kind == "factory":
-        loaded = rebuild_factory_source(src, trust=trust)
+    if kind in ("factory", "library"):
+        loaded = (rebuild_factory_source if kind == "factory" else rebuild_library_source)(src, trust=trust)
         return loaded.module, loaded.spec
     name = src.get("name") or model.get("name")
     source_str = name if kind == "zoo" else (src.get("checkpoint") if kind in ("torchscript", "module") else None)
@@ -140,7 +140,8 @@ def load_reference(report, *, onnx_path: Path | None, trust: bool) -> Reference:
     export (report.json parity.onnx), is the reference instead."""
     module, spec = _rebuild_reference(report, trust=trust)
     src = report.get("source") or {}
-    random_init = src.get("kind") == "zoo" and not src.get("checkpoint")
+    random_init = (src.get("kind") == "zoo" or (src.get("kind") == "library" and not src.get("pretrained"))) \
+        and not src.get("checkpoint")
     if (module is None or random_init) and onnx_path is None:
         raise EdgeportError("the reference is the exported ONNX (random-init weights or an ONNX source), but "
                             "report.json lists no onnx artifact; run `edgeport export` into this folder again")

@@ -6,6 +6,8 @@ consumer and are no graph output are fused, so the fused graph computes the same
 
 - exact:  x * 0.5 * (1 + erf(x / sqrt(2)))   (torch's F.gelu; Div by sqrt(2) or Mul by 1/sqrt(2); any Mul order)
 - tanh:   x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))   (x^3 as Pow(x, 3) or Mul(Mul(x, x), x))
+- doubled: x * (1 + erf(x / sqrt(2))) (or the tanh gate) without the 0.5, which onnxsim folds into the next layer's
+  weights (timm ConvNeXt's MLP): one `Gelu` and an `Add` of its output to itself
 """
 from __future__ import annotations
 
@@ -125,6 +127,16 @@ class _Matcher:
                 return got[0], [last, other, *got[1]], got[2]
         return None
 
+    def doubled_gelu_at(self, last: onnx.NodeProto) -> tuple[str, list, str] | None:
+        """When `last` (a Mul) is x * (1 + gate(x)), i.e. 2 * GELU(x): (x, every node of the pattern, mode)."""
+        if last.op_type != "Mul" or len(last.input) != 2:
+            return None
+        for a, b in ((0, 1), (1, 0)):
+            got = self._one_plus_gate(last.input[b], last.input[a])
+            if got is not None:
+                return got[0], [last, *got[1]], got[2]
+        return None
+
     def _one_plus_gate(self, name: str, x: str):
         add = self.inner(name)
         hit = self.split(add, "Add", 1.0)
@@ -140,21 +152,28 @@ class _Matcher:
 
 
 def fuse_patterns(graph: OnnxGraph) -> OnnxGraph:
-    """`graph` with every GELU pattern replaced by one `Gelu` node (the same graph object when none matches)."""
+    """`graph` with every GELU pattern replaced by one `Gelu` node (the same graph object when none matches). Whole
+    patterns first, so a doubled GELU is only what remains once every x * (1 + gate) * 0.5 is fused."""
     m = _Matcher(graph)
     gone: set[int] = set()
-    replace: dict[int, onnx.NodeProto] = {}
-    for node in graph.nodes:
-        if id(node) in gone:
-            continue
-        hit = m.gelu_at(node)
-        if hit is None or any(id(n) in gone for n in hit[1]):
-            continue
-        x, nodes, mode = hit
-        gone.update(id(n) for n in nodes)
-        replace[id(node)] = helper.make_node("Gelu", [x], [node.output[0]], name=node.name or node.output[0],
-                                             approximate=mode)
+    replace: dict[int, list[onnx.NodeProto]] = {}
+    for doubled in (False, True):
+        for node in graph.nodes:
+            if id(node) in gone:
+                continue
+            hit = m.doubled_gelu_at(node) if doubled else m.gelu_at(node)
+            if hit is None or any(id(n) in gone for n in hit[1]):
+                continue
+            x, nodes, mode = hit
+            gone.update(id(n) for n in nodes)
+            name, out = node.name or node.output[0], node.output[0]
+            if doubled:
+                half = f"{out}__gelu"
+                replace[id(node)] = [helper.make_node("Gelu", [x], [half], name=f"{name}/gelu", approximate=mode),
+                                     helper.make_node("Add", [half, half], [out], name=name)]
+            else:
+                replace[id(node)] = [helper.make_node("Gelu", [x], [out], name=name, approximate=mode)]
     if not replace:
         return graph
-    new_nodes = [replace.get(id(n), n) for n in graph.nodes if id(n) in replace or id(n) not in gone]
+    new_nodes = [r for n in graph.nodes if id(n) in replace or id(n) not in gone for r in replace.get(id(n), [n])]
     return dataclasses.replace(graph, nodes=new_nodes)
