@@ -78,6 +78,63 @@ def test_readers_refuse_a_changed_artifact(exported, tmp_path):
     assert r.returncode == EXIT_BAD_INPUT and "model_fp32.tflite is missing" in one_line(r)
 
 
+# ---- item 9: bench on broken local artifacts fails the command and names the file -----------------------------------
+def _rewritten(exported, dst, artifact, data: bytes):
+    """A copy of `exported` whose `artifact` holds `data`, recorded in report.json as if edgeport wrote it (so the
+    sha256 check passes and the runtime is what meets the broken file)."""
+    d = _copy(exported, dst)
+    rep = json.loads((d / "report.json").read_text())
+    entry = rep["artifacts"][artifact]
+    (d / entry["file"]).write_bytes(data)
+    entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (d / "report.json").write_text(json.dumps(rep))
+    return d
+
+
+@pytest.mark.parametrize("artifact, damage, parity", [("tflite_int8", "random", True),
+                                                      ("tflite_int8", "truncated", False),
+                                                      ("onnx_int8", "random", False)])
+def test_bench_on_a_broken_artifact_fails_naming_it(exported, tmp_path, artifact, damage, parity):
+    """A random-bytes or truncated artifact is never "skipped" with exit 0: with parity the host meets it first,
+    with --no-parity the runner does; either way one line naming the file, exit 2, and no latency recorded."""
+    file = json.loads((exported / "report.json").read_text())["artifacts"][artifact]["file"]
+    data = (exported / file).read_bytes()
+    data = os.urandom(len(data)) if damage == "random" else data[:len(data) // 2]
+    d = _rewritten(exported, tmp_path / "d", artifact, data)
+    r = cli("bench", d, "--artifact", artifact, "--runs", "1", "--warmup", "0", "--no-rss",
+            *([] if parity else ["--no-parity"]))
+    assert r.returncode == EXIT_BAD_INPUT, r.stderr
+    line = one_line(r)
+    assert f"{file} is not a valid model file" in line and "skipped" not in r.stdout
+    assert "latency" not in json.loads((d / "report.json").read_text())
+
+
+def test_a_runner_crash_is_blamed_on_the_file_it_was_loading(tmp_path):
+    """A runtime that segfaults on a file (tf.lite does on some truncated flatbuffers) kills the runner without a
+    result: the last stage line the runner wrote names the file, and the error is about the file (exit 2), not
+    the device (exit 3). A real process is killed by SIGSEGV here, after the runner's own stage call."""
+    from edgeport.errors import ArtifactError, TargetError
+    from edgeport.runtime.targets import parse_result
+
+    script = ("import os, signal, sys; sys.path.insert(0, sys.argv[1]); import device_runner as r; "
+              "r.stage(step='loading', file='model_int8.tflite', artifact='tflite_int8', engine='tflite'); "
+              "os.kill(os.getpid(), signal.SIGSEGV)")
+    runner_dir = os.path.dirname(__import__("edgeport.runtime.device_runner", fromlist=["x"]).__file__)
+    proc = subprocess.run([sys.executable, "-c", script, runner_dir], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -11
+    with pytest.raises(ArtifactError) as info:
+        parse_result("local", proc.stdout, proc.stderr, proc.returncode)
+    assert str(info.value).startswith("model_int8.tflite crashed the tflite interpreter while loading it (SIGSEGV)")
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    # a remote shell reports 128 + N; the message then also names the device's runtime as a possible cause
+    with pytest.raises(ArtifactError, match=r"on ssh://pi@board \(or the device's runtime"):
+        parse_result("ssh://pi@board", "", proc.stderr, 139)
+    # once every file loaded and ran (stage "timing"), a crash is the device's, as before
+    timing = proc.stderr + "EDGEPORT-STAGE {\"step\": \"timing\"}\n"
+    with pytest.raises(TargetError, match="the runner printed no result"):
+        parse_result("local", "", timing, -11)
+
+
 @pytest.mark.parametrize("shape", ["artifacts_list", "top_level_list", "future_schema", "not_json"])
 def test_a_report_of_another_shape_is_one_line(exported, tmp_path, shape):
     d = _copy(exported, tmp_path / "d")
