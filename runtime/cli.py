@@ -12,6 +12,7 @@ from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
 from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
 from edgeport.runtime.targets import TARGETS, TargetOptions, parse_target
+from edgeport.runtime.transports import check_remote_dir
 
 TARGET_USAGE = " | ".join(scheme.usage for _, scheme in TARGETS.items())
 
@@ -21,6 +22,13 @@ def _pin_syntax(text: str) -> str:
     if text == "big" or re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text):
         return text
     raise argparse.ArgumentTypeError(f"{text!r}: expected CPU ids like 0,1 or 4-7, or big")
+
+
+def _remote_dir(text: str) -> str:
+    try:
+        return check_remote_dir(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,7 +52,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="limit per remote step (seconds)")
     p.add_argument("--device-python", default=None, help="Python on the device (default: python3 / python)")
     p.add_argument("--ssh-config", default=None, help="ssh -F file (default: your ~/.ssh/config)")
-    p.add_argument("--remote-dir", default=None, help="parent folder for the temp folder on the device")
+    p.add_argument("--remote-dir", default=None, type=_remote_dir,
+                   help="parent folder for the temp folder on the device (an absolute path; default: $TMPDIR or "
+                        "/tmp over ssh, /data/local/tmp over adb)")
     p.add_argument("--no-parity", action="store_true", help="skip the device-vs-this-machine output check")
     p.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
     p.set_defaults(func=cmd_bench)

@@ -243,8 +243,7 @@ class RemoteTarget:
 
     def _make_dir(self, options: TargetOptions, pythons: list[str]) -> tuple[str, dict]:
         """A fresh temp folder on the device: (its path, the probe's DIR/PY/FREE answers)."""
-        parent = options.remote_tmp or self.transport.default_parent
-        mkdir, what = self.transport.mkdir_script(parent)
+        mkdir, what = self.transport.mkdir_script(options.remote_tmp)
         res = self.shell(probe_script(mkdir, pythons), options, step="creating a temp folder")
         if res is None:
             raise TargetError(f"{self.url}: no answer within {options.timeout_s:g} s while creating {what}",

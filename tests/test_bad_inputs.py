@@ -178,6 +178,8 @@ def test_leftovers_of_a_killed_run_are_recognised_by_name_only():
     (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
     (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
     (["bench", "nowhere", "--pin", "abc"], "expected CPU ids like 0,1 or 4-7, or big"),
+    (["bench", "nowhere", "--target", "ssh://pi@host", "--remote-dir", "/tmp/$(reboot)"], "expected an absolute"),
+    (["bench", "nowhere", "--target", "adb://x", "--remote-dir", "~/tmp"], "expected an absolute folder"),
 ])
 def test_bad_values_are_one_line_exit_2(tmp_path, args, needle):
     r = cli(*args, cwd=tmp_path)
@@ -287,3 +289,34 @@ def test_one_spelling_per_flag_with_the_old_ones_kept():
     assert a.trust is b.trust is True
     assert parser.parse_args(["bench", "d", "--targets", "adb://x"]).target == "adb://x"
     assert parser.parse_args(["run", "--trust-checkpoint"]).trust is True
+
+
+# ---- item 13: what reaches ssh and the device's shell; TorchScript needs trust ---------------------------------------
+@pytest.mark.parametrize("transport", ["ssh://pi@board", "adb://serial1"])
+def test_remote_dir_is_quoted_for_the_device_shell(transport, tmp_path):
+    """--remote-dir is checked at the command line (above) and quoted all the same: the temp-folder script, run by a
+    real shell here, makes its folder inside the literal `$(...)` / `${...}` folder and runs nothing."""
+    from edgeport.runtime import parse_target
+
+    t = parse_target(transport).transport
+    for value in ("${NOPE:-.}/$(touch ran)", "$(touch ran)", "a;touch ran", "a'b"):
+        os.makedirs(tmp_path / value, exist_ok=True)
+        script, _ = t.mkdir_script(value)
+        made = subprocess.run(["sh", "-c", script + '; echo "$d"'], capture_output=True, text=True, timeout=30,
+                              cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        assert os.path.dirname(made.stdout.strip()) == value and (tmp_path / made.stdout.strip()).is_dir()
+        assert not (tmp_path / "ran").exists()
+    assert "${TMPDIR:-/tmp}/edgeport-" in parse_target("ssh://pi@board").transport.mkdir_script(None)[0]
+
+
+def test_a_torchscript_source_needs_trust(tmp_path):
+    """A TorchScript archive carries code: refused with one line (exit 2) unless --trust-checkpoint."""
+    import torch
+
+    path = tmp_path / "ts.pt"
+    torch.jit.trace(torch.nn.Conv2d(3, 4, 3).eval(), torch.randn(1, 3, 8, 8)).save(str(path))
+    r = cli("export", path, "--input-shape", "3,8,8", "--out", tmp_path / "o")
+    assert r.returncode == EXIT_BAD_INPUT
+    assert "is a TorchScript archive" in one_line(r) and "pass --trust-checkpoint" in one_line(r)
+    assert not (tmp_path / "o").exists()

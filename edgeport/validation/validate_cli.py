@@ -24,7 +24,8 @@ def add_validate_parser(sub) -> None:
     p.add_argument("--num-validation", type=int, default=None, help="number of held-out samples")
     p.add_argument("--seed", type=int, default=None, help="crop seed (default: the calibration seed)")
     p.add_argument("--trust-checkpoint", "--trust", dest="trust", action="store_true",
-                   help="allow pickled checkpoints to run code when rebuilding (--trust is the old spelling)")
+                   help="allow checkpoints that carry code (pickled modules, TorchScript) when rebuilding "
+                        "(--trust is the old spelling)")
     p.set_defaults(func=cmd_validate)
 
 
