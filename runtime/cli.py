@@ -8,6 +8,7 @@ import sys
 from edgeport.console import parse_csv, parse_thread_counts
 from edgeport.errors import EdgeportError
 from edgeport.options import BenchOptions
+from edgeport.recommend import refresh_recommendation
 from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
 from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
@@ -100,6 +101,11 @@ def cmd_bench(args, con=None) -> int:
                        f"(cosine {p['cosine_min']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
                        f"{f', near-ties {n}' if (n := p.get('near_ties')) else ''}, "
                        f"{p['samples']} samples)")
+    decision = refresh_recommendation(args.dir)  # `run`'s recommendation, redone with these latencies
+    if decision is not None and not quiet:
+        rich.print("[bold]recommendation[/bold] (report.json's, updated with these latencies)")
+        for line in decision.lines():
+            rich.print(line, markup=False)
     if con is not None and getattr(con, "json_mode", False):
         con.emit_json({"latency": outcome.entries, "device_parity": outcome.device_parity,
                        "skipped": outcome.skipped})

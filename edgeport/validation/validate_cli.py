@@ -9,6 +9,7 @@ import math
 
 from edgeport.errors import ParityError
 from edgeport.metrics import HIGHER_IS_BETTER
+from edgeport.recommend import refresh_recommendation
 
 from .thresholds import parse_threshold_overrides
 
@@ -87,6 +88,7 @@ def cmd_validate(args, con) -> int:
         thresholds=parse_threshold_overrides(args.threshold), layers=args.layers, trust=args.trust,
     )
     print_result(result, con)
+    refresh_recommendation(args.dir)  # `run`'s recommendation, redone with these parity results
     con.emit_json({"parity": result.parity, "accuracy": result.accuracy, "layers": result.layers})
     if result.failures:
         name, metric, value, th = result.failures[0]
