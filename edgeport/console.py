@@ -47,8 +47,27 @@ def plain(value) -> str:
     return escape(str(value))
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """`--help` shows each option's default: "(default: 1,2)" after its help, unless the help already names its
+    default or there is none to show (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == ()
+                or not action.option_strings or default == []):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with usage errors on one line (`edgeport: error: ...`, exit 2) instead of usage + message."""
+    """argparse with usage errors on one line (`edgeport: error: ...`, exit 2) instead of usage + message, and
+    `--help` that shows every option's default (DefaultsHelpFormatter)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         command = self.prog.removeprefix("edgeport").strip()

@@ -3,9 +3,11 @@ artifacts, foreign or future report.json, files edgeport does not own, paths wit
 calls sys.exit, an unexpected exception (issue: the first hour of a new user)."""
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,8 +21,8 @@ NAME = "shufflenet_v2_cifar_x0_5"
 CKPT = "calibration/checkpoints/shufflenet_v2_cifar_x0_5_digits.pt"
 
 
-def cli(*args, cwd=None):
-    env = {**os.environ, "COLUMNS": "200"}
+def cli(*args, cwd=None, drop_env=()):
+    env = {k: v for k, v in {**os.environ, "COLUMNS": "200"}.items() if k not in drop_env}
     return subprocess.run([sys.executable, "-m", "edgeport.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)
 
@@ -191,9 +193,18 @@ def test_bad_values_are_one_line_exit_2(tmp_path, args, needle):
 def test_a_path_with_rich_markup_is_printed_as_is(tmp_path):
     f = tmp_path / "net.py"
     f.write_text("import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())\n")
-    r = cli("export", f"{f}:make", "--input-shape", "3,8,8", "--out", "x[/y]/[bold]out", cwd=tmp_path)
+    r = cli("export", f"{f}:make", "--input-shape", "3,8,8", "--out", "x[/y]/[bold]out", "--precision", "fp32",
+            cwd=tmp_path, drop_env=TF_LOG_ENV)
     assert r.returncode == 0, r.stderr
     assert "x[/y]/[bold]out" in r.stdout and (tmp_path / "x[/y]" / "[bold]out" / "model.onnx").is_file()
+    # item 19: the TFLite conversion imported TensorFlow, and none of its log lines reached the user
+    assert (tmp_path / "x[/y]" / "[bold]out" / "model_fp32.tflite").is_file()
+    assert not TF_LOG_LINE.search(r.stdout + r.stderr), r.stdout + r.stderr
+
+
+TF_LOG_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS", "GLOG_minloglevel")  # as a user's shell has them
+TF_LOG_LINE = re.compile(r"^[IWE]\d{4} |oneDNN|cpu_feature_guard|absl::InitializeLog|INFO:tensorflow|"
+                         r"Estimated count of arithmetic ops", re.M)
 
 
 def test_a_factory_that_calls_sys_exit_is_bad_input(tmp_path):
@@ -320,3 +331,69 @@ def test_a_torchscript_source_needs_trust(tmp_path):
     assert r.returncode == EXIT_BAD_INPUT
     assert "is a TorchScript archive" in one_line(r) and "pass --trust-checkpoint" in one_line(r)
     assert not (tmp_path / "o").exists()
+
+
+# ---- item 19: help with descriptions and defaults; no empty folder after a failure ----------------------------------
+def test_every_subcommand_help_has_a_description_and_its_defaults():
+    from edgeport.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sp in sub.choices.items():
+        assert sp.description and len(sp.description) > 20, name
+        text = " ".join(sp.format_help().split())
+        for action in sp._actions:
+            shown = action.default not in (None, False, argparse.SUPPRESS, (), []) and action.option_strings
+            if shown and action.help not in (None, argparse.SUPPRESS):
+                assert "default" in " ".join(sp._get_formatter()._get_help_string(action).split()).lower(), \
+                    (name, action.option_strings)
+    bench = " ".join(sub.choices["bench"].format_help().split())
+    assert "--runs RUNS timed inferences per configuration (default: 50)" in bench
+    assert "(default: onnxruntime,tflite)" in bench
+
+
+def test_a_failed_command_leaves_no_empty_folder_it_created(tmp_path, capsys):
+    """The export fails after DIR was made (the model's forward raises): DIR and the parents it created are gone;
+    a folder that existed before stays, and so does one the command wrote a file into."""
+    f = tmp_path / "net.py"
+    f.write_text("import torch.nn as nn\nclass Bad(nn.Module):\n    def forward(self, x):\n"
+                 "        raise ValueError('broken forward')\ndef make():\n    return Bad()\n")
+    rc = main(["export", f"{f}:make", "--input-shape", "3,8,8", "--out", str(tmp_path / "new" / "sub")])
+    assert rc == EXIT_BAD_INPUT and "exporter failed" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    assert main(["export", f"{f}:make", "--input-shape", "3,8,8", "--out", str(tmp_path / "mine")]) == EXIT_BAD_INPUT
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_the_install_is_skipped_when_nothing_changed(tmp_path):
+    """`.ci/install.sh` (the demo's first step) runs pip once; a re-run with the same inputs only checks its stamp;
+    a changed input (here: the stamp no longer matching) installs again. pip is a recording stand-in here."""
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "pip.log"
+    (shim / "python").write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$*" >> {log}; exit 0; fi
+exec {sys.executable} "$@"
+""")
+    (shim / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "EDGEPORT_INSTALL_STAMP_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+
+    def install():
+        r = subprocess.run(["bash", os.path.join(root, ".ci", "install.sh"), "demo"], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout, (log.read_text().splitlines() if log.exists() else [])
+
+    out, pips = install()
+    assert len(pips) == 2 and "install [1/2]: torch" in out and (tmp_path / ".edgeport-install-demo").is_file()
+    out, pips = install()
+    assert len(pips) == 2 and "install: up to date" in out
+    (tmp_path / ".edgeport-install-demo").write_text("an older pyproject.toml\n")
+    out, pips = install()
+    assert len(pips) == 4 and "install [2/2]" in out
+    assert shutil.which("bash")
