@@ -108,8 +108,20 @@ def parse_shape(text: str) -> tuple[int, ...]:
 # ---- progress ---------------------------------------------------------------------------------------------------
 def step_progress(con: Console, total: int | None = None):
     """An `on_event(step, status, detail)` callback: a spinner while a step runs (terminals only), then one line per
-    step with its status and time, numbered [i/total]. `.close()` stops a spinner left running by an exception."""
-    state = {"status": None, "i": 0, "t0": None}
+    step with its status and time, numbered [i/total]. `.close()` stops a spinner left running by an exception.
+    `.stage(stage, status, detail)` reports a stage inside the running step (status "start" / "done"): the spinner
+    names it, and each finished stage gets an indented line with its time, so a long step is never silent."""
+    state = {"status": None, "i": 0, "t0": None, "step": ""}
+
+    def on_stage(stage: str, status: str, detail: str) -> None:
+        if con.quiet:
+            return
+        n = f"[{state['i']}/{total}]" if total else ""
+        if status == "start":
+            if state["status"] is not None:
+                state["status"].update(f"{n} [bold]{escape(state['step'])}[/bold] · {escape(stage)} ...")
+            return
+        con.print(f"{' ' * len(n)}   · {escape(f'{stage:<48}')} {escape(detail)}")
 
     def on_event(step: str, status: str, detail: str) -> None:
         if con.quiet:
@@ -117,6 +129,7 @@ def step_progress(con: Console, total: int | None = None):
         if status == "key":
             con.log(f"{step}: key {detail}")
             return
+        state["step"] = step
         if status == "start":
             state["i"] += 1
             n = f"[{state['i']}/{total}]" if total else ""
@@ -142,4 +155,5 @@ def step_progress(con: Console, total: int | None = None):
             state["status"] = None
 
     on_event.close = close
+    on_event.stage = on_stage
     return on_event

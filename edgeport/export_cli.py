@@ -79,7 +79,8 @@ def cmd_export(args, con: Console) -> int:
 
                 step = f"convert: {', '.join(conv.precisions)}"
                 progress(step, "start", "")
-                converted = tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con)
+                converted = tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con,
+                                        on_stage=progress.stage)
                 report.apply(converted).save()
                 progress(step, "done", f"{sum(converted.conversion.values()):.1f}s")
     finally:

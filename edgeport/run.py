@@ -290,7 +290,7 @@ def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
     def do_convert() -> list[str]:
         rep = _clear_sections(out, CONVERT_SECTIONS, keep_artifacts=(ArtifactKind.ONNX.value,))
         result = tflite_step(onnx_path=rep.artifact_path(ArtifactKind.ONNX), source=plan.src, options=conv,
-                             console=console)
+                             console=console, on_stage=getattr(runner.on_event, "stage", None))
         rep.apply(result).save()
         return [f for e in result.artifacts.values() for f in (e.file, e.tensor_map and e.tensor_map.file) if f]
 

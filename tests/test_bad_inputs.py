@@ -397,3 +397,46 @@ exec {sys.executable} "$@"
     out, pips = install()
     assert len(pips) == 4 and "install [2/2]" in out
     assert shutil.which("bash")
+
+
+# ---- item 15: progress inside long steps ---------------------------------------------------------------------------
+def test_step_progress_prints_each_stage_of_a_step_with_its_time(capsys):
+    from edgeport.console import Console, step_progress
+
+    con = Console()
+    progress = step_progress(con, total=2)
+    progress("convert", "start", "")
+    progress.stage("tflite int8 (calibration: 64 samples, minmax)", "start", "")
+    progress.stage("tflite int8 (calibration: 64 samples, minmax)", "done", "31.2s")
+    progress("convert", "done", "40.0s")
+    lines = [ln.rstrip() for ln in capsys.readouterr().out.splitlines()]
+    assert lines[0] == "[1/2] convert ..." and lines[-1].startswith("[1/2] convert") and "done 40.0s" in lines[-1]
+    assert lines[1].startswith("        · tflite int8 (calibration: 64 samples, minmax)") and lines[1].endswith("31.2s")
+    quiet = step_progress(Console(quiet=True), total=1)
+    quiet.stage("x", "done", "1.0s")
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.slow
+def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
+    """`edgeport run`'s convert step names each stage as it finishes (calibration, each precision, bias correction,
+    the ORT INT8 model) with its time, instead of one silent spinner (a tiny CNN, end to end, ~15 s)."""
+    import numpy as np
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "device"))
+    from tiny_models import FACTORY
+
+    (tmp_path / "tiny.py").write_text(FACTORY)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(1).standard_normal((16, 3, 16, 16)).astype(np.float32))
+    rc = main(["run", f"{tmp_path / 'tiny.py'}:make", "--input-shape", "3,16,16", "--exporter", "legacy",
+               "--precision", "fp32,int8", "--calibration", str(tmp_path / "calib.npy"), "--num-calibration", "16",
+               "--runs", "2", "--warmup", "0", "--num-validation", "4", "--no-layers", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    convert = out[out.index("[2/5] convert ..."):out.index("[2/5] convert  ")]
+    stages = [ln.split("·", 1)[1].strip() for ln in convert.splitlines() if "·" in ln]
+    assert [re.sub(r"\s+[\d.]+s$", "", s) for s in stages] == [
+        "calibration samples (16)", "shuffle pass + NHWC lowering", "tflite fp32",
+        "tflite int8 (calibration: 16 samples, minmax)", "int8 bias correction (8 samples)", "write + tensor maps",
+        "onnx int8 (ORT, minmax)"]
+    assert all(re.search(r"\d+\.\ds$", s) for s in stages)
