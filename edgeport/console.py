@@ -75,6 +75,13 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"edgeport: error: {where}{message} (see `{self.prog} --help`)\n")
 
 
+def random_weights_line(models) -> str:
+    """The one sentence every command prints (once) when zoo models run without trained weights."""
+    names = ", ".join(models)
+    return (f"RANDOM weights: {names} (zoo, no --checkpoint): outputs, top-1 agreement, accuracy and INT8 numbers say "
+            f"nothing about a trained model; `edgeport models` lists the trained weights edgeport has")
+
+
 # ---- argument values: one comma-list parser, the typed lists built on it ----------------------------------------
 def parse_csv(text: str) -> tuple[str, ...]:
     """'a, b,,c' -> ('a', 'b', 'c'): the one comma-list parser of the CLI."""

@@ -440,3 +440,45 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
         "tflite int8 (calibration: 16 samples, minmax)", "int8 bias correction (8 samples)", "write + tensor maps",
         "onnx int8 (ORT, minmax)"]
     assert all(re.search(r"\d+\.\ds$", s) for s in stages)
+
+
+# ---- item 16: random weights are said, once, where they matter ----------------------------------------------------
+def test_models_marks_the_models_with_trained_weights():
+    r = cli("models", "--family", "shufflenet_v2")
+    assert r.returncode == 0, r.stderr
+    rows = {ln.split("│")[1].strip(): ln.split("│")[-2].strip() for ln in r.stdout.splitlines() if ln.startswith("│")}
+    assert rows["shufflenet_v2_cifar_x0_5"] == "digits 99.3%" and rows["shufflenet_v2_x1_0"] == "random"
+    assert f"--checkpoint {os.path.abspath(CKPT)}" in " ".join(r.stdout.split())
+    doc = json.loads(cli("--json", "models", "--family", "shufflenet_v2").stdout)
+    weights = {row["name"]: row["trained_weights"] for row in doc}
+    assert weights["shufflenet_v2_cifar_x1_0"] is None
+    assert weights["shufflenet_v2_cifar_x0_5"]["data"] == "digits"
+    assert os.path.samefile(weights["shufflenet_v2_cifar_x0_5"]["checkpoint"], CKPT)
+
+
+def test_validate_says_first_that_the_weights_are_random(capsys):
+    from edgeport.console import Console
+    from edgeport.validation.validate import ValidationResult
+    from edgeport.validation.validate_cli import print_result
+
+    parity = {"tflite_fp32": {"reference": "onnx", "max_abs_err": 0.0, "mean_abs_err": 0.0, "cosine_mean": 1.0,
+                              "sqnr_db": 120.0, "top1_agreement": 1.0, "top5_overlap": 1.0,
+                              "thresholds_enforced": True}}
+    samples = {"count": 4, "source": "digits", "seed": 0}
+    for weights in (NAME, None):
+        print_result(ValidationResult(parity=parity, thresholds={}, failures=[], samples=samples,
+                                      random_weights=weights), Console())
+        text = capsys.readouterr().out
+        assert text.count("RANDOM weights") == (1 if weights else 0)
+        assert not weights or text.index(f"RANDOM weights: {NAME}") < text.index("parity vs onnx")
+
+
+@pytest.mark.slow
+def test_export_and_validate_say_once_that_the_weights_are_random(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["export", NAME, "--out", str(out), "--precision", "fp32", "--exporter", "legacy"]) == 0
+    assert main(["validate", str(out), "--num-validation", "4"]) == 0
+    text = capsys.readouterr().out
+    assert text.count(f"RANDOM weights: {NAME} (zoo, no --checkpoint)") == 2  # once per command
+    validate = text[text.index("RANDOM weights", text.index("RANDOM weights") + 1):]
+    assert validate.index("RANDOM weights") < validate.index("parity vs")  # before the numbers it qualifies

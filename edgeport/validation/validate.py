@@ -51,6 +51,7 @@ class ValidationResult:
     accuracy: dict | None = None
     layers: dict | None = None
     notes: list[str] = field(default_factory=list)
+    random_weights: str | None = None  # the zoo model's name when it was exported without trained weights
 
     def report_sections(self) -> dict:
         """report.json `parity` (merged by artifact), `calibration.validation`, `accuracy` and `layers`."""
@@ -254,7 +255,8 @@ def validate_dir(
                              labels=labels)
     result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
                               layers=_layers(report, artifacts=artifacts, x=x) if layers else None,
-                              notes=list(RANDOM_INIT_NOTES) if reference.random_init else [])
+                              notes=list(RANDOM_INIT_NOTES) if reference.random_init else [],
+                              random_weights=(report.get("source") or {}).get("name") if reference.random_init else None)
     if save:
         report.apply(result).save()
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from edgeport.console import plain, random_weights_line
 from edgeport.errors import ParityError
 from edgeport.metrics import HIGHER_IS_BETTER
 from edgeport.recommend import refresh_recommendation
@@ -45,6 +46,8 @@ def print_result(result, con) -> None:
     """The parity table (one row per artifact, with its check), accuracy, worst INT8 layers and notes."""
     from rich.table import Table
 
+    if result.random_weights:  # said once, first: every number below is about random weights
+        con.print(f"[yellow]{plain(random_weights_line([result.random_weights]))}[/yellow]")
     if not result.parity:
         con.print("nothing to compare: the only artifact is the reference itself")
     ref = next(iter(result.parity.values()), {}).get("reference", "onnx")
