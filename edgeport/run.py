@@ -307,8 +307,9 @@ def _validate_step(runner: Runner, plan: RunPlan, k_convert: str) -> None:
 
     def validate() -> list[str]:
         with captured_native_output():
-            validate_dir(out, num=plan.validate.num_validation, layers=do_layers, trust=plan.trust, save=True)
-        return ["layers_sqnr.png"] if (out / "layers_sqnr.png").is_file() and do_layers else []
+            validate_dir(out, num=plan.validate.num_validation, layers=do_layers, trust=plan.trust, save=True,
+                         layers_plot=False)  # the report draws its own per-layer plot
+        return []
 
     runner.step("validate", key, validate,
                 check=lambda d: bool(d.get("parity")) and (not do_layers or bool(d.get("layers"))))

@@ -97,7 +97,9 @@ def cmd_bench(args, con=None) -> int:
                        f"{sk['reason']}", markup=False, style="yellow")
         for p in outcome.device_parity:
             verdict = "[green]agrees[/green]" if p["ok"] else "[red]DISAGREES[/red]"
-            rich.print(f"parity {p['artifact']} ({p['engine']}) {p['device_arch']} vs this machine: {verdict} "
+            who = ("runner process vs this process (same machine: a check of the runner, not of a device)"
+                   if p["target"] == "local" else f"{p['device_arch']} vs this machine")
+            rich.print(f"parity {p['artifact']} ({p['engine']}) {who}: {verdict} "
                        f"(cosine {p['cosine_min']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
                        f"{f', near-ties {n}' if (n := p.get('near_ties')) else ''}, "
                        f"{p['samples']} samples)")

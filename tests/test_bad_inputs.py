@@ -482,3 +482,89 @@ def test_export_and_validate_say_once_that_the_weights_are_random(tmp_path, caps
     assert text.count(f"RANDOM weights: {NAME} (zoo, no --checkpoint)") == 2  # once per command
     validate = text[text.index("RANDOM weights", text.index("RANDOM weights") + 1):]
     assert validate.index("RANDOM weights") < validate.index("parity vs")  # before the numbers it qualifies
+
+
+# ---- item 18: report.html: labels beside their points, honest per-layer plot, module paths, no self-parity ----------
+def _figures(monkeypatch):
+    from edgeport import render
+
+    figs = []
+    monkeypatch.setattr(render, "png_bytes", lambda fig: figs.append(fig) or b"png")
+    return render, figs
+
+
+def _inside_and_apart(fig):
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        frame = ax.get_window_extent(renderer)
+        boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the text itself, not its leader line
+        for b in boxes:
+            assert frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1, (b, frame)
+        for i, a in enumerate(boxes):
+            assert not any(a.overlaps(b) for b in boxes[i + 1:]), [t.get_text() for t in ax.texts]
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_tradeoff_labels_sit_apart_inside_the_axes(monkeypatch):
+    """Two artifacts at nearly the same latency and agreement (onnx and tflite_fp32 in every fp32 run) and the
+    slowest point at the right: every label inside its axes, none overprinting another."""
+    render, figs = _figures(monkeypatch)
+    parity = {a: {"top1_agreement": t, "sqnr_db": q} for a, t, q in [
+        ("onnx", 1.0, 116.0), ("tflite_fp32", 1.0, 113.0), ("tflite_int8", 0.94, 20.8), ("onnx_int8", 0.83, 14.1)]}
+    latency = [{"target": "local", "threads": 1, "artifact": a, "p50_ms": p, "engine": "x"} for a, p in [
+        ("onnx", 25.5), ("tflite_fp32", 25.7), ("tflite_int8", 12.4), ("onnx_int8", 23.8)]]
+    render.plot_tradeoff(parity, latency)
+    texts = _inside_and_apart(figs[0])
+    assert sorted(texts) == sorted(list(parity) * 2)
+    ax = figs[0].axes[0]
+    assert ax.get_xlim()[1] > 25.7 * 1.1  # the slowest point is not on the frame
+
+
+def test_the_per_layer_plot_says_what_it_shows_inside_its_axes(monkeypatch):
+    render, figs = _figures(monkeypatch)
+    rows = [{"depth": i, "sqnr_db": 30 - (i % 7) - (8 if i in (40, 41, 90) else 0), "op_type": "Conv",
+             "node": f"node_Conv_{i}", "module": f"blocks.{i // 10}.conv"} for i in range(1, 93)]
+    render.plot_layers({"layers": rows, "n_samples": 16, "n_validation_samples": 64, "artifact": "tflite_int8"},
+                       threshold_db=18.0)
+    fig = figs[0]
+    title = fig.axes[0].get_title()
+    assert "tflite_int8 vs the float ONNX model" in title and "the first 16 of the 64 validation samples" in title
+    texts = _inside_and_apart(fig)
+    assert any(t.startswith("blocks.4.conv (node_Conv_40)") for t in texts)
+
+
+def test_worst_layers_are_named_by_their_torch_module():
+    """The export records each node's torch module path (dynamo: its name scopes; legacy: the node name) and keeps
+    it through simplification; validation and the report read it back."""
+    import onnx
+    from onnx import helper
+
+    from edgeport.export.onnx_export import attach_modules, node_modules, tensor_modules
+
+    dyn = helper.make_node("Conv", ["x", "w"], ["conv2d_1"], name="node_conv2d_1")
+    dyn.metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'features', 'features.3', "
+                                                                    "'features.3.conv', 'conv2d_1']")
+    legacy = helper.make_node("Relu", ["conv2d_1"], ["r"], name="/layer1/layer1.0/relu/Relu")
+    raw = helper.make_model(helper.make_graph([dyn, legacy], "g", [], []))
+    modules = tensor_modules(raw)
+    assert modules == {"conv2d_1": "features.3.conv", "r": "layer1.0.relu"}
+    simplified = helper.make_model(helper.make_graph(  # what onnxsim leaves: other names, no metadata
+        [helper.make_node("Conv", ["x", "w"], ["conv2d_1"], name="node_Conv_828"),
+         helper.make_node("Relu", ["conv2d_1"], ["r"], name="n4_33")], "g", [], []))
+    attach_modules(simplified, modules)
+    assert node_modules(onnx.load_from_string(simplified.SerializeToString())) == {
+        "node_Conv_828": "features.3.conv", "n4_33": "layer1.0.relu"}
+
+
+def test_the_report_does_not_compare_this_machine_with_itself(tmp_path):
+    from edgeport.render import render
+
+    parity = [{"target": t, "device": "d", "artifact": "tflite_int8", "engine": "tflite", "cosine_min": 1.0,
+               "max_abs": 0.0, "top1_agreement": 1.0, "ok": True} for t in ("local", "ssh://pi@board")]
+    (tmp_path / "report.json").write_text(json.dumps({"schema_version": 1, "device_parity": parity}))
+    html = (render(tmp_path)["html"]).read_text()
+    table = html[html.index("id='table-device-parity"):]
+    table = table[:table.index("</table>")]
+    assert "ssh://pi@board" in table and ">local<" not in table

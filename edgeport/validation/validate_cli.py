@@ -72,10 +72,11 @@ def print_result(result, con) -> None:
         con.print(a)
     if result.layers:
         lt = Table(title=f"worst INT8 layers (TFLite int8 vs float ONNX, {result.layers['n_layers']} layers mapped)")
-        for c in ("depth", "onnx tensor", "node", "op", "sqnr_db"):
+        for c in ("depth", "torch module", "onnx tensor", "node", "op", "sqnr_db"):
             lt.add_column(c)
         for r in result.layers["worst"]:
-            lt.add_row(str(r["depth"]), r["onnx_tensor"], r["node"], r["op_type"], f"{r['sqnr_db']:.2f}")
+            lt.add_row(str(r["depth"]), r.get("module") or "-", r["onnx_tensor"], r["node"], r["op_type"],
+                       f"{r['sqnr_db']:.2f}")
         con.print(lt)
         if result.layers.get("plot"):
             con.print(f"SQNR along depth: {result.layers['plot']}")
