@@ -1,6 +1,8 @@
 """Bad input and faults end in one line and the documented exit code, and never cost the user a file: stale
 artifacts, foreign or future report.json, files edgeport does not own, paths with rich markup, a factory that
-calls sys.exit, an unexpected exception (issue: the first hour of a new user)."""
+calls sys.exit, an unexpected exception; and the first hour of a new user (progress, random weights, tables, the
+report, help). Issue 20, one section per item number, in order (items 4, 7 and 10 are tested with their fixes:
+tests/test_user_model.py, tests/test_validate.py, tests/test_calibration.py)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +19,10 @@ import pytest
 from edgeport.cli import main
 from edgeport.console import EXIT_BAD_INPUT, EXIT_INTERNAL
 
+
 NAME = "shufflenet_v2_cifar_x0_5"
+
+
 CKPT = "calibration/checkpoints/shufflenet_v2_cifar_x0_5_digits.pt"
 
 
@@ -49,6 +54,7 @@ def _copy(src, dst):
     return dst
 
 
+# ---- item 1: stale artifacts: an artifact in report.json is one this export wrote ----------------------------------
 def test_a_new_export_leaves_no_artifact_of_the_previous_model(exported, tmp_path):
     """Export A (fp32, int8), then B (fp32 only) into the same folder: the report lists B's files only, and A's
     INT8 artifacts (edgeport's own, unchanged) are gone, so `bench` cannot time them under B's name."""
@@ -65,6 +71,62 @@ def test_a_new_export_leaves_no_artifact_of_the_previous_model(exported, tmp_pat
     assert (d / "notes.txt").read_text() == "the user's"
 
 
+# ---- item 2: one writer per --out ----------------------------------------------------------------------------------
+def test_one_writer_per_output_folder(tmp_path):
+    """A second edgeport writing into a folder another one is writing into is refused with one line; the lock is
+    the kernel's (flock on the folder), so it leaves no file and dies with its process."""
+    from edgeport.errors import OutputDirError
+    from edgeport.files import out_dir_lock
+
+    d = tmp_path / "d"
+    d.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from edgeport.files import out_dir_lock
+        with out_dir_lock({str(d)!r}):
+            print("locked", flush=True)
+            sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputDirError, match="another edgeport command is writing into"):
+            with out_dir_lock(d):
+                pass
+        r = cli("export", NAME, "--out", d)
+        assert r.returncode == EXIT_BAD_INPUT and "another edgeport command is writing" in one_line(r)
+        assert not (d / "model.onnx").exists()
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    with out_dir_lock(d):  # released with its holder
+        pass
+    assert list(d.iterdir()) == []
+
+
+# ---- item 3: a failed export deletes nothing of the user's; no empty --out -----------------------------------------
+def test_a_failed_export_keeps_the_users_files(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    mine = {"notes.tmp": "a", ".notes.tmp": "b", "draft.stage": "c", ".stage-notes": "d"}
+    for name, text in mine.items():
+        (d / name).write_text(text)
+    (d / "sub").mkdir()
+    (d / "sub" / "x.tmp").write_text("e")
+    r = cli("export", "nosuchmodel", "--out", d)
+    assert r.returncode == EXIT_BAD_INPUT and "unknown model 'nosuchmodel'" in one_line(r)
+    assert {n: (d / n).read_text() for n in mine} == mine and (d / "sub" / "x.tmp").read_text() == "e"
+
+
+def test_leftovers_of_a_killed_run_are_recognised_by_name_only():
+    from edgeport.files import is_leftover
+
+    assert all(map(is_leftover, [".model_int8.tflite.ab12cd_3.tmp", ".report.json.abcdefgh.tmp", ".stage-abcd1234",
+                                 ".model_int8.prepared.onnx", ".model_int8.tensormap.json.abcdefgh.tmp"]))
+    assert not any(map(is_leftover, ["notes.tmp", ".notes.tmp", ".cache.abcdefgh.tmp", "model.onnx", ".stage-x"]))
+
+
+# ---- item 5: validate / bench on a corrupt, truncated, missing or changed artifact ---------------------------------
 def test_readers_refuse_a_changed_artifact(exported, tmp_path):
     d = _copy(exported, tmp_path / "d")
     data = bytearray((d / "model_fp32.tflite").read_bytes())
@@ -80,7 +142,57 @@ def test_readers_refuse_a_changed_artifact(exported, tmp_path):
     assert r.returncode == EXIT_BAD_INPUT and "model_fp32.tflite is missing" in one_line(r)
 
 
-# ---- item 9: bench on broken local artifacts fails the command and names the file -----------------------------------
+# ---- item 6: one error boundary: bad values, huge shapes, unexpected exceptions ------------------------------------
+@pytest.mark.parametrize("args, needle", [
+    (["export", NAME, "--out", ""], "output directory is empty"),
+    (["export", NAME, "--input-shape", "3,abc,16", "--out", "o"], "--input-shape: '3,abc,16'"),
+    (["export", NAME, "--input-shape", "3,100000,100000", "--out", "o"], "more than edgeport handles"),
+    (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
+    (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
+    (["bench", "nowhere", "--pin", "abc"], "expected CPU ids like 0,1 or 4-7, or big"),
+    (["bench", "nowhere", "--target", "ssh://pi@host", "--remote-dir", "/tmp/$(reboot)"], "expected an absolute"),
+    (["bench", "nowhere", "--target", "adb://x", "--remote-dir", "~/tmp"], "expected an absolute folder"),
+])
+
+
+def test_bad_values_are_one_line_exit_2(tmp_path, args, needle):
+    r = cli(*args, cwd=tmp_path)
+    assert r.returncode == EXIT_BAD_INPUT, r.stderr
+    assert needle in one_line(r)
+    assert not (tmp_path / "o").exists(), "a refused command leaves no folder"
+
+
+def test_an_unexpected_exception_is_one_line_with_its_own_exit_code(monkeypatch, capsys):
+    from edgeport import export_cli
+
+    def boom(args, con):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(export_cli, "cmd_models", boom)
+    assert main(["models"]) == EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error in models: ZeroDivisionError: a bug" in err
+    assert main(["--verbose", "models"]) == EXIT_INTERNAL
+    assert "Traceback" in capsys.readouterr().err
+
+
+# ---- item 8: a report.json of another shape ------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", ["artifacts_list", "top_level_list", "future_schema", "not_json"])
+def test_a_report_of_another_shape_is_one_line(exported, tmp_path, shape):
+    d = _copy(exported, tmp_path / "d")
+    rep = json.loads((d / "report.json").read_text())
+    text = {"artifacts_list": json.dumps({**rep, "artifacts": list(rep["artifacts"])}),
+            "top_level_list": json.dumps([rep]),
+            "future_schema": json.dumps({**rep, "schema_version": 99}),
+            "not_json": "{"}[shape]
+    (d / "report.json").write_text(text)
+    for cmd in ("validate", "bench"):
+        r = cli(cmd, d)
+        assert r.returncode == EXIT_BAD_INPUT, (cmd, r.stderr)
+        assert "report.json" in one_line(r)
+
+
+# ---- item 9: bench on broken local artifacts fails the command and names the file ----------------------------------
 def _rewritten(exported, dst, artifact, data: bytes):
     """A copy of `exported` whose `artifact` holds `data`, recorded in report.json as if edgeport wrote it (so the
     sha256 check passes and the runtime is what meets the broken file)."""
@@ -137,59 +249,7 @@ def test_a_runner_crash_is_blamed_on_the_file_it_was_loading(tmp_path):
         parse_result("local", "", timing, -11)
 
 
-@pytest.mark.parametrize("shape", ["artifacts_list", "top_level_list", "future_schema", "not_json"])
-def test_a_report_of_another_shape_is_one_line(exported, tmp_path, shape):
-    d = _copy(exported, tmp_path / "d")
-    rep = json.loads((d / "report.json").read_text())
-    text = {"artifacts_list": json.dumps({**rep, "artifacts": list(rep["artifacts"])}),
-            "top_level_list": json.dumps([rep]),
-            "future_schema": json.dumps({**rep, "schema_version": 99}),
-            "not_json": "{"}[shape]
-    (d / "report.json").write_text(text)
-    for cmd in ("validate", "bench"):
-        r = cli(cmd, d)
-        assert r.returncode == EXIT_BAD_INPUT, (cmd, r.stderr)
-        assert "report.json" in one_line(r)
-
-
-def test_a_failed_export_keeps_the_users_files(tmp_path):
-    d = tmp_path / "d"
-    d.mkdir()
-    mine = {"notes.tmp": "a", ".notes.tmp": "b", "draft.stage": "c", ".stage-notes": "d"}
-    for name, text in mine.items():
-        (d / name).write_text(text)
-    (d / "sub").mkdir()
-    (d / "sub" / "x.tmp").write_text("e")
-    r = cli("export", "nosuchmodel", "--out", d)
-    assert r.returncode == EXIT_BAD_INPUT and "unknown model 'nosuchmodel'" in one_line(r)
-    assert {n: (d / n).read_text() for n in mine} == mine and (d / "sub" / "x.tmp").read_text() == "e"
-
-
-def test_leftovers_of_a_killed_run_are_recognised_by_name_only():
-    from edgeport.files import is_leftover
-
-    assert all(map(is_leftover, [".model_int8.tflite.ab12cd_3.tmp", ".report.json.abcdefgh.tmp", ".stage-abcd1234",
-                                 ".model_int8.prepared.onnx", ".model_int8.tensormap.json.abcdefgh.tmp"]))
-    assert not any(map(is_leftover, ["notes.tmp", ".notes.tmp", ".cache.abcdefgh.tmp", "model.onnx", ".stage-x"]))
-
-
-@pytest.mark.parametrize("args, needle", [
-    (["export", NAME, "--out", ""], "output directory is empty"),
-    (["export", NAME, "--input-shape", "3,abc,16", "--out", "o"], "--input-shape: '3,abc,16'"),
-    (["export", NAME, "--input-shape", "3,100000,100000", "--out", "o"], "more than edgeport handles"),
-    (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
-    (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
-    (["bench", "nowhere", "--pin", "abc"], "expected CPU ids like 0,1 or 4-7, or big"),
-    (["bench", "nowhere", "--target", "ssh://pi@host", "--remote-dir", "/tmp/$(reboot)"], "expected an absolute"),
-    (["bench", "nowhere", "--target", "adb://x", "--remote-dir", "~/tmp"], "expected an absolute folder"),
-])
-def test_bad_values_are_one_line_exit_2(tmp_path, args, needle):
-    r = cli(*args, cwd=tmp_path)
-    assert r.returncode == EXIT_BAD_INPUT, r.stderr
-    assert needle in one_line(r)
-    assert not (tmp_path / "o").exists(), "a refused command leaves no folder"
-
-
+# ---- item 11: paths are printed as given (no rich markup); TensorFlow's log lines never reach the user (item 19) ---
 def test_a_path_with_rich_markup_is_printed_as_is(tmp_path):
     f = tmp_path / "net.py"
     f.write_text("import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())\n")
@@ -207,102 +267,7 @@ TF_LOG_LINE = re.compile(r"^[IWE]\d{4} |oneDNN|cpu_feature_guard|absl::Initializ
                          r"Estimated count of arithmetic ops", re.M)
 
 
-def test_a_factory_that_calls_sys_exit_is_bad_input(tmp_path):
-    f = tmp_path / "script.py"
-    f.write_text(textwrap.dedent("""
-        import sys
-        import torch.nn as nn
-        def make():
-            return nn.Conv2d(3, 4, 3)
-        sys.exit(3)
-    """))
-    r = cli("export", f"{f}:make", "--input-shape", "3,8,8", "--out", tmp_path / "o")
-    assert r.returncode == EXIT_BAD_INPUT
-    assert "called sys.exit(3)" in one_line(r)
-
-
-def test_an_unexpected_exception_is_one_line_with_its_own_exit_code(monkeypatch, capsys):
-    from edgeport import export_cli
-
-    def boom(args, con):
-        raise ZeroDivisionError("a bug")
-
-    monkeypatch.setattr(export_cli, "cmd_models", boom)
-    assert main(["models"]) == EXIT_INTERNAL
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "internal error in models: ZeroDivisionError: a bug" in err
-    assert main(["--verbose", "models"]) == EXIT_INTERNAL
-    assert "Traceback" in capsys.readouterr().err
-
-
-def test_a_mistyped_family_or_model_gets_did_you_mean(tmp_path):
-    r = cli("models", "--family", "mobilnet")
-    assert r.returncode == EXIT_BAD_INPUT and "did you mean" in one_line(r)
-    r = cli("export", "shufflenetv2_x1_0", "--out", tmp_path / "o")
-    assert r.returncode == EXIT_BAD_INPUT and "did you mean 'shufflenet_v2_x1_0'" in one_line(r)
-
-
-def test_one_writer_per_output_folder(tmp_path):
-    """A second edgeport writing into a folder another one is writing into is refused with one line; the lock is
-    the kernel's (flock on the folder), so it leaves no file and dies with its process."""
-    from edgeport.errors import OutputDirError
-    from edgeport.files import out_dir_lock
-
-    d = tmp_path / "d"
-    d.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys, time
-        from edgeport.files import out_dir_lock
-        with out_dir_lock({str(d)!r}):
-            print("locked", flush=True)
-            sys.stdin.readline()
-    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(OutputDirError, match="another edgeport command is writing into"):
-            with out_dir_lock(d):
-                pass
-        r = cli("export", NAME, "--out", d)
-        assert r.returncode == EXIT_BAD_INPUT and "another edgeport command is writing" in one_line(r)
-        assert not (d / "model.onnx").exists()
-    finally:
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=60)
-    with out_dir_lock(d):  # released with its holder
-        pass
-    assert list(d.iterdir()) == []
-
-
-@pytest.mark.parametrize("width", [200, 120, 80])
-def test_the_summary_table_fits_the_terminal_and_never_cuts_a_name(exported, width):
-    from rich.console import Console as RichConsole
-
-    from edgeport.report import load_report
-    from edgeport.run_cli import summary_table
-
-    table = summary_table(load_report(exported), "t", width=width)
-    con = RichConsole(width=width, record=True)
-    con.print(table)
-    text = con.export_text()
-    assert max(map(len, text.splitlines())) <= width
-    assert "…" not in text
-    for name in ("onnx", "tflite_fp32", "tflite_int8", "onnx_int8"):
-        assert f" {name} " in text
-
-
-def test_one_spelling_per_flag_with_the_old_ones_kept():
-    from edgeport.cli import build_parser
-
-    parser = build_parser()
-    a = parser.parse_args(["validate", "d", "--trust-checkpoint"])
-    b = parser.parse_args(["validate", "d", "--trust"])
-    assert a.trust is b.trust is True
-    assert parser.parse_args(["bench", "d", "--targets", "adb://x"]).target == "adb://x"
-    assert parser.parse_args(["run", "--trust-checkpoint"]).trust is True
-
-
-# ---- item 13: what reaches ssh and the device's shell; TorchScript needs trust ---------------------------------------
+# ---- item 13: what reaches ssh and the device's shell; TorchScript needs trust -------------------------------------
 @pytest.mark.parametrize("transport", ["ssh://pi@board", "adb://serial1"])
 def test_remote_dir_is_quoted_for_the_device_shell(transport, tmp_path):
     """--remote-dir is checked at the command line (above) and quoted all the same: the temp-folder script, run by a
@@ -333,70 +298,19 @@ def test_a_torchscript_source_needs_trust(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-# ---- item 19: help with descriptions and defaults; no empty folder after a failure ----------------------------------
-def test_every_subcommand_help_has_a_description_and_its_defaults():
-    from edgeport.cli import build_parser
-
-    parser = build_parser()
-    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    for name, sp in sub.choices.items():
-        assert sp.description and len(sp.description) > 20, name
-        text = " ".join(sp.format_help().split())
-        for action in sp._actions:
-            shown = action.default not in (None, False, argparse.SUPPRESS, (), []) and action.option_strings
-            if shown and action.help not in (None, argparse.SUPPRESS):
-                assert "default" in " ".join(sp._get_formatter()._get_help_string(action).split()).lower(), \
-                    (name, action.option_strings)
-    bench = " ".join(sub.choices["bench"].format_help().split())
-    assert "--runs RUNS timed inferences per configuration (default: 50)" in bench
-    assert "(default: onnxruntime,tflite)" in bench
-
-
-def test_a_failed_command_leaves_no_empty_folder_it_created(tmp_path, capsys):
-    """The export fails after DIR was made (the model's forward raises): DIR and the parents it created are gone;
-    a folder that existed before stays, and so does one the command wrote a file into."""
-    f = tmp_path / "net.py"
-    f.write_text("import torch.nn as nn\nclass Bad(nn.Module):\n    def forward(self, x):\n"
-                 "        raise ValueError('broken forward')\ndef make():\n    return Bad()\n")
-    rc = main(["export", f"{f}:make", "--input-shape", "3,8,8", "--out", str(tmp_path / "new" / "sub")])
-    assert rc == EXIT_BAD_INPUT and "exporter failed" in capsys.readouterr().err
-    assert not (tmp_path / "new").exists()
-    (tmp_path / "mine").mkdir()
-    assert main(["export", f"{f}:make", "--input-shape", "3,8,8", "--out", str(tmp_path / "mine")]) == EXIT_BAD_INPUT
-    assert (tmp_path / "mine").is_dir()
-
-
-def test_the_install_is_skipped_when_nothing_changed(tmp_path):
-    """`.ci/install.sh` (the demo's first step) runs pip once; a re-run with the same inputs only checks its stamp;
-    a changed input (here: the stamp no longer matching) installs again. pip is a recording stand-in here."""
-    import shutil
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    shim = tmp_path / "bin"
-    shim.mkdir()
-    log = tmp_path / "pip.log"
-    (shim / "python").write_text(f"""#!/bin/sh
-if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$*" >> {log}; exit 0; fi
-exec {sys.executable} "$@"
-""")
-    (shim / "python").chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "EDGEPORT_INSTALL_STAMP_DIR": str(tmp_path)}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
-
-    def install():
-        r = subprocess.run(["bash", os.path.join(root, ".ci", "install.sh"), "demo"], capture_output=True, text=True,
-                           env=env, timeout=300)
-        assert r.returncode == 0, r.stderr
-        return r.stdout, (log.read_text().splitlines() if log.exists() else [])
-
-    out, pips = install()
-    assert len(pips) == 2 and "install [1/2]: torch" in out and (tmp_path / ".edgeport-install-demo").is_file()
-    out, pips = install()
-    assert len(pips) == 2 and "install: up to date" in out
-    (tmp_path / ".edgeport-install-demo").write_text("an older pyproject.toml\n")
-    out, pips = install()
-    assert len(pips) == 4 and "install [2/2]" in out
-    assert shutil.which("bash")
+# ---- item 14: exit codes: a factory calling sys.exit ---------------------------------------------------------------
+def test_a_factory_that_calls_sys_exit_is_bad_input(tmp_path):
+    f = tmp_path / "script.py"
+    f.write_text(textwrap.dedent("""
+        import sys
+        import torch.nn as nn
+        def make():
+            return nn.Conv2d(3, 4, 3)
+        sys.exit(3)
+    """))
+    r = cli("export", f"{f}:make", "--input-shape", "3,8,8", "--out", tmp_path / "o")
+    assert r.returncode == EXIT_BAD_INPUT
+    assert "called sys.exit(3)" in one_line(r)
 
 
 # ---- item 15: progress inside long steps ---------------------------------------------------------------------------
@@ -411,7 +325,8 @@ def test_step_progress_prints_each_stage_of_a_step_with_its_time(capsys):
     progress("convert", "done", "40.0s")
     lines = [ln.rstrip() for ln in capsys.readouterr().out.splitlines()]
     assert lines[0] == "[1/2] convert ..." and lines[-1].startswith("[1/2] convert") and "done 40.0s" in lines[-1]
-    assert lines[1].startswith("        · tflite int8 (calibration: 64 samples, minmax)") and lines[1].endswith("31.2s")
+    assert lines[1].startswith("        · tflite int8 (calibration: 64 samples, minmax)")
+    assert lines[1].endswith("31.2s")
     quiet = step_progress(Console(quiet=True), total=1)
     quiet.stage("x", "done", "1.0s")
     assert capsys.readouterr().out == ""
@@ -442,11 +357,12 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
     assert all(re.search(r"\d+\.\ds$", s) for s in stages)
 
 
-# ---- item 16: random weights are said, once, where they matter ----------------------------------------------------
+# ---- item 16: random weights are said, once, where they matter -----------------------------------------------------
 def test_models_marks_the_models_with_trained_weights():
     r = cli("models", "--family", "shufflenet_v2")
     assert r.returncode == 0, r.stderr
-    rows = {ln.split("│")[1].strip(): ln.split("│")[-2].strip() for ln in r.stdout.splitlines() if ln.startswith("│")}
+    cells = [ln.split("│") for ln in r.stdout.splitlines() if ln.startswith("│")]
+    rows = {c[1].strip(): c[-2].strip() for c in cells}
     assert rows["shufflenet_v2_cifar_x0_5"] == "digits 99.3%" and rows["shufflenet_v2_x1_0"] == "random"
     assert f"--checkpoint {os.path.abspath(CKPT)}" in " ".join(r.stdout.split())
     doc = json.loads(cli("--json", "models", "--family", "shufflenet_v2").stdout)
@@ -484,7 +400,25 @@ def test_export_and_validate_say_once_that_the_weights_are_random(tmp_path, caps
     assert validate.index("RANDOM weights") < validate.index("parity vs")  # before the numbers it qualifies
 
 
-# ---- item 18: report.html: labels beside their points, honest per-layer plot, module paths, no self-parity ----------
+# ---- item 17: tables fit the terminal, names never cut -------------------------------------------------------------
+@pytest.mark.parametrize("width", [200, 120, 80])
+def test_the_summary_table_fits_the_terminal_and_never_cuts_a_name(exported, width):
+    from rich.console import Console as RichConsole
+
+    from edgeport.report import load_report
+    from edgeport.run_cli import summary_table
+
+    table = summary_table(load_report(exported), "t", width=width)
+    con = RichConsole(width=width, record=True)
+    con.print(table)
+    text = con.export_text()
+    assert max(map(len, text.splitlines())) <= width
+    assert "…" not in text
+    for name in ("onnx", "tflite_fp32", "tflite_int8", "onnx_int8"):
+        assert f" {name} " in text
+
+
+# ---- item 18: report.html: labels beside their points, honest per-layer plot, module paths, no self-parity ---------
 def _figures(monkeypatch):
     from edgeport import render
 
@@ -568,3 +502,87 @@ def test_the_report_does_not_compare_this_machine_with_itself(tmp_path):
     table = html[html.index("id='table-device-parity"):]
     table = table[:table.index("</table>")]
     assert "ssh://pi@board" in table and ">local<" not in table
+
+
+# ---- item 19: start-up and small things (did you mean, one spelling per flag, help, no empty folder, no reinstall)
+def test_a_mistyped_family_or_model_gets_did_you_mean(tmp_path):
+    r = cli("models", "--family", "mobilnet")
+    assert r.returncode == EXIT_BAD_INPUT and "did you mean" in one_line(r)
+    r = cli("export", "shufflenetv2_x1_0", "--out", tmp_path / "o")
+    assert r.returncode == EXIT_BAD_INPUT and "did you mean 'shufflenet_v2_x1_0'" in one_line(r)
+
+
+def test_one_spelling_per_flag_with_the_old_ones_kept():
+    from edgeport.cli import build_parser
+
+    parser = build_parser()
+    a = parser.parse_args(["validate", "d", "--trust-checkpoint"])
+    b = parser.parse_args(["validate", "d", "--trust"])
+    assert a.trust is b.trust is True
+    assert parser.parse_args(["bench", "d", "--targets", "adb://x"]).target == "adb://x"
+    assert parser.parse_args(["run", "--trust-checkpoint"]).trust is True
+
+
+def test_every_subcommand_help_has_a_description_and_its_defaults():
+    from edgeport.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, sp in sub.choices.items():
+        assert sp.description and len(sp.description) > 20, name
+        text = " ".join(sp.format_help().split())
+        for action in sp._actions:
+            shown = action.default not in (None, False, argparse.SUPPRESS, (), []) and action.option_strings
+            if shown and action.help not in (None, argparse.SUPPRESS):
+                assert "default" in " ".join(sp._get_formatter()._get_help_string(action).split()).lower(), \
+                    (name, action.option_strings)
+    bench = " ".join(sub.choices["bench"].format_help().split())
+    assert "--runs RUNS timed inferences per configuration (default: 50)" in bench
+    assert "(default: onnxruntime,tflite)" in bench
+
+
+def test_a_failed_command_leaves_no_empty_folder_it_created(tmp_path, capsys):
+    """The export fails after DIR was made (the model's forward raises): DIR and the parents it created are gone;
+    a folder that existed before stays, and so does one the command wrote a file into."""
+    f = tmp_path / "net.py"
+    f.write_text("import torch.nn as nn\nclass Bad(nn.Module):\n    def forward(self, x):\n"
+                 "        raise ValueError('broken forward')\ndef make():\n    return Bad()\n")
+    rc = main(["export", f"{f}:make", "--input-shape", "3,8,8", "--out", str(tmp_path / "new" / "sub")])
+    assert rc == EXIT_BAD_INPUT and "exporter failed" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    assert main(["export", f"{f}:make", "--input-shape", "3,8,8", "--out", str(tmp_path / "mine")]) == EXIT_BAD_INPUT
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_the_install_is_skipped_when_nothing_changed(tmp_path):
+    """`.ci/install.sh` (the demo's first step) runs pip once; a re-run with the same inputs only checks its stamp;
+    a changed input (here: the stamp no longer matching) installs again. pip is a recording stand-in here."""
+    import shutil
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "pip.log"
+    (shim / "python").write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$*" >> {log}; exit 0; fi
+exec {sys.executable} "$@"
+""")
+    (shim / "python").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "EDGEPORT_INSTALL_STAMP_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+
+    def install():
+        r = subprocess.run(["bash", os.path.join(root, ".ci", "install.sh"), "demo"], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout, (log.read_text().splitlines() if log.exists() else [])
+
+    out, pips = install()
+    assert len(pips) == 2 and "install [1/2]: torch" in out and (tmp_path / ".edgeport-install-demo").is_file()
+    out, pips = install()
+    assert len(pips) == 2 and "install: up to date" in out
+    (tmp_path / ".edgeport-install-demo").write_text("an older pyproject.toml\n")
+    out, pips = install()
+    assert len(pips) == 4 and "install [2/2]" in out
+    assert shutil.which("bash")

@@ -214,11 +214,12 @@ def _layers(report, *, artifacts: dict[str, Path], x: np.ndarray, plot: bool = T
     `plot`: also draw DIR/layers_sqnr.png (`validate --layers`; `run` draws the report's own plot instead)."""
     from .layers import LAYER_SAMPLES, attribute_layers  # TensorFlow, through edgeport.export.tflite: only here
 
-    return _with_modules(artifacts["onnx"], attribute_layers(onnx_path=artifacts["onnx"], tflite_path=artifacts["tflite_int8"],
-                            samples=x[:LAYER_SAMPLES], tensor_map=report.tensor_map_path("tflite_int8"),
-                            plot_path=report.out_dir / "layers_sqnr.png" if plot else None,
-                            title=(report.get("model") or {}).get("name")) | {
-        "artifact": "tflite_int8", "reference": "onnx", "n_validation_samples": int(len(x))})
+    layers = attribute_layers(onnx_path=artifacts["onnx"], tflite_path=artifacts["tflite_int8"],
+                              samples=x[:LAYER_SAMPLES], tensor_map=report.tensor_map_path("tflite_int8"),
+                              plot_path=report.out_dir / "layers_sqnr.png" if plot else None,
+                              title=(report.get("model") or {}).get("name"))
+    layers.update(artifact="tflite_int8", reference="onnx", n_validation_samples=int(len(x)))
+    return _with_modules(artifacts["onnx"], layers)
 
 
 def _with_modules(onnx_path: Path, layers: dict) -> dict:
@@ -274,7 +275,8 @@ def validate_dir(
     result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
                               layers=_layers(report, artifacts=artifacts, x=x, plot=layers_plot) if layers else None,
                               notes=list(RANDOM_INIT_NOTES) if reference.random_init else [],
-                              random_weights=(report.get("source") or {}).get("name") if reference.random_init else None)
+                              random_weights=(report.get("source") or {}).get("name") if reference.random_init
+                              else None)
     if save:
         report.apply(result).save()
     return result
