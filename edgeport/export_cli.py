@@ -79,7 +79,7 @@ def cmd_export(args, con: Console) -> int:
             report = new_report(out)
             progress("export: torch -> verified ONNX", "start", "")
             exported = export_step(source=source, out_dir=out, exporter=src_opts.exporter, opset=src_opts.opset,
-                                   dynamic_batch=args.dynamic_batch)
+                                   dynamic_batch=args.dynamic_batch, on_stage=progress.stage)
             report.apply(exported).save()
             progress("export: torch -> verified ONNX", "done", f"{exported.seconds:.1f}s")
             if conv.precisions:

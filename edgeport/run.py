@@ -270,7 +270,8 @@ def _export_step(runner: Runner, plan: RunPlan) -> str:
 
     def export() -> list[str]:
         rep = _clear_sections(out, EXPORT_SECTIONS)
-        result = export_step(source=src, out_dir=out, exporter=plan.exporter, opset=plan.opset)
+        result = export_step(source=src, out_dir=out, exporter=plan.exporter, opset=plan.opset,
+                             on_stage=getattr(runner.on_event, "stage", None))
         rep.apply(result).save()
         return [result.artifact.file]
 

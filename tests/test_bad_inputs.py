@@ -334,8 +334,9 @@ def test_step_progress_prints_each_stage_of_a_step_with_its_time(capsys):
 
 @pytest.mark.slow
 def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
-    """`edgeport run`'s convert step names each stage as it finishes (calibration, each precision, bias correction,
-    the ORT INT8 model) with its time, instead of one silent spinner (a tiny CNN, end to end, ~15 s)."""
+    """`edgeport run`'s export and convert steps name each stage as it finishes (export + simplify, verify;
+    calibration, each precision, bias correction, the ORT INT8 model) with its time, instead of one silent spinner
+    (a tiny CNN, end to end, ~15 s)."""
     import numpy as np
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "device"))
@@ -355,6 +356,8 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
         "tflite int8 (calibration: 16 samples, minmax)", "int8 bias correction (8 samples)", "write + tensor maps",
         "onnx int8 (ORT, minmax)"]
     assert all(re.search(r"\d+\.\ds$", s) for s in stages)
+    export = out[out.index("[1/5] export ..."):out.index("[2/5] convert ...")]
+    assert "· torch -> ONNX (legacy exporter) + simplify" in export and "· verify ONNX Runtime vs torch" in export
 
 
 # ---- item 16: random weights are said, once, where they matter -----------------------------------------------------
@@ -387,17 +390,6 @@ def test_validate_says_first_that_the_weights_are_random(capsys):
         text = capsys.readouterr().out
         assert text.count("RANDOM weights") == (1 if weights else 0)
         assert not weights or text.index(f"RANDOM weights: {NAME}") < text.index("parity vs onnx")
-
-
-@pytest.mark.slow
-def test_export_and_validate_say_once_that_the_weights_are_random(tmp_path, capsys):
-    out = tmp_path / "o"
-    assert main(["export", NAME, "--out", str(out), "--precision", "fp32", "--exporter", "legacy"]) == 0
-    assert main(["validate", str(out), "--num-validation", "4"]) == 0
-    text = capsys.readouterr().out
-    assert text.count(f"RANDOM weights: {NAME} (zoo, no --checkpoint)") == 2  # once per command
-    validate = text[text.index("RANDOM weights", text.index("RANDOM weights") + 1):]
-    assert validate.index("RANDOM weights") < validate.index("parity vs")  # before the numbers it qualifies
 
 
 # ---- item 17: tables fit the terminal, names never cut -------------------------------------------------------------
