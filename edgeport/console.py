@@ -54,11 +54,14 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        shown = shown.replace("%", "%%")
+        if "%(default)s" in text:  # a list default reads as typed on the command line: fp32,int8
+            return text.replace("%(default)s", shown)
         if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == ()
                 or not action.option_strings or default == []):
             return text
-        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
-        return f"{text} (default: {shown.replace('%', '%%')})"
+        return f"{text} (default: {shown})"
 
 
 class OneLineParser(argparse.ArgumentParser):
