@@ -164,7 +164,8 @@ def test_screenshot_of_the_report(report_dir, tmp_path):
     rgb = img[..., :3]
     white = (rgb > 0.97).all(axis=-1).mean()
     colour = ((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.25).mean()
-    green = (np.abs(rgb - np.array([0x54, 0xA2, 0x4B]) / 255).max(axis=-1) < 0.06).sum()  # tflite_int8's colour
+    solid = np.array([0x54, 0xA2, 0x4B]) / 255  # tflite_int8's colour; its bar is faded (alpha 0.45) when noisy
+    green = sum((np.abs(rgb - c).max(axis=-1) < 0.06).sum() for c in (solid, 0.45 * solid + 0.55))
     assert 0.5 < white < 0.97 and colour > 0.003 and green > 200, (white, colour, green)
     if os.environ.get("EDGEPORT_SAVE_SCREENSHOT"):
         shutil.copy(shot, os.environ["EDGEPORT_SAVE_SCREENSHOT"])
