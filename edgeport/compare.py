@@ -226,7 +226,7 @@ def cmd_compare(args, con) -> int:
                       _cell("top1_agreement", r["top1_agreement"]), _cell("accuracy", r["accuracy"]),
                       f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-")
     con.print(table)
-    random = [name for name, d in dirs.items() if _random_weights(d)]
+    random = [name for name, d in dirs.items() if has_random_weights(d)]
     if random:  # once, under the table whose agreement and accuracy columns it qualifies
         con.print(f"[yellow]{plain(random_weights_line(random))}[/yellow]")
     con.print("[bold]recommendation[/bold] (fastest p50 whose accuracy checks pass"
@@ -239,7 +239,7 @@ def cmd_compare(args, con) -> int:
     return EXIT_TARGET_FAILED if failed else EXIT_OK
 
 
-def _random_weights(out_dir: Path) -> bool:
+def has_random_weights(out_dir: Path) -> bool:
     """DIR's model is a zoo model exported without a checkpoint."""
     src = load_report(out_dir).get("source") or {}
     return src.get("kind") == "zoo" and not src.get("checkpoint")

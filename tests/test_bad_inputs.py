@@ -392,6 +392,21 @@ def test_validate_says_first_that_the_weights_are_random(capsys):
         assert not weights or text.index(f"RANDOM weights: {NAME}") < text.index("parity vs onnx")
 
 
+def test_compare_and_run_know_which_reports_havehas_random_weights(tmp_path):
+    """`compare` prints the RANDOM weights line under its table for the models whose report says zoo, no
+    checkpoint (the same line export, validate and run print)."""
+    from edgeport.compare import has_random_weights
+    from edgeport.console import random_weights_line
+
+    for name, source, random in [("a", {"kind": "zoo", "name": NAME, "checkpoint": None}, True),
+                                 ("b", {"kind": "zoo", "name": NAME, "checkpoint": CKPT}, False),
+                                 ("c", {"kind": "factory", "name": "make", "checkpoint": None}, False)]:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps({"schema_version": 1, "source": source}))
+        assert has_random_weights(tmp_path / name) is random
+    assert random_weights_line(["x", "y"]).startswith("RANDOM weights: x, y (zoo, no --checkpoint)")
+
+
 # ---- item 17: tables fit the terminal, names never cut -------------------------------------------------------------
 @pytest.mark.parametrize("width", [200, 120, 80])
 def test_the_summary_table_fits_the_terminal_and_never_cuts_a_name(exported, width):
