@@ -392,7 +392,7 @@ def test_validate_says_first_that_the_weights_are_random(capsys):
         assert not weights or text.index(f"RANDOM weights: {NAME}") < text.index("parity vs onnx")
 
 
-def test_compare_and_run_know_which_reports_havehas_random_weights(tmp_path):
+def test_compare_knows_which_reports_have_random_weights(tmp_path):
     """`compare` prints the RANDOM weights line under its table for the models whose report says zoo, no
     checkpoint (the same line export, validate and run print)."""
     from edgeport.compare import has_random_weights
