@@ -235,15 +235,18 @@ def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes
         ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], s=14, color=f"C{k_i % 10}", label=kind, zorder=3)
     worst = sorted(sorted(range(len(ys)), key=lambda i: ys[i])[:3], key=lambda i: xs[i])
     span = (max(xs) - min(xs)) or 1
-    low, high = min(ys + ([threshold_db] if threshold_db is not None else [])), max(ys)
+    bounds = ys + ([threshold_db] if threshold_db is not None else [])
+    low, high = min(bounds), max(bounds)
     ax.set_ylim(low - 0.55 * ((high - low) or 1), high + 0.25 * ((high - low) or 1))  # a label band inside, below
     for rank, i in enumerate(worst):  # labels in that band (axes fraction 0.08-0.30), never on the frame
-        right = xs[i] > min(xs) + 0.8 * span  # to the right (the lowest label for the leftmost point): no crossing
+        right = xs[i] > min(xs) + 0.5 * span  # a label runs toward the middle (the lowest for the leftmost point)
         ax.annotate(f"{layer_name(rows[i])} ({ys[i]:.1f} dB)", (xs[i], ys[i]), fontsize=7,
                     textcoords=("data", "axes fraction"), xytext=(xs[i] + (-0.04 if right else 0.04) * span,
                                                                  0.08 + 0.09 * rank),
                     ha="right" if right else "left", va="bottom", color="#C0392B",
-                    arrowprops={"arrowstyle": "-", "color": "#C0392B", "linewidth": 0.6, "shrinkB": 3})
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                    arrowprops={"arrowstyle": "-", "color": "#C0392B", "linewidth": 0.6, "shrinkB": 3,
+                                "relpos": (1.0, 0.5) if right else (0.0, 0.5)})  # from the label's near end
     if threshold_db is not None:
         ax.axhline(threshold_db, color="#E45756", linestyle="--", linewidth=0.8)
         ax.text(xs[0], threshold_db, f" threshold on the INT8 output: {threshold_db:g} dB", fontsize=7, color="#E45756",
@@ -256,7 +259,6 @@ def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes
                                                       if of and of != n else ""), fontsize=10)
     ax.legend(fontsize=7, ncol=min(6, len(kinds)), loc="upper right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return png_bytes(fig)
 
 
@@ -478,6 +480,7 @@ tr:nth-child(even) td{background:#fafafa}
 img.plot{max-width:100%;border:1px solid #eee;margin:6px 0 12px;display:block}
 .fail{background:#fdecea;border:1px solid #E45756;padding:8px 12px;margin:12px 0;font-size:13px}
 .ok{color:#2e7d32}pre{font-size:11px;max-height:400px;overflow:auto;background:#f7f7f7;padding:8px}
+#recommendation{white-space:pre-wrap}
 """
 
 

@@ -437,6 +437,7 @@ def _figures(monkeypatch):
 def _inside_and_apart(fig):
     from matplotlib.text import Text
 
+    fig.canvas.draw()  # positions as in the saved PNG
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
         frame = ax.get_window_extent(renderer)
