@@ -13,7 +13,8 @@ import importlib
 # Names resolve on first use (PEP 562), so that importing a light submodule (the CLI's argument parsers) does not
 # import torch through `sources` -> `edgeport.models`.
 _EXPORTS = {
-    "CalibrationMethod": "samples", "SampleSet": "samples", "Split": "samples",
+    "CalibrationMethod": "samples", "InputSpec": "samples", "SampleSet": "samples", "Split": "samples",
+    "MissingInputs": "sources", "random_inputs": "sources",
     "DEFAULT_COUNTS": "sources", "DEFAULT_SEED": "sources", "SOURCES": "sources", "SourceSpec": "sources",
     "conform_batch": "sources", "from_iterable": "sources", "load_samples": "sources", "parse_source": "sources",
     "preprocess_eval": "preprocess",

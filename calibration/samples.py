@@ -2,10 +2,13 @@
 
 Every quantizer (TFLite, ONNX Runtime) and the validator consume a `SampleSet`. Arrays are in torch layout (NCHW),
 batch 1, RGB, normalised as the model spec says ((x/255 - mean) / std); `SampleSet.nhwc(i)` gives the TFLite layout.
+A model with several inputs (a second tensor, int64 token ids) gets the others as `extras` ({name: (N, ...)} in
+the input's own dtype); each sample then yields `{image name: (1, C, H, W), other name: (1, ...), ...}`.
 """
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -38,6 +41,24 @@ class CalibrationMethod(str, enum.Enum):
         return self.value
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, full static shape (batch first), numpy dtype name, and for an integer input the
+    exclusive upper bound of valid values when the model says it (the size of the table it indexes), else None."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    high: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 4 and np.dtype(self.dtype).kind == "f"
+
+    def describe(self) -> str:
+        return f"{self.name} {list(self.shape)} {self.dtype}"
+
+
 class SampleSet:
     """`len()` samples, each a float32 (1, C, H, W) array; iteration yields `{input_name: array}`.
 
@@ -59,6 +80,8 @@ class SampleSet:
         labels: list[int] | None = None,
         description: str = "",
         ids: list[str] | None = None,
+        extras: dict[str, np.ndarray] | None = None,
+        extras_source: str | None = None,
     ):
         if length <= 0:
             raise CalibrationError(f"{source}: no samples", hint="point --calibration at data with at least one image")
@@ -76,6 +99,12 @@ class SampleSet:
         self.description = description
         # A stable identity per sample (file path, photo + crop, array index): proves two sets are disjoint.
         self.ids = ids or [f"{source}:{split}:{i}" for i in range(length)]
+        # the model's other inputs: {name: (length, ...)}, and where they came from (an .npz, or random)
+        self.extras = dict(extras or {})
+        self.extras_source = extras_source
+        for name, a in self.extras.items():
+            if len(a) != length:
+                raise ValueError(f"extra input {name!r} has {len(a)} samples for {length}")
 
     def __len__(self) -> int:
         return self._length
@@ -96,7 +125,18 @@ class SampleSet:
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(self._length):
-            yield {self.input_name: self[i]}
+            yield {self.input_name: self[i], **{k: v[i:i + 1] for k, v in self.extras.items()}}
+
+    def with_extras(self, extras: dict[str, np.ndarray], *, source: str) -> "SampleSet":
+        """This set with the model's other inputs added ({name: (len, ...)}; `source` says where they came from)."""
+        parent = self
+        return SampleSet(input_name=self.input_name, shape=self.shape, length=self._length, loader=lambda i: parent[i],
+                         source=self.source, split=self.split, seed=self.seed, labels=self.labels,
+                         description=self.description, ids=self.ids, extras=extras, extras_source=source)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every input, samples stacked: {image name: float32 (N, C, H, W), other name: (N, ...)}."""
+        return {self.input_name: self.array(), **self.extras}
 
     def nhwc(self, i: int) -> np.ndarray:
         """Sample i as float32 (1, H, W, C), the TFLite input layout."""
@@ -117,7 +157,8 @@ class SampleSet:
         return SampleSet(
             input_name=self.input_name, shape=self.shape, length=n, loader=lambda i: parent[i], source=self.source,
             split=self.split, seed=self.seed, labels=None if self.labels is None else self.labels[:n],
-            description=self.description, ids=self.ids[:n],
+            description=self.description, ids=self.ids[:n], extras={k: v[:n] for k, v in self.extras.items()},
+            extras_source=self.extras_source,
         )
 
     def info(self) -> dict:
@@ -128,6 +169,9 @@ class SampleSet:
             out["description"] = self.description
         if self.labels is not None:
             out["labelled"] = True
+        if self.extras:
+            out["other_inputs"] = {k: {"shape": list(v.shape[1:]), "dtype": v.dtype.name, "from": self.extras_source}
+                                   for k, v in self.extras.items()}
         return out
 
     def __repr__(self) -> str:

@@ -6,13 +6,22 @@ iterables and torch DataLoaders. Every source returns a `SampleSet` (see samples
     >>> next(iter(s))["input"].shape      # (1, 3, 224, 224) float32, normalised, NCHW
 
 `--calibration SPEC` strings: `default`, `digits`, a folder path, or a `.npy` / `.npz` path.
+
+Models with several inputs (`other_inputs`: every input but the image one): an `.npz` keyed by input name gives
+them all (the image as preprocessed float NCHW/NHWC, the others (N, ...) in their own shape, integer inputs as
+integers); a missing key, another shape or another dtype kind is one CalibrationError naming the input and what was
+expected. Any other source gives the image only: `MissingInputs.REFUSE` (calibration: ranges from made-up data
+would be wrong) raises, `MissingInputs.RANDOM` (validation: fp32 parity holds for any input) fills the others with
+seeded random data of their shape and dtype: floats ~ N(0, 1); integers uniform in [0, high) where `high` is the
+size of the table the input indexes (InputSpec.high), else in [0, 2); booleans uniform.
 """
 from __future__ import annotations
 
+import enum
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -23,13 +32,23 @@ from edgeport.registry import Registry
 from . import digits as _digits
 from . import photos as _photos
 from .preprocess import normalize, preprocess_eval, random_resized_crop
-from .samples import SampleSet, Split
+from .samples import InputSpec, SampleSet, Split
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ARRAY_SUFFIXES = (".npy", ".npz")
 # Default sample counts when --num-calibration / --num-validation are not given.
 DEFAULT_COUNTS = {Split.CALIBRATION: 64, Split.VALIDATION: 64}
 DEFAULT_SEED = 0
+
+
+class MissingInputs(str, enum.Enum):
+    """What to do when a source gives only the image input of a several-input model (see the module docstring)."""
+
+    REFUSE = "refuse"
+    RANDOM = "random"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,7 @@ class SourceRequest:
     num: int | None
     seed: int
     labelled: bool
+    other_inputs: tuple[InputSpec, ...] = ()
 
 
 SourceFactory = Callable[[SourceRequest], SampleSet]
@@ -94,11 +114,14 @@ def load_samples(
     num: int | None = None,
     seed: int = DEFAULT_SEED,
     labelled: bool = False,
+    other_inputs: Sequence[InputSpec] = (),
+    missing_inputs: MissingInputs = MissingInputs.REFUSE,
 ) -> SampleSet:
     """Samples from a source, preprocessed for `model_spec` at `input_shape` (default: the spec's).
 
     `num` None: the source's default count (64 for the photo/digit sources; everything for folders and arrays;
     the whole held-out split for `digits` validation). Fewer available than `num` -> CalibrationError.
+    `other_inputs`: the model's inputs besides `input_name` (see the module docstring).
     """
     spec = source if isinstance(source, SourceSpec) else parse_source(source)
     if num is not None and num <= 0:
@@ -106,9 +129,56 @@ def load_samples(
     req = SourceRequest(
         location=spec.location, model_spec=model_spec,
         input_shape=tuple(int(s) for s in (input_shape or model_spec.input_shape)), input_name=input_name,
-        split=Split(split), num=num, seed=int(seed), labelled=labelled,
+        split=Split(split), num=num, seed=int(seed), labelled=labelled, other_inputs=tuple(other_inputs),
     )
-    return SOURCES.get(spec.kind)(req)
+    samples = SOURCES.get(spec.kind)(req)
+    missing = [i for i in other_inputs if i.name not in samples.extras]
+    if missing and MissingInputs(missing_inputs) is MissingInputs.REFUSE:
+        raise CalibrationError(
+            f"{spec}: gives the image input {input_name!r} only; the model also takes "
+            f"{', '.join(i.describe() for i in missing)}",
+            hint="pass an .npz keyed by input name with every input (N samples on axis 0)")
+    if missing:
+        samples = samples.with_extras(random_inputs(missing, n=len(samples), seed=req.seed), source="random")
+    return samples
+
+
+def random_inputs(inputs: Sequence[InputSpec], *, n: int, seed: int) -> dict[str, np.ndarray]:
+    """{name: (n, *shape[1:])} seeded random data of each input's dtype (see the module docstring)."""
+    rng = np.random.default_rng([seed, 7])
+    out = {}
+    for spec in inputs:
+        shape, dt = (n, *spec.shape[1:]), np.dtype(spec.dtype)
+        if dt.kind == "b":
+            out[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        elif dt.kind in "iu":
+            out[spec.name] = rng.integers(0, spec.high or 2, shape).astype(dt)
+        else:
+            out[spec.name] = rng.standard_normal(shape).astype(dt)
+    return out
+
+
+def _npz_other_inputs(path: Path, inputs: Sequence[InputSpec], chosen: np.ndarray, n_total: int) -> dict:
+    """The other inputs from an .npz keyed by input name, the samples `chosen`; CalibrationError naming the input
+    and what was expected for a missing key, another shape, sample count or dtype kind."""
+    out = {}
+    with np.load(path, allow_pickle=False) as z:
+        for spec in inputs:
+            want = f"({n_total}, {', '.join(map(str, spec.shape[1:]))}) {spec.dtype}"
+            if spec.name not in z:
+                raise CalibrationError(f"{path}: no array for model input {spec.name!r}; expected {want} "
+                                       f"(keys: {', '.join(z.keys())})")
+            a = z[spec.name]
+            if a.ndim == len(spec.shape) - 1:
+                a = a[None]
+            dt = np.dtype(spec.dtype)
+            if tuple(a.shape[1:]) != tuple(spec.shape[1:]) or len(a) != n_total:
+                raise CalibrationError(f"{path}: input {spec.name!r} has shape {tuple(a.shape)}; expected {want}")
+            kinds_ok = (a.dtype.kind in "iu") == (dt.kind in "iu") and (a.dtype.kind == "b") == (dt.kind == "b")
+            if not kinds_ok:
+                raise CalibrationError(f"{path}: input {spec.name!r} is {a.dtype.name}; expected {want}")
+            out[spec.name] = np.ascontiguousarray(a[chosen].astype(dt))
+    return out
 
 
 def _pick(n_available: int, req: SourceRequest, what: str, *, default_all: bool) -> np.ndarray:
@@ -215,7 +285,9 @@ def _folder_source(req: SourceRequest) -> SampleSet:
     if not files:
         raise CalibrationError(f"folder {root} contains no JPEG or PNG images (searched recursively)")
     chosen = [files[i] for i in _pick(len(files), req, f"folder {root}", default_all=True)]
-    labels = _folder_labels(root, chosen) if req.labelled else None
+    # labels when every image sits in a class subfolder; a flat folder validates without labels
+    nested = all(len(p.relative_to(root).parts) > 1 for p in chosen)
+    labels = _folder_labels(root, chosen) if req.labelled and nested else None
 
     def load(i: int) -> np.ndarray:
         return preprocess_eval(_read_image(chosen[i]), spec=req.model_spec, input_shape=req.input_shape)
@@ -284,11 +356,15 @@ def _array_source(req: SourceRequest) -> SampleSet:
             if "labels" in z:
                 labels = [int(v) for v in z["labels"]]
     chosen = _pick(len(batch), req, str(path), default_all=True)
+    extras = None
+    if req.other_inputs and path.suffix.lower() == ".npz":
+        extras = _npz_other_inputs(path, req.other_inputs, chosen, len(batch))
     return SampleSet(
         input_name=req.input_name, shape=req.input_shape, length=len(chosen), loader=lambda i: batch[chosen[i]],
         source=str(path), split=req.split, seed=req.seed,
         labels=None if labels is None else [labels[j] for j in chosen],
         description=f"{len(chosen)} arrays from {path}", ids=[f"array:{path.resolve()}:{int(j)}" for j in chosen],
+        extras=extras, extras_source=str(path) if extras else None,
     )
 
 

@@ -73,7 +73,7 @@ def cmd_export(args, con: Console) -> int:
         if conv.precisions:  # bad precisions, unsupported ops and unusable calibration data fail before model.onnx
             from edgeport.run import preflight_conversion
 
-            preflight_conversion(source, options=conv)
+            preflight_conversion(source, options=conv, console=con)
         out = prepare_out_dir(args.out)  # every input is checked: only now does DIR get created or touched
         with out_dir_lock(out, what="this export"):
             report = new_report(out)
@@ -134,7 +134,7 @@ def add_export_parser(sub) -> None:
     SourceOptions.add_arguments(p)
     p.add_argument("--dynamic-batch", action="store_true", help="export the ONNX model with a dynamic batch dimension")
     p.add_argument("--out", required=True, help="output directory")
-    ConvertOptions.add_arguments(p, precisions=(), num_calibration=64)
+    ConvertOptions.add_arguments(p, precisions=())
     p.set_defaults(func=cmd_export)
 
 

@@ -12,7 +12,9 @@ Definitions (the key each one is written under):
 - max_abs_err: max |output - reference| over all S*K values; mean_abs_err: the mean of the same.
 - max_abs_rel: max_abs_err / max |reference| (max_abs_err itself when the reference is all zero).
 - cosine_mean / cosine_min: the mean / the minimum over samples of the per-sample cosine similarity (two all-zero
-  rows count as 1, one all-zero row as 0).
+  rows count as 1, one all-zero row as 0). A row whose norm is at most NEGLIGIBLE_NORM times the largest reference
+  row norm of the set counts as all-zero: its direction is rounding noise (a probability map of an image without
+  text is ~1e-7 everywhere; its cosine would be noise while SQNR and max error are exact).
 - sqnr_db: 10 log10(sum ref^2 / sum (output - ref)^2) over all values (inf when identical, -inf for a zero
   reference with noise).
 - top1_agreement: fraction of samples with the same argmax; top5_overlap: mean over samples of
@@ -21,6 +23,15 @@ Definitions (the key each one is written under):
   quantization step of rounding difference between two correct INT8 kernels may flip them); top1_decisive: top-1
   agreement over the other samples (1.0 when every sample is a near-tie).
 - accuracy: fraction of samples whose argmax is the label.
+
+Task-level checks, for outputs whose shape says what they are (edgeport.validation.outputs decides):
+- pixel_agreement (a dense map (S, C, H, W), C > 1, e.g. segmentation logits): fraction of the S*H*W positions
+  whose argmax over the channel axis is the same.
+- box_agreement (YOLO-style predictions (S, 4 + K, A): rows 0-3 box centre x, y, width, height, rows 4.. one
+  score per class, A anchors): the anchors whose best class score is >= BOX_SCORE_THRESHOLD in either model; one
+  agrees when it is above the threshold in both, with the same class and box IoU >= BOX_IOU_THRESHOLD (anchors are
+  aligned between the two models, so no NMS or assignment is needed); 1.0 when no anchor is above the threshold.
+  `boxes_reference` / `boxes_output` count the anchors above the threshold in each.
 
 `HIGHER_IS_BETTER` says which way each metric's threshold points; `passes(metric, value, threshold)` applies it.
 """
@@ -33,7 +44,7 @@ import numpy as np
 # metric -> True when larger is better (thresholds are lower bounds), False for error metrics (upper bounds)
 HIGHER_IS_BETTER = {
     "cosine_mean": True, "cosine_min": True, "sqnr_db": True, "top1_agreement": True, "top5_overlap": True,
-    "top1_decisive": True, "accuracy": True,
+    "top1_decisive": True, "accuracy": True, "pixel_agreement": True, "box_agreement": True,
     "max_abs_err": False, "mean_abs_err": False, "max_abs_rel": False, "accuracy_drop": False,
 }
 
@@ -53,12 +64,19 @@ def _pair(reference: np.ndarray, output: np.ndarray, what: str = "output") -> tu
     return r, o
 
 
+# rows with a norm at most this fraction of the set's largest reference row norm count as all-zero in cosine
+NEGLIGIBLE_NORM = 1e-6
+
+
 def cosine_per_sample(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
-    """(S,) cosine similarity of each sample's flattened output with its reference."""
+    """(S,) cosine similarity of each sample's flattened output with its reference (negligible rows: see the
+    module docstring)."""
     r, o = _pair(reference, output)
     nr = np.linalg.norm(r, axis=1)
     no = np.linalg.norm(o, axis=1)
-    return np.where((nr * no) > 0, np.sum(r * o, axis=1) / np.maximum(nr * no, 1e-300), (nr == no).astype(float))
+    floor = NEGLIGIBLE_NORM * (float(nr.max()) if nr.size else 0.0)
+    zr, zo = nr <= floor, no <= floor
+    return np.where(~zr & ~zo, np.sum(r * o, axis=1) / np.maximum(nr * no, 1e-300), (zr == zo).astype(float))
 
 
 def cosine_mean(reference: np.ndarray, output: np.ndarray) -> float:
@@ -126,6 +144,50 @@ def top1_decisive(reference: np.ndarray, output: np.ndarray) -> float:
     return float(decisive.mean()) if decisive.size else 1.0
 
 
+def pixel_agreement(reference: np.ndarray, output: np.ndarray) -> float:
+    """(S, C, H, W) maps: fraction of positions whose argmax over C agrees."""
+    r, o = np.asarray(reference), np.asarray(output)
+    if r.shape != o.shape or r.ndim != 4:
+        raise ValueError(f"pixel agreement needs two (S, C, H, W) maps of one shape, got {o.shape} and {r.shape}")
+    return float(np.mean(r.argmax(1) == o.argmax(1)))
+
+
+BOX_SCORE_THRESHOLD = 0.25
+BOX_IOU_THRESHOLD = 0.5
+
+
+def _boxes_xyxy(pred: np.ndarray) -> np.ndarray:
+    """(S, 4 + K, A) -> (S, A, 4) corners from centre x, y, width, height."""
+    cx, cy, w, h = (pred[:, i, :] for i in range(4))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise IoU of (..., 4) corner boxes."""
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)  # noqa: E731
+    union = area(a) + area(b) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-300), 0.0)
+
+
+def box_agreement(reference: np.ndarray, output: np.ndarray, *, score_threshold: float = BOX_SCORE_THRESHOLD,
+                  iou_threshold: float = BOX_IOU_THRESHOLD) -> dict:
+    """(S, 4 + K, A) YOLO-style predictions -> {box_agreement, boxes_reference, boxes_output} (see the module
+    docstring)."""
+    r, o = np.asarray(reference, np.float64), np.asarray(output, np.float64)
+    if r.shape != o.shape or r.ndim != 3 or r.shape[1] < 5:
+        raise ValueError(f"box agreement needs two (S, 4+K, A) predictions of one shape, got {o.shape}, {r.shape}")
+    r_score, o_score = r[:, 4:, :].max(1), o[:, 4:, :].max(1)
+    r_keep, o_keep = r_score >= score_threshold, o_score >= score_threshold
+    same = (r[:, 4:, :].argmax(1) == o[:, 4:, :].argmax(1)) & (_iou(_boxes_xyxy(r), _boxes_xyxy(o)) >= iou_threshold)
+    either = int((r_keep | o_keep).sum())
+    agree = int((r_keep & o_keep & same).sum())
+    return {"box_agreement": agree / either if either else 1.0, "boxes_reference": int(r_keep.sum()),
+            "boxes_output": int(o_keep.sum())}
+
+
 def accuracy(logits: np.ndarray, labels: list[int] | np.ndarray) -> float:
     lg = np.asarray(logits).reshape(len(logits), -1)
     return float(np.mean(lg.argmax(1) == np.asarray(labels)))
@@ -138,23 +200,25 @@ def passes(metric: str, value: float | None, threshold: float) -> bool:
     return value >= threshold if HIGHER_IS_BETTER[metric] else value <= threshold
 
 
-def parity_metrics(reference: np.ndarray, output: np.ndarray, *, reference_name: str = "torch") -> dict:
+def parity_metrics(reference: np.ndarray, output: np.ndarray, *, reference_name: str = "torch",
+                   classes: bool = True) -> dict:
     """reference, output: (S, ...) -> {max_abs_err, mean_abs_err, max_abs_rel, cosine_mean, cosine_min, sqnr_db,
-    top1_agreement, top5_overlap, n_samples, reference}. Raises ValueError when the shapes differ."""
+    top1_agreement, top5_overlap, n_samples, reference}; `classes` False (the output is not a class vector) leaves
+    out top1_agreement and top5_overlap. Raises ValueError when the shapes differ."""
     r, o = _pair(reference, output)
     cos = cosine_per_sample(r, o)
-    return {
+    out = {
         "max_abs_err": max_abs_err(r, o),
         "mean_abs_err": mean_abs_err(r, o),
         "max_abs_rel": max_abs_rel(r, o),
         "cosine_mean": float(np.mean(cos)),
         "cosine_min": float(np.min(cos)),
         "sqnr_db": sqnr_db(r, o),
-        "top1_agreement": top1_agreement(r, o),
-        "top5_overlap": top5_overlap(r, o),
-        "n_samples": int(len(r)),
-        "reference": reference_name,
     }
+    if classes:
+        out.update(top1_agreement=top1_agreement(r, o), top5_overlap=top5_overlap(r, o))
+    out.update(n_samples=int(len(r)), reference=reference_name)
+    return out
 
 
 def device_parity_metrics(*, device: np.ndarray, reference: np.ndarray) -> dict:

@@ -17,6 +17,7 @@ from edgeport.errors import ModelBuildError
 PRECISIONS = ("fp32", "int8", "fp16", "dynamic")
 IO_DTYPES = ("int8", "uint8", "float")
 INPUT_LAYOUTS = ("nhwc", "nchw")
+OUTPUT_LAYOUTS = ("nchw", "nhwc")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
 EXPORTERS = ("dynamo", "legacy")
@@ -193,6 +194,11 @@ class ConvertOptions(_Options):
         "--ort-int8-scheme", choices=ORT_INT8_SCHEMES,
         help="integer types of model_int8.onnx: u8u8 gives the same numbers on every CPU; s8s8 saturates on x86 "
              "without VNNI; s8s8-7bit is exact everywhere with coarser weights")})
+
+    output_layout: str = field(default="nchw", metadata={"cli": _flag(
+        "--output-layout", choices=OUTPUT_LAYOUTS,
+        help="layout of the TFLite models' 4-D outputs (segmentation maps, feature maps): nchw is the source "
+             "model's (one TRANSPOSE per 4-D output), nhwc the converter's own")})
 
     def __post_init__(self):
         object.__setattr__(self, "precisions", tuple(p for p in self.precisions if p and p != "onnx"))

@@ -122,6 +122,54 @@ class Candidate:
         return d
 
 
+def float_counterpart(artifact: str) -> str | None:
+    """The float artifact an INT8 artifact is quantized from: tflite_int8 -> tflite_fp32, onnx_int8 -> onnx; None
+    for an artifact that is not INT8."""
+    if "int8" not in artifact:
+        return None
+    return artifact.replace("int8", "fp32") if artifact.startswith("tflite") else artifact.replace("_int8", "")
+
+
+@dataclass(frozen=True)
+class Int8Slower:
+    """An INT8 artifact measured slower than its float counterpart (same target, model, engine and threads)."""
+
+    int8: Candidate
+    float_: Candidate
+
+    @property
+    def ratio(self) -> float:
+        """INT8 p50 / float p50 (> 1)."""
+        return self.int8.p50_ms / self.float_.p50_ms
+
+    def line(self) -> str:
+        i, f = self.int8, self.float_
+        threads = f"{i.threads} thread{'s' if i.threads != 1 else ''}"
+        then = ("the float artifact is the faster one to ship here" if f.check.eligible
+                else f"but {f.artifact} is excluded: {f.why or f.check.words}")
+        return (f"int8 is {self.ratio:.2f}x slower than fp32 here: {i.model + ' ' if i.model else ''}{i.artifact} p50 "
+                f"{i.p50_ms:.3g} ms vs {f.artifact} {f.p50_ms:.3g} ms on {i.engine}, {threads}; this CPU's INT8 "
+                f"kernels do not pay off for this model, {then}")
+
+    def to_json(self) -> dict:
+        return {"model": self.int8.model, "int8": self.int8.artifact, "float": self.float_.artifact,
+                "engine": self.int8.engine, "threads": self.int8.threads, "ratio": round(self.ratio, 4)}
+
+
+def int8_slower(cands: Iterable[Candidate]) -> list[Int8Slower]:
+    """Every INT8 entry slower than its float counterpart measured on the same target, model, engine and threads
+    (eligible or not: a speed fact does not depend on the accuracy checks)."""
+    cands = list(cands)
+    by_key = {(c.target, c.model, c.artifact, c.engine, c.threads): c for c in cands}
+    out = []
+    for c in cands:
+        twin = float_counterpart(c.artifact)
+        f = by_key.get((c.target, c.model, twin, c.engine, c.threads)) if twin else None
+        if f is not None and f.p50_ms > 0 and c.p50_ms > f.p50_ms:
+            out.append(Int8Slower(c, f))
+    return out
+
+
 @dataclass(frozen=True)
 class TargetChoice:
     """The decision for one target: `ranking` holds every eligible entry fastest first (best, runner-up, ...);
@@ -145,6 +193,11 @@ class TargetChoice:
         if self.best is None or self.runner_up is None or self.best.p50_ms <= 0:
             return None
         return self.runner_up.p50_ms / self.best.p50_ms
+
+    @property
+    def int8_slower(self) -> list[Int8Slower]:
+        """INT8 entries slower than their float counterpart here (the recommendation says so)."""
+        return int8_slower((*self.ranking, *self.excluded))
 
     @property
     def validated(self) -> bool:
@@ -177,6 +230,7 @@ class TargetChoice:
             out.append("  no runner-up: it is the only configuration that passed")
         for c in self.excluded:
             out.append(f"  excluded {c.label}, p50 {c.p50_ms:.3g} ms: {c.why or c.check.words}")
+        out += [f"  {gap.line()}" for gap in self.int8_slower]
         return out
 
     def to_json(self) -> dict:
@@ -184,6 +238,7 @@ class TargetChoice:
                 "runner_up": self.runner_up.to_json() if self.runner_up else None,
                 "ratio": None if self.ratio is None else round(self.ratio, 4),
                 "validated": self.validated,
+                "int8_slower": [gap.to_json() for gap in self.int8_slower],
                 "ranking": [c.to_json() for c in self.ranking],
                 "excluded": [c.to_json() for c in self.excluded]}
 
@@ -302,5 +357,6 @@ def refresh_recommendation(out_dir) -> Recommendation | None:
     return decision
 
 
-__all__ = ["STATISTIC", "AccuracyBar", "Candidate", "Check", "Recommendation", "TargetChoice", "candidates",
-           "check_of", "decide", "missed_thresholds", "recommend", "refresh_recommendation"]
+__all__ = ["STATISTIC", "AccuracyBar", "Candidate", "Check", "Int8Slower", "Recommendation", "TargetChoice",
+           "candidates", "check_of", "decide", "float_counterpart", "int8_slower", "missed_thresholds", "recommend",
+           "refresh_recommendation"]

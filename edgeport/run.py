@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgeport.errors import CalibrationError, CheckpointError, EdgeportError, ExportError, OutputDirError, TargetError
+from edgeport.console import plain
 from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir, sha256_file
 from edgeport.native import captured_native_output
 from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
@@ -159,7 +160,8 @@ def _clear_sections(out: Path, sections: tuple[str, ...], *, keep_artifacts: tup
     return rep
 
 
-def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOptions, out_dir) -> tuple:
+def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOptions, out_dir,
+              console=None) -> tuple:
     """Every check that needs no output: raises a typed error before anything is written. Returns
     (LoadedSource, parsed targets)."""
     from edgeport.export.checkpoint import resolve_source
@@ -182,13 +184,16 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
         # torch's weights-only unpickler raises these on some non-checkpoint files (e.g. text renamed to .pt)
         raise CheckpointError(f"{source.checkpoint} is not a readable PyTorch checkpoint "
                               f"({type(exc).__name__}: {str(exc)[:120]})") from None
-    preflight_conversion(src, options=convert)
+    preflight_conversion(src, options=convert, console=console)
     return src, parsed
 
 
-def preflight_conversion(src, *, options: ConvertOptions) -> None:
+def preflight_conversion(src, *, options: ConvertOptions, console=None) -> None:
     """The checks `export --precision` and `run` make before writing anything: known precisions, every op of a user
-    ONNX lowerable, readable non-empty calibration data for int8, a valid calibration method / I/O combination."""
+    ONNX lowerable; for int8 a positive --num-calibration, the calibration samples themselves (enough of them, every
+    model input present: an .npz keyed by input name for a several-input model), a valid calibration method / I/O
+    combination. With a folder or array file and no --num-calibration, all its samples are used and `console` is
+    told so."""
     from edgeport.export.tflite import Precision
 
     for p in options.precisions:
@@ -196,24 +201,26 @@ def preflight_conversion(src, *, options: ConvertOptions) -> None:
             Precision(p)
         except ValueError:
             raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
+    model = None
     if src.onnx_path is not None:  # a user ONNX: every op must have a lowering before we start
         from edgeport.export.onnx_export import simplify_onnx
         from edgeport.export.tflite.build import check_supported
         from edgeport.export.tflite.graph import OnnxGraph
 
-        check_supported(OnnxGraph.from_model(simplify_onnx(src.onnx_model())))
-    if "int8" in options.precisions and len(src.input_names) > 1:
-        raise CalibrationError(f"INT8 calibration feeds one image input; this ONNX file has "
-                               f"{len(src.input_names)} ({', '.join(src.input_names)})",
-                               hint="convert it with --precision fp32 (or fp16)")
+        model = simplify_onnx(src.onnx_model())
+        check_supported(OnnxGraph.from_model(model))
     if "int8" in options.precisions:
-        from edgeport.calibration import Split, load_samples
+        from edgeport.calibration import DEFAULT_SEED
         from edgeport.export.tflite.convert import check_int8_io, tflite_calibration_method
+        from edgeport.export.tflite_step import calibration_samples
 
         calibration_fingerprint(options.calibration)  # parse errors
-        s = load_samples(options.calibration, model_spec=src.spec, split=Split.CALIBRATION, num=None)
-        if len(s) == 0:
-            raise CalibrationError(f"calibration source {options.calibration!r} has no samples")
+        if options.num_calibration is not None and options.num_calibration <= 0:
+            raise CalibrationError(f"--num-calibration {options.num_calibration}: INT8 needs at least one sample")
+        # the samples the convert step will use: too few, unreadable, or missing one of the model's inputs fails here
+        s = calibration_samples(model, source=src, options=options, seed=DEFAULT_SEED)
+        if options.num_calibration is None and console is not None and s.source not in ("default", "digits"):
+            console.print(f"calibration: all {len(s)} samples of {plain(s.source)} (no --num-calibration given)")
         check_int8_io(calibration_method=tflite_calibration_method(options.calibration_method),
                       io_dtype=options.io_dtype)
 
@@ -243,7 +250,7 @@ def run_pipeline(*, source: SourceOptions, out_dir: str | Path, convert: Convert
                          checkpoint=source.checkpoint if source.checkpoint is not None else default_checkpoint())
     if bench.runs < 1 or bench.warmup < 0:
         raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
-    src, parsed_targets = preflight(source=source, convert=convert, bench=bench, out_dir=out_dir)
+    src, parsed_targets = preflight(source=source, convert=convert, bench=bench, out_dir=out_dir, console=console)
     out = prepare_out_dir(out_dir)
     plan = RunPlan(src, parsed_targets, convert, validate, bench, source.exporter, source.opset, source.trust)
     runner = Runner(out, force=force, on_event=on_event)
@@ -284,6 +291,7 @@ def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
 
     out, conv = runner.out, plan.convert
     key = _hash({"up": k_export, "precisions": conv.precisions, "io": conv.io_dtype, "layout": conv.input_layout,
+                 "output_layout": conv.output_layout,
                  "calibration": calibration_fingerprint(conv.calibration) if "int8" in conv.precisions else None,
                  "n": conv.num_calibration, "method": conv.calibration_method,
                  "pieces": conv.shuffle_piece_form, "ort_int8": conv.ort_int8_scheme})

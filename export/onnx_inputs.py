@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import onnx
 
+from edgeport.calibration.samples import InputSpec
 from edgeport.errors import InputShapeError
 
 
@@ -116,3 +117,32 @@ def fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]])
                 if not d.HasField("dim_value"):
                     d.Clear()
     return out
+
+
+def _index_bounds(model: onnx.ModelProto) -> dict[str, int]:
+    """Graph input -> the size of the axis it indexes, for inputs used directly as Gather indices into a constant
+    table (an embedding): valid values are [0, size)."""
+    sizes = {i.name: list(i.dims) for i in model.graph.initializer}
+    out: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type != "Gather" or len(node.input) < 2 or node.input[0] not in sizes:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        dims = sizes[node.input[0]]
+        if dims:
+            size = int(dims[axis % len(dims)])
+            out[node.input[1]] = min(size, out.get(node.input[1], size))
+    return out
+
+
+def model_input_specs(model: onnx.ModelProto) -> list[InputSpec]:
+    """Every real input of a static-shape model as InputSpec (name, shape, dtype, index bound), in graph order."""
+    bounds = _index_bounds(model)
+    return [InputSpec(i.name, tuple(d if isinstance(d, int) else 1 for d in i.dims), i.dtype, bounds.get(i.name))
+            for i in graph_inputs(model)]
+
+
+def image_input(specs: list[InputSpec]) -> InputSpec:
+    """The image input: the first 4-D float input (the one calibration images and `--input-shape C,H,W` feed),
+    else the first input."""
+    return next((s for s in specs if s.is_image), specs[0])

@@ -40,7 +40,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     folder for each precision; with int8, also `model_int8.onnx` (QDQ, static calibration). Calibration samples come
     from the calibration split of `options.calibration`, preprocessed by the model's spec. `on_stage(stage, status,
     detail)` hears each stage start ("start") and end ("done", its elapsed time): progress for the terminal."""
-    from edgeport.calibration import DEFAULT_SEED, CalibrationMethod, Split, load_samples
+    from edgeport.calibration import DEFAULT_SEED, CalibrationMethod
     from edgeport.export.tflite import Precision, convert
     from edgeport.export.tflite.convert import tflite_calibration_method
     from edgeport.export.tflite.gpu_readiness import gpu_readiness
@@ -54,8 +54,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     if Precision.INT8 in precs:
         t = time.perf_counter()
         stage("calibration samples", "start", "")
-        calib = load_samples(options.calibration, model_spec=source.spec, num=options.num_calibration, seed=seed,
-                             split=Split.CALIBRATION, input_name=source.input_names[0])
+        calib = calibration_samples(onnx_path, source=source, options=options, seed=seed)
         stage(f"calibration samples ({len(calib)})", "done", f"{time.perf_counter() - t:.1f}s")
         if console is not None:
             console.log(f"calibration: {calib!r}")
@@ -64,7 +63,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     with captured_native_output():
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=options.io_dtype,
                          input_layout=options.input_layout, calibration_method=tfl_method.value,
-                         shuffle_piece_form=options.shuffle_piece_form, on_stage=stage)
+                         shuffle_piece_form=options.shuffle_piece_form, output_layout=options.output_layout,
+                         on_stage=stage)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         p = Precision(prec)
@@ -75,6 +75,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
         info[kind.value] = {
             "precision": p.value,
             "layout": str(result.input_layout),
+            "output_layout": str(result.output_layout),
             "io_dtype": str(result.io_dtype) if p is Precision.INT8 else "float32",
             "float_tensors": result.float_tensors.get(p.value, []),
             "shuffle_pass": result.shuffle_pass_applied,
@@ -113,6 +114,25 @@ def _announcer(on_stage):
                 on_stage(name, status, detail)
 
     return announce
+
+
+def calibration_samples(model, *, source: LoadedSource, options: ConvertOptions, seed: int):
+    """The calibration SampleSet for `model` (DIR/model.onnx, or the source's ONNX model before export): the image
+    input from `options.calibration`, the model's other inputs from the same .npz (any other source is refused for
+    a several-input model: calibration.sources)."""
+    from edgeport.calibration import Split, load_samples
+    from edgeport.export.onnx_inputs import image_input, model_input_specs
+
+    if source.onnx_path is None:  # a torch source: one image input
+        return load_samples(options.calibration, model_spec=source.spec, num=options.num_calibration, seed=seed,
+                            split=Split.CALIBRATION, input_name=source.input_names[0])
+    import onnx
+
+    specs = model_input_specs(model if isinstance(model, onnx.ModelProto) else onnx.load(str(model)))
+    image = image_input(specs)
+    return load_samples(options.calibration, model_spec=source.spec, num=options.num_calibration, seed=seed,
+                        split=Split.CALIBRATION, input_name=image.name,
+                        other_inputs=[s for s in specs if s is not image])
 
 
 def _ort_int8(onnx_path: Path, out_path: Path, calib, method, scheme: str) -> tuple[dict, float]:

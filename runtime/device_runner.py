@@ -48,6 +48,9 @@ except ImportError as _exc:  # on a device: say so in the one line the host read
                                                f"pip install numpy (or apt install python3-numpy) there"}), flush=True)
     sys.exit(3)
 TFLITE_MODULES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+# ONNX Runtime input types other than float32 that a model may take (token ids, indices, masks)
+ORT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
+             "tensor(float16)": np.float16, "tensor(double)": np.float64}
 RSS_METHOD = ("VmHWM of one fresh process per configuration (load + first + warm-up inferences; includes "
               "Python/numpy)")
 
@@ -143,7 +146,9 @@ class OrtEngine:
                  "float32" if i.type == "tensor(float)" else i.type) for i in self._inputs]
 
     def prepare(self, inputs: list[np.ndarray]):
-        return {i.name: np.ascontiguousarray(x, dtype=np.float32) for i, x in zip(self._inputs, inputs)}
+        """float32 for float inputs; integer inputs (token ids, int64 indices) in their own type."""
+        return {i.name: np.ascontiguousarray(x, dtype=ORT_TYPES.get(i.type, np.float32))
+                for i, x in zip(self._inputs, inputs)}
 
     def invoke(self, feed):
         return self.session.run(self._outputs, feed)
@@ -239,7 +244,7 @@ class TfliteEngine:
         feed = []
         for d, x in zip(self._in, inputs):
             dtype = np.dtype(d["dtype"])
-            if dtype.kind in "iu":
+            if dtype.kind in "iu" and dtype.itemsize <= 2:  # a quantized input (int8/uint8/int16)
                 scale, zp = d["quantization"]
                 if not scale:
                     raise RunnerError(f"input {d['name']} is {dtype.name} without quantization parameters")
@@ -303,9 +308,11 @@ def summarize(times_ms) -> dict:
 
 
 def random_inputs(specs, seed: int) -> list[np.ndarray]:
-    """Float32 inputs ~ N(0, 1) of each input's shape (a normalised image's range); quantized by prepare()."""
+    """Float32 inputs ~ N(0, 1) of each input's shape (a normalised image's range); quantized by prepare().
+    Integer inputs wider than 16 bits (token ids, indices) are zeros: index 0 is valid for any table."""
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(shape).astype(np.float32) for _, shape, _ in specs]
+    return [np.zeros(shape, np.float32) if ("int32" in str(dt) or "int64" in str(dt))
+            else rng.standard_normal(shape).astype(np.float32) for _, shape, dt in specs]
 
 
 def parse_pin(pin) -> list[int] | None:

@@ -155,3 +155,29 @@ def test_bench_and_validate_refresh_a_stale_recommendation(tmp_path):
     (tmp_path / "report.json").write_text(json.dumps(sections))
     assert refresh_recommendation(tmp_path) is None
     assert "recommendation" not in json.loads((tmp_path / "report.json").read_text())
+
+
+def test_int8_slower_than_fp32_is_said_and_fp32_recommended():
+    # a typed result: every check passes, INT8 measured 1.2x slower than fp32 on the same engine and threads
+    rec = recommend({"parity": {"tflite_fp32": par(), "tflite_int8": par(), "onnx": par(), "onnx_int8": par()},
+                     "latency": [lat("tflite_fp32", 5.0), lat("tflite_int8", 6.0), lat("onnx", 7.0),
+                                 lat("onnx_int8", 3.0), lat("tflite_int8", 4.0, threads=2)]})
+    t = rec.target("local")
+    assert t.best.artifact == "onnx_int8"  # the fastest passing entry still wins
+    [gap] = t.int8_slower  # onnx_int8 is faster than onnx; the 2-thread INT8 has no 2-thread fp32 to compare with
+    assert (gap.int8.artifact, gap.float_.artifact, gap.ratio) == ("tflite_int8", "tflite_fp32", 1.2)
+    text = "\n".join(rec.lines())
+    assert "int8 is 1.20x slower than fp32 here: tflite_int8 p50 6 ms vs tflite_fp32 5 ms on tflite, 1 thread" in text
+    assert rec.to_json()["targets"]["local"]["int8_slower"] == [
+        {"model": None, "int8": "tflite_int8", "float": "tflite_fp32", "engine": "tflite", "threads": 1,
+         "ratio": 1.2}]
+    # only TFLite measured: fp32 is recommended, and the reason INT8 is not is on the screen
+    only = recommend({"parity": {"tflite_fp32": par(), "tflite_int8": par()},
+                      "latency": [lat("tflite_fp32", 5.0), lat("tflite_int8", 6.0)]})
+    assert only.target("local").best.artifact == "tflite_fp32"
+    assert any(ln.strip().startswith("int8 is 1.20x slower than fp32 here") and "faster one to ship" in ln
+               for ln in only.lines())
+    # INT8 faster: nothing said
+    fine = recommend({"parity": {"tflite_fp32": par(), "tflite_int8": par()},
+                      "latency": [lat("tflite_fp32", 5.0), lat("tflite_int8", 4.0)]})
+    assert fine.target("local").int8_slower == [] and not any("slower than fp32" in ln for ln in fine.lines())

@@ -288,7 +288,7 @@ def test_killed_and_full_disk_runs_leave_no_valid_looking_partial_artifact_and_t
 
     # 3. the process is killed (SIGKILL) in the middle of validation: after the reference and one artifact ran
     #    (deterministic: a timed kill from outside raced a validation that can finish in under a second)
-    r = faulty_cli(tmp_path, "killcall:edgeport.validation.validate.run_artifact:2", "run", *ARGS, "--out", out)
+    r = faulty_cli(tmp_path, "killcall:edgeport.validation.validate.run_artifact_outputs:2", "run", *ARGS, "--out", out)
     assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
     seen = r.stdout
     assert "validate ..." in seen, seen

@@ -15,6 +15,7 @@ from _tflite_helpers import run_tflite
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.onnx_export import export_onnx
 from edgeport.export.tflite import Precision, convert, op_histogram, xnnpack_coverage
+from edgeport.export.tflite.pad_unshare import unshare_conv_pads
 from edgeport.export.tflite.tensor_map import (TENSOR_MAP_SUFFIX, TensorMapFile, TensorOrigin, load_tensor_map,
                                                save_tensor_map, tensor_map_path)
 from edgeport.export.tflite.shuffle import find_channel_shuffles
@@ -401,6 +402,8 @@ def test_zoo_int8_runs_on_xnnpack_with_sane_scales(name, tmp_path):
     # full integer, all of it in XNNPACK (PReLU, average pools and nearest upsampling have INT8-specific forms)
     assert res.float_tensors["int8"] == []
     assert xnnpack_coverage(res.artifacts["int8"]).complete
+    # every explicit PAD feeds one convolution, so XNNPACK folds it (a shared one runs as its own pad operator)
+    assert unshare_conv_pads(res.artifacts["int8"].read_bytes())[1] == 0
     assert res.bias_correction is not None and res.bias_correction["layers"] > 0
 
 
@@ -463,8 +466,9 @@ def _sqnr(ref, got):
 
 
 def test_int8_hard_swish_runs_in_xnnpack_at_the_fused_ops_fidelity(tmp_path, monkeypatch):
-    """XNNPACK has no INT8 HARD_SWISH: the INT8 trace writes hard-swish as ADD(RELU6) + MUL + MUL, so MobileNetV3's
-    INT8 model is one XNNPACK partition (20 with the fused op) and as close to fp32 as the fused op's model."""
+    """XNNPACK has no INT8 HARD_SWISH: the INT8 trace writes hard-swish as ADD(RELU6) + MUL with its 1/6 moved into
+    the weights that read it (act_scale_fold.py), so MobileNetV3's INT8 model is one XNNPACK partition (20 with the
+    fused op) and as close to fp32 as the fused op's model."""
     from edgeport.calibration import Split, load_samples
     from edgeport.models import calibrate_batchnorm
 

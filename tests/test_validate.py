@@ -342,6 +342,7 @@ def test_cli_validate_table_and_threshold_exit(digits_run):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("digits_run", DIGITS_MODELS[:1], indirect=True)
 def test_labels_folder(digits_run, tmp_path):
     """--labels: an image folder with one subfolder per class gives accuracy per artifact."""
     from PIL import Image
@@ -349,8 +350,6 @@ def test_labels_folder(digits_run, tmp_path):
     from edgeport.calibration.digits import digits_images, digits_split
 
     model, out, _ = digits_run
-    if model != DIGITS_MODELS[0]:
-        pytest.skip("one model is enough")
     imgs, labels = digits_images(32)
     held = digits_split()[1][:60]
     for j in held:

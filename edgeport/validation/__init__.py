@@ -5,9 +5,9 @@ thresholds from the model spec, labelled accuracy and per-layer INT8 attribution
     >>> res = validate_dir("out/shufflenet", layers=True)      # writes report.json parity / accuracy / layers
     >>> res.parity["tflite_int8"]["cosine_mean"], res.failures
 
-Modules: `validate` (the step), `thresholds` (which bounds apply), `artifacts` (NCHW samples through the engine
-layer), `layers` (per-layer attribution), `validate_cli` (the `edgeport validate` command). Metric definitions live
-in `edgeport.metrics`.
+Modules: `validate` (the step), `thresholds` (which bounds apply), `artifacts` (samples through the engine
+layer), `outputs` (every output compared, by kind), `layers` (per-layer attribution), `validate_cli` (the
+`edgeport validate` command). Metric definitions live in `edgeport.metrics`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ _EXPORTS = {
     "ValidationResult": "validate", "choose_validation_samples": "validate", "validate_dir": "validate",
     "ARTIFACT_ORDER": "thresholds", "ARTIFACT_PRECISION": "thresholds", "default_thresholds": "thresholds",
     "parse_threshold_overrides": "thresholds",
-    "run_artifact": "artifacts", "run_reference": "artifacts",
+    "run_artifact": "artifacts", "run_reference": "artifacts", "run_artifact_outputs": "artifacts",
+    "run_reference_outputs": "artifacts", "OutputKind": "outputs", "output_kind": "outputs",
+    "compare_outputs": "outputs", "combine": "outputs", "Failure": "validate",
     "attribute_layers": "layers",
     "add_validate_parser": "validate_cli",
 }

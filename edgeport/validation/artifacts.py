@@ -1,14 +1,18 @@
-"""Validation's view of the engine layer: NCHW samples in, the first output in the reference (torch) layout out.
+"""Validation's view of the engine layer: samples in the reference layout in, outputs in the reference layout out.
 
     >>> y = run_artifact("out/model_int8.tflite", x)        # x: float32 (N, C, H, W), normalised per the spec
+    >>> ys = run_artifact_outputs("out/model_int8.tflite", {"images": x, "ids": ids}, output_layout="nhwc")
     >>> ref = run_reference(module, x)                      # torch eager, 32 samples per call
 
-Artifacts run one sample per invoke on their default engine (onnxruntime for .onnx, the TFLite interpreter with its
-default delegate for .tflite), one thread; TFLite inputs are brought to the artifact's layout (NHWC) and 4-D outputs
-back to NCHW. Integer I/O is quantized inside the engine (edgeport.runtime.engines).
+Inputs are one array per model input, samples on axis 0: the image input float32 (N, C, H, W), other inputs in
+their own shape and dtype (token ids stay int64). Artifacts run one sample per invoke on their default engine
+(onnxruntime for .onnx, the TFLite interpreter with its default delegate for .tflite), one thread; TFLite inputs are
+matched by name and brought to the artifact's layout (NHWC), and 4-D outputs of an artifact whose `output_layout`
+is nhwc are brought back to NCHW. Integer I/O is quantized inside the engine (edgeport.runtime.engines).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +23,67 @@ from edgeport.runtime.layout import feature_maps_to_nchw, to_artifact_layout
 REFERENCE_BATCH = 32
 
 
-def artifact_inputs(engine, samples: np.ndarray, *, artifact: str = "artifact") -> np.ndarray:
-    """float32 (N, C, H, W) samples -> the layout of the engine's first input: NHWC for a TFLite model that takes
+def artifact_inputs(engine, samples: np.ndarray, *, artifact: str = "artifact", index: int = 0) -> np.ndarray:
+    """float32 (N, C, H, W) samples -> the layout of the engine's input `index`: NHWC for a TFLite model that takes
     it, unchanged otherwise (ONNX takes NCHW; non-image inputs pass as they are)."""
-    samples = np.asarray(samples, np.float32)
-    if engine.kind != EngineKind.TFLITE or samples.ndim != 4:
+    if engine.kind != EngineKind.TFLITE or np.ndim(samples) != 4 or not np.issubdtype(samples.dtype, np.floating):
         return samples
-    shape = engine.input_specs()[0][1]
+    samples = np.asarray(samples, np.float32)
+    shape = engine.input_specs()[index][1]
     return to_artifact_layout(samples, artifact_shape=shape, nchw_shape=(1, *samples.shape[1:]), artifact=artifact)
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def _feed(engine, inputs: dict[str, np.ndarray], artifact: str) -> list[np.ndarray]:
+    """The engine's inputs in its own order: matched by name (exactly, then ignoring case and punctuation, which
+    TFLite's signature names drop), by position when names do not match."""
+    specs = engine.input_specs()
+    names = list(inputs)
+    if len(names) != len(specs):
+        from edgeport.errors import InputShapeError
+
+        raise InputShapeError(f"{artifact}: takes {len(specs)} inputs ({', '.join(s[0] for s in specs)}); "
+                              f"{len(names)} given ({', '.join(names)})")
+    by_key = {_key(n): n for n in names}
+    order = [n if n in inputs else by_key.get(_key(n)) for n, _, _ in specs]
+    if None in order or len(set(order)) != len(order):
+        order = names
+    return [artifact_inputs(engine, inputs[n], artifact=artifact, index=i) for i, n in enumerate(order)]
+
+
+def run_artifact_outputs(path: str | Path, inputs: dict[str, np.ndarray] | np.ndarray, *,
+                         output_layout: str = "nhwc") -> list[np.ndarray]:
+    """An .onnx or .tflite file on `inputs` ({input name: (N, ...)} in the model's order, or one float32
+    (N, C, H, W) image array) -> one float32 (N, ...) array per output, in the model's output order, 4-D outputs
+    NCHW. `output_layout`: the layout a TFLite artifact's 4-D outputs were written in (report.json
+    artifact_info.<artifact>.output_layout)."""
+    path = Path(path)
+    engine = open_engine(default_engine(path), path, threads=1)
+    if not isinstance(inputs, dict):
+        inputs = {engine.input_specs()[0][0]: inputs}
+    ys = run_batches(engine, _feed(engine, inputs, path.name))
+    if engine.kind == EngineKind.TFLITE and output_layout == "nhwc":
+        ys = [feature_maps_to_nchw(y) for y in ys]
+    return ys
 
 
 def run_artifact(path: str | Path, samples: np.ndarray) -> np.ndarray:
     """An .onnx or .tflite file on float32 (N, C, H, W) samples -> float32 (N, ...) of its first output, NCHW."""
-    path = Path(path)
-    engine = open_engine(default_engine(path), path, threads=1)
-    [y, *_] = run_batches(engine, [artifact_inputs(engine, samples, artifact=path.name)])
-    return feature_maps_to_nchw(y) if engine.kind == EngineKind.TFLITE else y
+    return run_artifact_outputs(path, samples)[0]
+
+
+def run_reference_outputs(module, inputs: dict[str, np.ndarray] | np.ndarray, *,
+                          batch: int = REFERENCE_BATCH) -> list[np.ndarray]:
+    """A torch nn.Module on {input name: (N, ...)} (positional, in the model's order) or one float32 (N, C, H, W)
+    array -> one float32 (N, ...) array per output."""
+    arrays = list(inputs.values()) if isinstance(inputs, dict) else [inputs]
+    engine = open_engine("torch", module, threads=None, input_shape=(1, *arrays[0].shape[1:]))
+    return run_batches(engine, arrays, batch=batch)
 
 
 def run_reference(module, samples: np.ndarray, *, batch: int = REFERENCE_BATCH) -> np.ndarray:
     """A torch nn.Module on float32 (N, C, H, W) samples -> float32 (N, ...) of its first output."""
-    engine = open_engine("torch", module, threads=None, input_shape=(1, *samples.shape[1:]))
-    [y, *_] = run_batches(engine, [samples], batch=batch)
-    return y
+    return run_reference_outputs(module, samples, batch=batch)[0]

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from edgeport.calibration.samples import SampleSet, Split
-from edgeport.calibration.sources import load_samples
+from edgeport.calibration.samples import InputSpec, SampleSet, Split
+from edgeport.calibration.sources import MissingInputs, load_samples
 from edgeport.errors import CalibrationError, EdgeportError
 from edgeport.export.checkpoint import rebuild_factory_source, resolve_source
-from edgeport.metrics import accuracy, parity_metrics
+from edgeport.export.onnx_inputs import image_input, model_input_specs
+from edgeport.metrics import accuracy
 from edgeport.models import ModelSpec, get_spec
 from edgeport.report import load_report
 
-from .artifacts import run_artifact, run_reference
+from .artifacts import run_artifact_outputs, run_reference_outputs
+from .outputs import OutputKind, combine, compare_outputs
 from .thresholds import ARTIFACT_ORDER, ARTIFACT_PRECISION, judge
 
 RANDOM_INIT_NOTES = (
@@ -38,15 +41,26 @@ RANDOM_INIT_NOTES = (
 )
 
 
+class Failure(NamedTuple):
+    """A missed threshold: the artifact, the metric, its value, the bound, and the output that missed it."""
+
+    artifact: str
+    metric: str
+    value: float
+    threshold: float
+    output: str | None = None
+
+
 @dataclass
 class ValidationResult:
-    """parity: artifact -> parity_metrics + thresholds, thresholds_enforced, precision, passed; thresholds: the
-    bounds each artifact was held to; failures: (artifact, metric, value, threshold) in order; samples: the
-    held-out set's description; accuracy / layers when computed; notes for the user."""
+    """parity: artifact -> the worst value of each parity metric over the model's outputs, `outputs` (one entry per
+    output: name, shape, kind, its metrics, passed), `worst_output`, thresholds, thresholds_enforced, precision,
+    passed (edgeport.validation.outputs); thresholds: the bounds each artifact was held to; failures: one Failure per
+    missed bound, in order; samples: the held-out set's description; accuracy / layers when computed; notes."""
 
     parity: dict[str, dict]
     thresholds: dict[str, dict[str, float]]
-    failures: list[tuple[str, str, float, float]]
+    failures: list[Failure]
     samples: dict
     accuracy: dict | None = None
     layers: dict | None = None
@@ -65,19 +79,29 @@ class ValidationResult:
 
 @dataclass
 class Reference:
-    """What the artifacts are compared with: the torch module (`name` "torch") or the exported ONNX ("onnx")."""
+    """What the artifacts are compared with: the torch module (`name` "torch") or the exported ONNX ("onnx").
+    `inputs`: the model's inputs (from the exported ONNX); `output_names`: its outputs, in order."""
 
     module: object | None
     spec: ModelSpec
     onnx_path: Path | None
     random_init: bool = False
+    inputs: list[InputSpec] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return "torch" if self.module is not None else "onnx"
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return run_reference(self.module, x) if self.module is not None else run_artifact(self.onnx_path, x)
+    @property
+    def image(self) -> InputSpec | None:
+        return image_input(self.inputs) if self.inputs else None
+
+    def run(self, x: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """{input name: (N, ...)} -> one float32 (N, ...) array per output (NCHW maps)."""
+        if self.module is not None:
+            return run_reference_outputs(self.module, x)
+        return run_artifact_outputs(self.onnx_path, x)
 
 
 def _rebuild_reference(report, *, trust: bool):
@@ -121,7 +145,14 @@ def load_reference(report, *, onnx_path: Path | None, trust: bool) -> Reference:
     if (module is None or random_init) and onnx_path is None:
         raise EdgeportError("the reference is the exported ONNX (random-init weights or an ONNX source), but "
                             "report.json lists no onnx artifact; run `edgeport export` into this folder again")
-    return Reference(module=None if random_init else module, spec=spec, onnx_path=onnx_path, random_init=random_init)
+    inputs, outputs = [], []
+    if onnx_path is not None:
+        import onnx
+
+        model = onnx.load(str(onnx_path), load_external_data=False)
+        inputs, outputs = model_input_specs(model), [o.name for o in model.graph.output]
+    return Reference(module=None if random_init else module, spec=spec, onnx_path=onnx_path, random_init=random_init,
+                     inputs=inputs, output_names=outputs)
 
 
 def _calibration_info(report) -> dict:
@@ -134,9 +165,11 @@ def _input_shape(report, spec) -> tuple[int, ...]:
 
 
 def choose_validation_samples(
-    report, *, spec, samples: str | None, num: int | None, seed: int | None, input_name: str = "input"
+    report, *, spec, samples: str | None, num: int | None, seed: int | None, input_name: str = "input",
+    other_inputs: list[InputSpec] = (),
 ) -> tuple[SampleSet, SampleSet | None]:
-    """(validation set, the calibration set it was checked against or None). Overlap -> CalibrationError."""
+    """(validation set, the calibration set it was checked against or None). Overlap -> CalibrationError. The
+    model's `other_inputs` come from the same .npz, else are seeded random data (calibration.sources)."""
     cal = _calibration_info(report)
     cal_source = cal.get("source")
     if samples is None:
@@ -145,7 +178,8 @@ def choose_validation_samples(
         seed = cal.get("seed") if cal.get("seed") is not None else 0
     shape = _input_shape(report, spec)
     held = load_samples(samples, model_spec=spec, input_shape=shape, input_name=input_name, split=Split.VALIDATION,
-                        num=num, seed=seed, labelled=True)
+                        num=num, seed=seed, labelled=True, other_inputs=other_inputs,
+                        missing_inputs=MissingInputs.RANDOM)
     calib = None
     if cal_source and cal.get("count"):
         try:
@@ -163,46 +197,85 @@ def choose_validation_samples(
     return held, calib
 
 
-def _compare_artifacts(artifacts: dict[str, Path], reference: Reference, ref: np.ndarray, x: np.ndarray,
-                       overrides: dict) -> tuple[dict, dict, list, dict]:
-    """Run every artifact (in ARTIFACT_ORDER; the reference is not compared with itself, its export-time check
-    stays in report.json) -> (parity, thresholds used, failures, outputs) per artifact."""
-    parity, used, failures, outputs = {}, {}, [], {}
-    for name in [a for a in ARTIFACT_ORDER if a in artifacts and not (reference.name == "onnx" and a == "onnx")]:
-        y = run_artifact(artifacts[name], x)
-        outputs[name] = y
-        m = parity_metrics(ref, y, reference_name=reference.name)
-        verdict = judge(name, m, tol=reference.spec.tolerances, overrides=overrides,
+def output_layout(report, artifact: str) -> str:
+    """The layout a TFLite artifact's 4-D outputs were written in: report.json artifact_info.<a>.output_layout;
+    exports from before that key had them in the input layout (`layout`)."""
+    info = (report.get("artifact_info") or {}).get(artifact) or {}
+    return str(info.get("output_layout") or info.get("layout") or "nhwc")
+
+
+def _judge_outputs(name: str, per_output: list[dict], *, reference: Reference,
+                   overrides: dict) -> tuple[dict, list[Failure]]:
+    """Every output held to the artifact's thresholds -> (the artifact's parity entry, its failures)."""
+    failures: list[Failure] = []
+    verdict = None
+    for out in per_output:
+        verdict = judge(name, out, tol=reference.spec.tolerances, overrides=overrides,
                         random_init=reference.random_init)
-        m["thresholds"] = verdict.thresholds
-        m["thresholds_enforced"] = verdict.enforced
-        m["precision"] = ARTIFACT_PRECISION[name]
-        failures += [(name, *f) for f in verdict.failures]
-        m["passed"] = not verdict.failures
-        parity[name] = m
-        used[name] = verdict.thresholds
+        out["passed"] = not verdict.failures
+        label = out["name"] if len(per_output) > 1 else None
+        failures += [Failure(name, metric, value, th, label) for metric, value, th in verdict.failures]
+    entry = combine(per_output)
+    entry.update(thresholds=verdict.thresholds, thresholds_enforced=verdict.enforced,
+                 precision=ARTIFACT_PRECISION[name], passed=not failures)
+    return entry, failures
+
+
+def _compare_artifacts(report, artifacts: dict[str, Path], reference: Reference, ref: list[np.ndarray],
+                       x: dict[str, np.ndarray], overrides: dict) -> tuple[dict, dict, list, dict]:
+    """Run every artifact (in ARTIFACT_ORDER; the reference is not compared with itself, its export-time check
+    stays in report.json) -> (parity, thresholds used, failures, outputs) per artifact. Every output is compared
+    (edgeport.validation.outputs)."""
+    parity, used, failures, outputs = {}, {}, [], {}
+    names = reference.output_names if len(reference.output_names) == len(ref) else [f"output_{i}" for i in
+                                                                                     range(len(ref))]
+    for name in [a for a in ARTIFACT_ORDER if a in artifacts and not (reference.name == "onnx" and a == "onnx")]:
+        ys = run_artifact_outputs(artifacts[name], x, output_layout=output_layout(report, name))
+        try:
+            per_output = compare_outputs(ref, ys, names=names, reference_name=reference.name)
+        except ValueError as exc:
+            raise EdgeportError(f"{name}: {exc}; the artifact does not match its reference",
+                                hint="re-run `edgeport export` into this folder") from None
+        outputs[name] = ys
+        parity[name], missed = _judge_outputs(name, per_output, reference=reference, overrides=overrides)
+        failures += missed
+        used[name] = parity[name]["thresholds"]
     return parity, used, failures, outputs
 
 
+def _class_output(ref: list[np.ndarray]) -> int | None:
+    """Index of the first output that is a class vector (labelled accuracy is measured on it), else None."""
+    from .outputs import output_kind
+
+    return next((i for i, y in enumerate(ref) if output_kind(y.shape) is OutputKind.CLASSES), None)
+
+
 def _labelled_accuracy(report, *, artifacts: dict[str, Path], reference: Reference, held: SampleSet,
-                       ref: np.ndarray, outputs: dict[str, np.ndarray], labels: str | None) -> dict | None:
-    """Accuracy of the reference and every compared artifact on labelled samples: the held-out set when it has
-    labels, else the `labels` folder (one subfolder per class). None when neither has labels."""
+                       ref: list[np.ndarray], outputs: dict[str, list[np.ndarray]],
+                       labels: str | None) -> dict | None:
+    """Accuracy of the reference and every compared artifact on labelled samples (the model's first class-vector
+    output): the held-out set when it has labels, else the `labels` folder (one subfolder per class). None when
+    neither has labels or no output is a class vector."""
+    idx = _class_output(ref)
     labelled = held
     if labels is not None:
         labelled = load_samples(labels, model_spec=reference.spec, input_shape=_input_shape(report, reference.spec),
-                                split=Split.VALIDATION, labelled=True)
+                                input_name=held.input_name, split=Split.VALIDATION, labelled=True,
+                                other_inputs=[i for i in reference.inputs if i.name != held.input_name],
+                                missing_inputs=MissingInputs.RANDOM)
         if labelled.labels is None:
             raise CalibrationError(f"--labels {labels}: no labels found (use one subfolder per class)")
-    if labelled.labels is None:
+    if labelled.labels is None or idx is None:
         return None
     if labelled is held:
-        rows = {reference.name: accuracy(ref, held.labels)}
-        rows.update({name: accuracy(y, held.labels) for name, y in outputs.items()})
+        rows = {reference.name: accuracy(ref[idx], held.labels)}
+        rows.update({name: accuracy(ys[idx], held.labels) for name, ys in outputs.items()})
     else:
-        lx = labelled.array()
-        rows = {reference.name: accuracy(reference.run(lx), labelled.labels)}
-        rows.update({name: accuracy(run_artifact(artifacts[name], lx), labelled.labels) for name in outputs})
+        lx = labelled.arrays()
+        rows = {reference.name: accuracy(reference.run(lx)[idx], labelled.labels)}
+        rows.update({name: accuracy(run_artifact_outputs(artifacts[name], lx,
+                                                         output_layout=output_layout(report, name))[idx],
+                                    labelled.labels) for name in outputs})
     base = rows[reference.name]
     return {"samples": labelled.info(), "reference": reference.name,
             "artifacts": {k: {"accuracy": v, "drop_points": round(100.0 * (base - v), 4)} for k, v in rows.items()}}
@@ -236,6 +309,16 @@ def _with_modules(onnx_path: Path, layers: dict) -> dict:
     return layers
 
 
+def _notes(reference: Reference, held: SampleSet, *, layers_skipped: bool) -> list[str]:
+    notes = list(RANDOM_INIT_NOTES) if reference.random_init else []
+    if held.extras_source == "random":
+        notes.append(f"inputs {', '.join(held.extras)}: seeded random data of their shape and dtype (fp32 parity "
+                     f"holds for any input); pass --samples FILE.npz keyed by input name to validate on real data")
+    if layers_skipped:
+        notes.append("--layers: per-layer attribution feeds one image input; skipped for this several-input model")
+    return notes
+
+
 def validate_dir(
     out_dir: str | Path,
     *,
@@ -251,7 +334,8 @@ def validate_dir(
 ) -> ValidationResult:
     """Validate every artifact in `out_dir` (see the module docstring). Returns the result; does not raise on
     missed thresholds (the CLI does); writes report.json when `save`. An artifact file that is missing or not the
-    one edgeport wrote (its sha256 differs from report.json) is refused (StaleArtifactError)."""
+    one edgeport wrote (its sha256 differs from report.json) is refused (StaleArtifactError). Several-input models:
+    the other inputs come from a `--samples` .npz keyed by input name, else seeded random data (noted)."""
     out = Path(out_dir)
     report = load_report(out)
     names = [n for n in report.artifact_names() if n in ARTIFACT_PRECISION]
@@ -259,22 +343,23 @@ def validate_dir(
         raise EdgeportError(f"{out}/report.json lists no artifacts; run `edgeport export` first")
     if layers and not {"tflite_int8", "onnx"} <= set(names):
         raise EdgeportError("--layers needs tflite_int8 and onnx artifacts in DIR")
-    inputs = (report.get("source") or {}).get("input_shapes") or {}
-    if len(inputs) > 1:
-        raise EdgeportError(f"validate feeds one image input; this model has {len(inputs)} "
-                            f"({', '.join(f'{k} {v}' for k, v in inputs.items())})",
-                            hint="compare several-input models with your own data and edgeport.runtime.engines")
     artifacts = {n: report.artifact_path(n) for n in names}
     reference = load_reference(report, onnx_path=artifacts.get("onnx"), trust=trust)
-    held, _ = choose_validation_samples(report, spec=reference.spec, samples=samples, num=num, seed=seed)
-    x = held.array()
+    image = reference.image
+    held, _ = choose_validation_samples(
+        report, spec=reference.spec, samples=samples, num=num, seed=seed,
+        input_name=image.name if image is not None else "input",
+        other_inputs=[i for i in reference.inputs if i is not image])
+    x = held.arrays()
     ref = reference.run(x)
-    parity, used, failures, outputs = _compare_artifacts(artifacts, reference, ref, x, thresholds or {})
+    parity, used, failures, outputs = _compare_artifacts(report, artifacts, reference, ref, x, thresholds or {})
     acc = _labelled_accuracy(report, artifacts=artifacts, reference=reference, held=held, ref=ref, outputs=outputs,
                              labels=labels)
+    layers_skipped = layers and bool(held.extras)
     result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
-                              layers=_layers(report, artifacts=artifacts, x=x, plot=layers_plot) if layers else None,
-                              notes=list(RANDOM_INIT_NOTES) if reference.random_init else [],
+                              layers=_layers(report, artifacts=artifacts, x=held.array(), plot=layers_plot)
+                              if layers and not layers_skipped else None,
+                              notes=_notes(reference, held, layers_skipped=layers_skipped),
                               random_weights=(report.get("source") or {}).get("name") if reference.random_init
                               else None)
     if save:

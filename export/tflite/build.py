@@ -84,16 +84,18 @@ def _channel_shuffles(graph: OnnxGraph) -> dict[str, tuple[tuple, int]]:
 
 
 def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayout.NHWC,
-                for_int8: bool = False) -> Lowered:
+                for_int8: bool = False, output_layout: InputLayout | str | None = None) -> Lowered:
     """Trace the ONNX graph into a TensorFlow concrete function.
 
     `for_int8`: the trace feeds the full-integer quantizer, so ops whose INT8 kernel XNNPACK does not run are
     written in an equivalent form it does run (HardSwish: see ops_elementwise.hard_swish).
 
     Inputs: 4-D ONNX inputs (N,C,H,W) become NHWC float32 inputs (N,H,W,C) unless `input_layout="nchw"`.
-    Outputs: a 4-D output leaves in the same layout as the inputs; other ranks in ONNX layout.
+    Outputs: a 4-D output leaves in `output_layout` (default: the input layout; NCHW costs one TRANSPOSE per 4-D
+    output, counted in `boundary_transposes`); other ranks in ONNX layout.
     """
     input_layout = InputLayout(input_layout)
+    output_layout = input_layout if output_layout is None else InputLayout(output_layout)
     graph = fuse_patterns(graph)
     check_supported(graph)
     in_shapes = {}
@@ -155,7 +157,7 @@ def lower_graph(graph: OnnxGraph, *, input_layout: InputLayout | str = InputLayo
             v = ctx.values[name]
             if not isinstance(v, Value):
                 v = Value(tf.constant(np.asarray(v)), identity(np.ndim(v)), tuple(np.shape(v)))
-            if v.rank == 4 and input_layout is InputLayout.NHWC:
+            if v.rank == 4 and output_layout is InputLayout.NHWC:
                 t = ctx.to_perm(v, NHWC)
                 perms[name] = NHWC
             else:

@@ -22,11 +22,13 @@ import tensorflow as tf
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.files import atomic_write_bytes
 
+from .act_scale_fold import fold_hard_activation_scales
 from .bias_correction import correct_biases
 from .build import InputLayout, Lowered, lower_graph
 from .calibrated import apply_calibration_method, quantize_calibrated
 from .graph import OnnxGraph
 from .lowerings import NHWC
+from .pad_unshare import unshare_conv_pads
 from .scale_unify import unify_same_scale_ranges
 from .shuffle import GroupedShuffleForm, PieceForm, remove_channel_shuffles_with_stats
 from .tensor_map import TensorOrigin, save_tensor_map, tensor_map_path
@@ -88,6 +90,7 @@ class ConversionResult:
     layout_transposes: int = 0
     boundary_transposes: int = 0
     calibration_samples: int = 0
+    output_layout: InputLayout = InputLayout.NHWC  # of the 4-D outputs
     bias_correction: dict | None = None
 
 
@@ -131,6 +134,9 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
     if n == 0:
         raise CalibrationError("calibration data is empty", hint="INT8 needs representative inputs")
 
+    # each input's dtype as traced (token ids stay int64; images are float32)
+    dtypes = [spec.dtype.as_numpy_dtype for spec in lowered.function.structured_input_signature[0]]
+
     def gen():
         for k, sample in enumerate(calibration):
             if limit is not None and k >= limit:
@@ -138,11 +144,11 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
             if not isinstance(sample, Mapping):
                 raise CalibrationError(f"calibration sample {k} is a {type(sample).__name__}, not a dict")
             row = []
-            for name in lowered.input_names:
+            for name, dtype in zip(lowered.input_names, dtypes):
                 if name not in sample:
                     raise CalibrationError(f"calibration sample {k} lacks input {name!r} "
                                            f"(has {sorted(sample)})")
-                arr = np.asarray(sample[name], np.float32)
+                arr = np.asarray(sample[name], dtype)
                 want = lowered.input_shapes[name]
                 if arr.ndim == 4 and input_layout is InputLayout.NHWC:
                     arr = arr.transpose(NHWC)
@@ -219,13 +225,44 @@ def op_histogram(tflite_path: str | os.PathLike) -> dict[str, int]:
 class XnnpackCoverage:
     """How ai-edge-litert's default XNNPACK delegate takes a model: `partitions` DELEGATE nodes; `complete` when one
     delegate runs the whole graph (it produces the model's outputs: a partition count alone misses a trailing op left
-    to the builtin kernels)."""
+    to the builtin kernels); `builtin_ops` {op name: count} of the ops XNNPACK left to TFLite's builtin kernels."""
 
     partitions: int
     complete: bool
+    builtin_ops: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        return "all" if self.complete else f"{self.partitions} partitions + builtin ops"
+        if self.complete:
+            return "all"
+        left = ", ".join(f"{op} x{n}" for op, n in self.builtin_ops.items())
+        return f"{self.partitions} partitions + builtin ops" + (f" ({left})" if left else "")
+
+
+def _builtin_ops(ops: list[dict], graph_outputs: set[int]) -> dict[str, int]:
+    """{op name: count} of the ops no DELEGATE node took. The interpreter lists every original op beside the DELEGATE
+    nodes; an op is delegated iff its outputs are inside a delegate: a tensor a delegate produces, or one consumed
+    only by delegated ops. So an op is builtin when it feeds a delegate or a graph output that no delegate produces,
+    or feeds a builtin op (a fixed point from the graph's ends)."""
+    delegates = [d for d in ops if d["op_name"] == "DELEGATE"]
+    real = [d for d in ops if d["op_name"] != "DELEGATE"]
+    produced = {int(t) for d in delegates for t in d["outputs"]}
+    ends = {int(t) for d in delegates for t in d["inputs"]} | graph_outputs
+    consumers: dict[int, list[int]] = {}
+    for op in real:
+        for t in op["inputs"]:
+            consumers.setdefault(int(t), []).append(op["index"])
+    builtin: set[int] = set()
+    grew = True
+    while grew:
+        grew = False
+        for op in real:
+            outs = {int(t) for t in op["outputs"]}
+            if op["index"] in builtin or outs & produced:
+                continue
+            if outs & ends or any(c in builtin for t in outs for c in consumers.get(t, ())):
+                builtin.add(op["index"])
+                grew = True
+    return dict(sorted(Counter(op["op_name"] for op in real if op["index"] in builtin).items()))
 
 
 def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
@@ -234,10 +271,12 @@ def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
 
     it = Interpreter(model_path=str(tflite_path), num_threads=1)
     it.allocate_tensors()  # raises for a model XNNPACK cannot prepare
-    delegates = [d for d in it._get_ops_details() if d["op_name"] == "DELEGATE"]
+    ops = it._get_ops_details()
+    delegates = [d for d in ops if d["op_name"] == "DELEGATE"]
     outputs = {d["index"] for d in it.get_output_details()}
     complete = len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs
-    return XnnpackCoverage(partitions=len(delegates), complete=complete)
+    return XnnpackCoverage(partitions=len(delegates), complete=complete,
+                           builtin_ops={} if complete else _builtin_ops(ops, outputs))
 
 
 def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
@@ -343,14 +382,18 @@ def _shuffle_pass(model: onnx.ModelProto, *, grouped_form, piece_form) -> tuple[
     return model, channel_perms, stats
 
 
-def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout) -> tuple[Lowered, Lowered]:
+def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout,
+               output_layout: InputLayout) -> tuple[Lowered, Lowered]:
     """(the float lowering, the one the INT8 model is traced from): the INT8 one is a second lowering only where an
-    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object."""
+    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object; it is traced from the graph with
+    the hard activations' 1/6 moved into the weights that read them (act_scale_fold.py)."""
     graph = OnnxGraph.from_model(model)
-    lowered = lower_graph(graph, input_layout=input_layout)
+    lowered = lower_graph(graph, input_layout=input_layout, output_layout=output_layout)
     lowered_int8 = lowered
     if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
-        lowered_int8 = lower_graph(graph, input_layout=input_layout, for_int8=True)
+        folded, _ = fold_hard_activation_scales(graph.model)
+        lowered_int8 = lower_graph(OnnxGraph.from_model(folded), input_layout=input_layout, for_int8=True,
+                                   output_layout=output_layout)
     return lowered, lowered_int8
 
 
@@ -436,11 +479,13 @@ def convert(
     grouped_shuffle_form: str = "transpose",
     shuffle_piece_form: str = "slices",
     on_stage: OnStage | None = None,
+    output_layout: InputLayout | str | None = None,
 ) -> ConversionResult:
     """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
 
     Inputs of the TFLite models: 4-D inputs NHWC float32 (or NCHW with `input_layout="nchw"`); int8/uint8 for
-    `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in the input layout.
+    `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in `output_layout` (nchw: the
+    source model's layout, one TRANSPOSE each; nhwc; default: the input layout).
     `calibration` (needed for int8): an iterable with len() of {input_name: float32 NCHW array (batch 1)}.
     `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
@@ -466,7 +511,8 @@ def convert(
         model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
                                                             piece_form=shuffle_piece_form)
         t = time.perf_counter()
-        lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout)
+        output_layout = input_layout if output_layout is None else InputLayout(output_layout)
+        lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout, output_layout=output_layout)
         lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
         timings["lower_s"] = time.perf_counter() - t
     timings["passes_s"] -= timings["lower_s"]
@@ -484,6 +530,9 @@ def convert(
                 lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
                 input_layout=input_layout, num=num)
 
+    if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
+        blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
+
     with _stage(on_stage, "write + tensor maps", timings, "write_s"):
         written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
                                    input_layout=input_layout)
@@ -495,4 +544,5 @@ def convert(
         float_tensors=written.float_tensors, tensor_map=written.tensor_maps, tensor_map_files=written.tensor_map_files,
         channel_permutations=channel_perms, shuffle_pass_applied=True, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
-        calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None)
+        calibration_samples=n_cal, bias_correction=bc_report.as_dict() if bc_report is not None else None,
+        output_layout=output_layout)
