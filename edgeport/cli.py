@@ -7,8 +7,10 @@ traceback (`--verbose` adds it)."""
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import traceback
+from pathlib import Path
 
 from edgeport import __version__, compare, export_cli, run_cli
 from edgeport.console import (EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED,  # noqa: F401
@@ -35,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in PARSERS:
         add(sub)
+    for choice in sub._choices_actions:  # `edgeport CMD --help` opens with the line `edgeport --help` lists
+        sp = sub.choices[choice.dest]
+        sp.description = sp.description or (choice.help[:1].upper() + choice.help[1:] + "." if choice.help else None)
     for sp in sub.choices.values():  # global flags are accepted after the subcommand too
         sp.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sp.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -44,13 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, run one command, and turn every way it can end into one line and a documented exit code."""
-    verbose = False
+    verbose, new_dirs, rc = False, [], EXIT_INTERNAL
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         verbose = args.verbose
         con = Console(quiet=args.quiet, verbose=args.verbose, json_mode=args.json)
-        return args.func(args, con)
+        new_dirs = missing_dirs(getattr(args, "out", None))
+        rc = args.func(args, con)
+        return rc
     except EdgeportError as exc:
         return _fail(f"edgeport: error: {exc}", exc.exit_code, verbose)
     except KeyboardInterrupt:
@@ -67,12 +74,38 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"edgeport: internal error{' in ' + command[0] if command else ''}: {type(exc).__name__}: "
                      f"{str(exc).splitlines()[0][:200] if str(exc) else ''} (a bug: please report it with the "
                      f"output of --verbose)", EXIT_INTERNAL, verbose)
+    finally:
+        if rc != EXIT_OK:  # a failed command leaves no empty folder it created (--out and its new parents)
+            remove_empty(new_dirs)
+
+
+def missing_dirs(out) -> list[Path]:
+    """The folders of `out` (a path or None) that do not exist yet, deepest first."""
+    if not out:
+        return []
+    missing, p = [], Path(out).absolute()
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_empty(dirs: list[Path]) -> None:
+    """rmdir each folder (deepest first) that exists and is empty; anything with a file in it stays."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty, or already gone
+            pass
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _fail(line: str, code: int, verbose: bool) -> int:
     if verbose:
         traceback.print_exc()
-    print(line, file=sys.stderr)
+    print(ANSI_ESCAPE.sub("", line), file=sys.stderr)  # torch's messages carry terminal colours
     return code
 
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from edgeport.errors import EdgeportError
-from edgeport.console import EXIT_OK, EXIT_TARGET_FAILED, plain, step_progress
+from edgeport.console import EXIT_OK, EXIT_TARGET_FAILED, plain, random_weights_line, step_progress
 from edgeport.files import atomic_write_bytes, atomic_write_text, check_out_dir, prepare_out_dir
 from edgeport.options import BenchOptions, ConvertOptions, DecisionOptions, SourceOptions, ValidateOptions
 from edgeport.recommend import AccuracyBar, Recommendation, candidates, decide
@@ -228,6 +228,9 @@ def cmd_compare(args, con) -> int:
                       _cell("top1_agreement", r["top1_agreement"]), _cell("accuracy", r["accuracy"]),
                       f"{r['p50_ms'] / (r['macs'] / 1e8):.3g}" if r.get("macs") else "-")
     con.print(table)
+    random = [name for name, d in dirs.items() if has_random_weights(d)]
+    if random:  # once, under the table whose agreement and accuracy columns it qualifies
+        con.print(f"[yellow]{plain(random_weights_line(random))}[/yellow]")
     con.print("[bold]recommendation[/bold] (fastest p50 whose accuracy checks pass"
               + (f"; bar: {_bar_text(bar)}" if _bar_text(bar) else "") + ")")
     for line in decision_text:
@@ -236,6 +239,12 @@ def cmd_compare(args, con) -> int:
     con.emit_json({"out": str(out), "rows": rows, "recommendation": decision.to_json(),
                    "files": {k: str(v) for k, v in paths.items()}})
     return EXIT_TARGET_FAILED if failed else EXIT_OK
+
+
+def has_random_weights(out_dir: Path) -> bool:
+    """DIR's model is a zoo model exported without a checkpoint."""
+    src = load_report(out_dir).get("source") or {}
+    return src.get("kind") == "zoo" and not src.get("checkpoint")
 
 
 def _bar_text(bar: AccuracyBar) -> str:

@@ -47,13 +47,42 @@ def plain(value) -> str:
     return escape(str(value))
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """`--help` shows each option's default: "(default: 1,2)" after its help, unless the help already names its
+    default or there is none to show (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+        shown = shown.replace("%", "%%")
+        if "%(default)s" in text:  # a list default reads as typed on the command line: fp32,int8
+            return text.replace("%(default)s", shown)
+        if ("default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == ()
+                or not action.option_strings or default == []):
+            return text
+        return f"{text} (default: {shown})"
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse with usage errors on one line (`edgeport: error: ...`, exit 2) instead of usage + message."""
+    """argparse with usage errors on one line (`edgeport: error: ...`, exit 2) instead of usage + message, and
+    `--help` that shows every option's default (DefaultsHelpFormatter)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         command = self.prog.removeprefix("edgeport").strip()
         where = f"{command}: " if command else ""
         self.exit(EXIT_BAD_INPUT, f"edgeport: error: {where}{message} (see `{self.prog} --help`)\n")
+
+
+def random_weights_line(models) -> str:
+    """The one sentence every command prints (once) when zoo models run without trained weights."""
+    names = ", ".join(models)
+    return (f"RANDOM weights: {names} (zoo, no --checkpoint): outputs, top-1 agreement, accuracy and INT8 numbers say "
+            f"nothing about a trained model; `edgeport models` lists the trained weights edgeport has")
 
 
 # ---- argument values: one comma-list parser, the typed lists built on it ----------------------------------------
@@ -89,8 +118,20 @@ def parse_shape(text: str) -> tuple[int, ...]:
 # ---- progress ---------------------------------------------------------------------------------------------------
 def step_progress(con: Console, total: int | None = None):
     """An `on_event(step, status, detail)` callback: a spinner while a step runs (terminals only), then one line per
-    step with its status and time, numbered [i/total]. `.close()` stops a spinner left running by an exception."""
-    state = {"status": None, "i": 0, "t0": None}
+    step with its status and time, numbered [i/total]. `.close()` stops a spinner left running by an exception.
+    `.stage(stage, status, detail)` reports a stage inside the running step (status "start" / "done"): the spinner
+    names it, and each finished stage gets an indented line with its time, so a long step is never silent."""
+    state = {"status": None, "i": 0, "t0": None, "step": ""}
+
+    def on_stage(stage: str, status: str, detail: str) -> None:
+        if con.quiet:
+            return
+        n = f"[{state['i']}/{total}]" if total else ""
+        if status == "start":
+            if state["status"] is not None:
+                state["status"].update(f"{n} [bold]{escape(state['step'])}[/bold] · {escape(stage)} ...")
+            return
+        con.print(f"{' ' * len(n)}   · {escape(f'{stage:<48}')} {escape(detail)}")
 
     def on_event(step: str, status: str, detail: str) -> None:
         if con.quiet:
@@ -98,6 +139,7 @@ def step_progress(con: Console, total: int | None = None):
         if status == "key":
             con.log(f"{step}: key {detail}")
             return
+        state["step"] = step
         if status == "start":
             state["i"] += 1
             n = f"[{state['i']}/{total}]" if total else ""
@@ -123,4 +165,5 @@ def step_progress(con: Console, total: int | None = None):
             state["status"] = None
 
     on_event.close = close
+    on_event.stage = on_stage
     return on_event

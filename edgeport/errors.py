@@ -91,3 +91,8 @@ class OutputDirError(EdgeportError):
 class ReportError(OutputDirError):
     """A report.json that is missing, corrupt, of another shape or a newer schema, or that lists an artifact that
     is missing or changed since edgeport wrote it."""
+
+
+class ArtifactError(EdgeportError):
+    """An artifact file that is not a valid model (corrupt, truncated) or that crashed the runtime loading it: bad
+    input (exit 2), named in the message; never reported as a device failure."""

@@ -1,7 +1,7 @@
 """`edgeport models` and `edgeport export`: the zoo table, and SOURCE -> verified ONNX (+ TFLite / ORT INT8)."""
 from __future__ import annotations
 
-from edgeport.console import EXIT_OK, Console, plain, step_progress
+from edgeport.console import EXIT_OK, Console, plain, random_weights_line, step_progress
 from edgeport.options import ConvertOptions, SourceOptions, add_source_argument
 from edgeport.report import Report, new_report
 
@@ -10,23 +10,33 @@ from edgeport.report import Report, new_report
 def cmd_models(args, con: Console) -> int:
     from rich.table import Table
 
+    from edgeport.calibration.trained import trained_weights
     from edgeport.export.zoo_stats import zoo_table
 
-    rows = zoo_table(family=args.family)
+    trained = trained_weights()
+    rows = [{**r, "trained_weights": (lambda w: w and {"data": w.data, "checkpoint": w.checkpoint,
+                                                       "accuracy": w.accuracy})(trained.get(r["name"]))}
+            for r in zoo_table(family=args.family)]
     if con.json_mode:
         con.emit_json(rows)
         return EXIT_OK
     table = Table(title=f"edgeport zoo: {len(rows)} models")
-    for col in ("name", "family", "input", "params", "MACs", "paper MACs", "Δ MACs"):
-        table.add_column(col, justify="right" if col not in ("name", "family") else "left")
+    for col in ("name", "family", "input", "params", "MACs", "paper MACs", "Δ MACs", "weights"):
+        table.add_column(col, justify="right" if col not in ("name", "family", "weights") else "left")
     for r in rows:
         pub = r["published_macs"]
         delta = f"{(r['macs'] / pub - 1) * 100:+.1f}%" if pub else "-"
+        w = trained.get(r["name"])
         table.add_row(
             r["name"], r["family"], "x".join(map(str, r["input_shape"])), f"{r['params']:,}",
             f"{r['macs'] / 1e6:,.1f}M", f"{pub / 1e6:,.1f}M" if pub else "-", delta,
+            f"[green]{plain(w.label)}[/green]" if w else "[dim]random[/dim]",
         )
     con.print(table)
+    con.print("weights: without --checkpoint every zoo model has random weights (its numbers say nothing about a "
+              "trained model); trained ones edgeport has:")
+    for w in (trained[r["name"]] for r in rows if r["name"] in trained):
+        con.print(f"  {plain(w.model)}: {plain(w.label)}; {plain(w.usage)}")
     return EXIT_OK
 
 
@@ -59,9 +69,7 @@ def cmd_export(args, con: Console) -> int:
         source = resolve_from_options(src_opts)
         con.log(f"source: {source.kind} {source.name}")
         if str(source.kind) == "zoo" and source.checkpoint is None:
-            con.print(f"[yellow]note:[/yellow] {plain(source.name)} has random weights (no --checkpoint): the artifacts "
-                      f"compute what random weights compute; accuracy and INT8 agreement say nothing about a trained "
-                      f"model")
+            con.print(f"[yellow]{plain(random_weights_line([source.name]))}[/yellow]")
         if conv.precisions:  # bad precisions, unsupported ops and unusable calibration data fail before model.onnx
             from edgeport.run import preflight_conversion
 
@@ -71,7 +79,7 @@ def cmd_export(args, con: Console) -> int:
             report = new_report(out)
             progress("export: torch -> verified ONNX", "start", "")
             exported = export_step(source=source, out_dir=out, exporter=src_opts.exporter, opset=src_opts.opset,
-                                   dynamic_batch=args.dynamic_batch)
+                                   dynamic_batch=args.dynamic_batch, on_stage=progress.stage)
             report.apply(exported).save()
             progress("export: torch -> verified ONNX", "done", f"{exported.seconds:.1f}s")
             if conv.precisions:
@@ -79,7 +87,8 @@ def cmd_export(args, con: Console) -> int:
 
                 step = f"convert: {', '.join(conv.precisions)}"
                 progress(step, "start", "")
-                converted = tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con)
+                converted = tflite_step(onnx_path=exported.onnx_path, source=source, options=conv, console=con,
+                                        on_stage=progress.stage)
                 report.apply(converted).save()
                 progress(step, "done", f"{sum(converted.conversion.values()):.1f}s")
     finally:

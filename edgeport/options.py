@@ -116,7 +116,8 @@ class SourceOptions(_Options):
     # (input name, dims) pairs from `--input-shape NAME=DIMS`
     input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
     trust: bool = field(default=False, metadata={"cli": _flag(
-        "--trust-checkpoint", action="store_true", help="allow checkpoints that need arbitrary code to unpickle")})
+        "--trust-checkpoint", action="store_true",
+        help="allow checkpoints that carry code: pickled modules, TorchScript archives")})
     exporter: str = field(default="dynamo", metadata={"cli": _flag(
         "--exporter", choices=EXPORTERS, help="torch ONNX exporter")})
     opset: int = field(default=18, metadata={"cli": _flag("--opset", type=int, help="ONNX opset")})

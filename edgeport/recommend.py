@@ -279,13 +279,17 @@ def check_of(artifact: str, parity: Mapping[str, Mapping]) -> Check:
 
 def candidates(sections: Mapping[str, Any], *, model: str | None = None,
                bar: AccuracyBar = AccuracyBar()) -> list[Candidate]:
-    """Every timed latency entry of one report as a Candidate (its check decided by `parity` and `bar`)."""
+    """The latest timed latency entry of each configuration (target x artifact x engine x threads) of one report as a
+    Candidate (its check decided by `parity` and `bar`). `latency` is appended in time order, so a later `bench` of
+    the same configuration replaces the earlier measurement here instead of competing with it."""
     parity = sections.get("parity") or {}
     acc = (sections.get("accuracy") or {}).get("artifacts") or {}
-    out = []
+    latest: dict[tuple, Mapping] = {}
     for e in sections.get("latency") or []:
-        if e.get(STATISTIC) is None:
-            continue
+        if e.get(STATISTIC) is not None:
+            latest[(e.get("target"), e.get("artifact"), e.get("engine"), int(e.get("threads") or 1))] = e
+    out = []
+    for e in latest.values():
         art = e["artifact"]
         agreement = (parity.get(art) or {}).get("top1_agreement")
         accuracy = (acc.get(art) or {}).get("accuracy")
@@ -335,5 +339,24 @@ def recommend(sections: Mapping[str, Any], *, bar: AccuracyBar = AccuracyBar()) 
     return decide(candidates(sections, bar=bar), bar=bar)
 
 
+def refresh_recommendation(out_dir) -> Recommendation | None:
+    """Recompute DIR/report.json's `recommendation` from its current sections, with the accuracy bar it was made
+    with, after a standalone `bench` or `validate` changed the latency or parity it was made from (a stale one would
+    name a configuration the new numbers no longer favour). None when the report has none (only `run` makes one)."""
+    from edgeport.report import load_report
+
+    rep = load_report(out_dir)
+    old = rep.get("recommendation")
+    if not isinstance(old, dict):
+        return None
+    saved = old.get("bar") if isinstance(old.get("bar"), dict) else {}
+    bar = AccuracyBar(min_agreement=saved.get("min_agreement"), min_accuracy=saved.get("min_accuracy"))
+    decision = recommend(rep.data, bar=bar)
+    if decision.to_json() != old:
+        rep.apply(decision).save()
+    return decision
+
+
 __all__ = ["STATISTIC", "AccuracyBar", "Candidate", "Check", "Int8Slower", "Recommendation", "TargetChoice",
-           "candidates", "check_of", "decide", "float_counterpart", "int8_slower", "missed_thresholds", "recommend"]
+           "candidates", "check_of", "decide", "float_counterpart", "int8_slower", "missed_thresholds", "recommend",
+           "refresh_recommendation"]

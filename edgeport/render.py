@@ -139,28 +139,30 @@ def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = Non
     configs = list(dict.fromkeys((e["target"], e["threads"]) for e, _, _ in points))
     arts = list(dict.fromkeys(e["artifact"] for e, _, _ in points))
     xmax = max(e["p50_ms"] for e, _, _ in points)
-    for i, (e, y1, y2) in enumerate(sorted(points, key=lambda p: p[0]["p50_ms"])):
+    labelled: dict = {ax1: [], ax2: []}
+    for e, y1, y2 in sorted(points, key=lambda p: p[0]["p50_ms"]):
         m = markers[configs.index((e["target"], e["threads"])) % len(markers)]
         c = artifact_color(e["artifact"], arts.index(e["artifact"]))
         for ax, y in ((ax1, y1), (ax2, y2)):
             if y is None or y == float("inf"):
                 continue
             yy = 100 * y if ax is ax1 else y
-            ax.scatter([e["p50_ms"]], [yy], marker=m, s=55, color=c, edgecolor="#222", linewidth=0.5, zorder=3)
-            right = e["p50_ms"] > 0.75 * xmax  # labels of the slowest points go left, alternating up/down
-            ax.annotate(e["artifact"], (e["p50_ms"], yy), textcoords="offset points", fontsize=7,
-                        xytext=(-6 if right else 6, 6 if i % 2 == 0 else -12), ha="right" if right else "left")
+            ax.scatter([e["p50_ms"]], [yy], marker=m, s=55, color=c, edgecolor="#222", linewidth=0.5, zorder=3,
+                       clip_on=False)
+            labelled[ax].append((e["p50_ms"], yy, e["artifact"] + (f" · {e['threads']}T" if len(configs) > 1 else "")))
     ax1.set_ylabel("accuracy on labelled held-out samples (%)" if acc else "top-1 agreement with torch (%)")
     ax2.set_ylabel("SQNR vs torch logits (dB)")
     for ax in (ax1, ax2):
         ax.set_xlabel("p50 latency (ms)")
         ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, xmax * 1.2)  # room right of the slowest point for its label; no point on the frame
     y1s = [100 * y for _, y, _ in points if y is not None]
     if y1s:
-        pad = max(1.0, 0.3 * (max(y1s) - min(y1s)))
-        ax1.set_ylim(max(0.0, min(y1s) - pad), min(101.0, max(y1s) + pad))
-    ax2.margins(y=0.15)
+        pad = max(2.0, 0.3 * (max(y1s) - min(y1s)))
+        ax1.set_ylim(max(0.0, min(y1s) - pad), max(y1s) + pad)
+        ax1.set_yticks([t for t in ax1.get_yticks() if max(0.0, min(y1s) - pad) <= t <= 100])  # no "105 %"
+        ax1.set_ylim(max(0.0, min(y1s) - pad), max(y1s) + pad)
+    ax2.margins(y=0.2)
     if len(configs) > 1:
         from matplotlib.lines import Line2D
 
@@ -169,7 +171,52 @@ def plot_tradeoff(parity: dict, latency: list[dict], accuracy: dict | None = Non
     fig.suptitle(("Accuracy" if acc else "Agreement with torch") + " and SQNR vs latency (up and left is better)",
                  fontsize=10)
     fig.tight_layout()
+    for ax, items in labelled.items():
+        place_labels(ax, items)
     return png_bytes(fig)
+
+
+LABEL_OFFSETS = [(7, 5), (7, -11), (-7, 5), (-7, -11), (7, 15), (-7, 15), (7, -21), (-7, -21), (0, 24), (0, -30),
+                 (14, 30), (-14, 30), (14, -36), (-14, -36)]  # points from the marker: nearest first
+
+
+def place_labels(ax, items: list[tuple[float, float, str]], *, fontsize: float = 7) -> None:
+    """Label each (x, y, text) point next to itself without overprinting another label or a marker and without
+    leaving the axes: candidate offsets nearest first, measured with the renderer; a label set off further than
+    the first ring gets a thin leader line to its point. Call after the axes' limits and layout are final."""
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    marker_r = 5 * fig.dpi / 72
+    taken = [Bbox.from_bounds(px - marker_r, py - marker_r, 2 * marker_r, 2 * marker_r)
+             for px, py in (ax.transData.transform((x, y)) for x, y, _ in items)]
+    for x, y, text in items:
+        best = None
+        for k, (dx, dy) in enumerate(LABEL_OFFSETS):
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom")
+            box = ann.get_window_extent(renderer)
+            cost = sum(box.overlaps(t) for t in taken) + (0 if frame.contains(box.x0, box.y0) and
+                                                          frame.contains(box.x1, box.y1) else 10)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, box, k)
+            else:
+                ann.remove()
+            if cost == 0:
+                break
+        _, ann, box, k = best
+        if k >= 4:
+            ann.remove()
+            dx, dy = LABEL_OFFSETS[k]
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom",
+                              arrowprops={"arrowstyle": "-", "color": "#888", "linewidth": 0.5, "shrinkA": 0,
+                                          "shrinkB": 4})
+        taken.append(box)
 
 
 def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes | None:
@@ -188,24 +235,37 @@ def plot_layers(layers: dict | None, threshold_db: float | None = None) -> bytes
         ax.scatter([xs[i] for i in sel], [ys[i] for i in sel], s=14, color=f"C{k_i % 10}", label=kind, zorder=3)
     worst = sorted(sorted(range(len(ys)), key=lambda i: ys[i])[:3], key=lambda i: xs[i])
     span = (max(xs) - min(xs)) or 1
-    for rank, i in enumerate(worst):
-        right = xs[i] > min(xs) + 0.6 * span
-        ax.annotate(f"{rows[i].get('node') or rows[i].get('onnx_tensor', '?')} ({ys[i]:.1f} dB)", (xs[i], ys[i]),
-                    fontsize=7, textcoords="offset points", xytext=(-30 if right else 30, -16 - 14 * rank),
-                    ha="right" if right else "left", color="#C0392B",
-                    arrowprops={"arrowstyle": "-", "color": "#C0392B", "linewidth": 0.6})
+    bounds = ys + ([threshold_db] if threshold_db is not None else [])
+    low, high = min(bounds), max(bounds)
+    ax.set_ylim(low - 0.55 * ((high - low) or 1), high + 0.25 * ((high - low) or 1))  # a label band inside, below
+    for rank, i in enumerate(worst):  # labels in that band (axes fraction 0.08-0.30), never on the frame
+        right = xs[i] > min(xs) + 0.5 * span  # a label runs toward the middle (the lowest for the leftmost point)
+        ax.annotate(f"{layer_name(rows[i])} ({ys[i]:.1f} dB)", (xs[i], ys[i]), fontsize=7,
+                    textcoords=("data", "axes fraction"), xytext=(xs[i] + (-0.04 if right else 0.04) * span,
+                                                                 0.08 + 0.09 * rank),
+                    ha="right" if right else "left", va="bottom", color="#C0392B",
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
+                    arrowprops={"arrowstyle": "-", "color": "#C0392B", "linewidth": 0.6, "shrinkB": 3,
+                                "relpos": (1.0, 0.5) if right else (0.0, 0.5)})  # from the label's near end
     if threshold_db is not None:
         ax.axhline(threshold_db, color="#E45756", linestyle="--", linewidth=0.8)
         ax.text(xs[0], threshold_db, f" threshold on the INT8 output: {threshold_db:g} dB", fontsize=7, color="#E45756",
                 va="top")
     ax.set_xlabel("depth (ONNX node index, input → output)")
     ax.set_ylabel("SQNR INT8 vs float (dB)")
-    ax.set_title(f"Per-layer INT8 error: {len(rows)} layers on {(layers or {}).get('n_samples', '?')} samples",
-                 fontsize=10)
+    n, of = (layers or {}).get("n_samples", "?"), (layers or {}).get("n_validation_samples")
+    ax.set_title(f"Per-layer INT8 error of {(layers or {}).get('artifact', 'tflite_int8')} vs the float ONNX model: "
+                 f"{len(rows)} layers, {n} samples" + (f" (the first {n} of the {of} validation samples)"
+                                                      if of and of != n else ""), fontsize=10)
     ax.legend(fontsize=7, ncol=min(6, len(kinds)), loc="upper right")
-    ax.margins(y=0.25)
     ax.grid(alpha=0.3)
     return png_bytes(fig)
+
+
+def layer_name(row: dict) -> str:
+    """A layer as a user knows it: the torch module path where the export recorded it, else the ONNX node."""
+    node = row.get("node") or row.get("onnx_tensor", "?")
+    return f"{row['module']} ({node})" if row.get("module") else node
 
 
 def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
@@ -330,7 +390,9 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
     lat = data.get("latency") or []
     if lat:
         tables.append(("Latency", *latency_rows(lat)))
-    dp = data.get("device_parity") or []
+    # `local` runs the runner on this machine: its "device parity" compares the machine with itself (a check of the
+    # runner process, shown by `bench`), so the report lists real targets only
+    dp = [p for p in data.get("device_parity") or [] if p.get("target") != "local"]
     if dp:
         tables.append(("Device parity (target outputs vs this machine, same artifact)",
                        ["target", "artifact", "engine", "cosine_min", "max_abs", "top1_agreement", "ok"],
@@ -350,9 +412,9 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
                        gpu))
     worst = (data.get("layers") or {}).get("worst") or []
     if worst:
-        tables.append(("Worst INT8 layers", ["depth", "onnx node", "op", "onnx tensor", "sqnr_db"],
-                       [[_fmt(w.get("depth")), _fmt(w.get("node")), _fmt(w.get("op_type")), _fmt(w.get("onnx_tensor")),
-                         _fmt(w.get("sqnr_db"))] for w in worst]))
+        tables.append(("Worst INT8 layers", ["depth", "torch module", "onnx node", "op", "onnx tensor", "sqnr_db"],
+                       [[_fmt(w.get("depth")), _fmt(w.get("module") or "-"), _fmt(w.get("node")),
+                         _fmt(w.get("op_type")), _fmt(w.get("onnx_tensor")), _fmt(w.get("sqnr_db"))] for w in worst]))
     steps = data.get("steps") or {}
     if steps:
         tables.append(("Steps", ["step", "seconds", "finished", "key"],
@@ -425,6 +487,7 @@ tr:nth-child(even) td{background:#fafafa}
 img.plot{max-width:100%;border:1px solid #eee;margin:6px 0 12px;display:block}
 .fail{background:#fdecea;border:1px solid #E45756;padding:8px 12px;margin:12px 0;font-size:13px}
 .ok{color:#2e7d32}pre{font-size:11px;max-height:400px;overflow:auto;background:#f7f7f7;padding:8px}
+#recommendation{white-space:pre-wrap}
 """
 
 

@@ -278,7 +278,8 @@ def _export_step(runner: Runner, plan: RunPlan) -> str:
 
     def export() -> list[str]:
         rep = _clear_sections(out, EXPORT_SECTIONS)
-        result = export_step(source=src, out_dir=out, exporter=plan.exporter, opset=plan.opset)
+        result = export_step(source=src, out_dir=out, exporter=plan.exporter, opset=plan.opset,
+                             on_stage=getattr(runner.on_event, "stage", None))
         rep.apply(result).save()
         return [result.artifact.file]
 
@@ -301,7 +302,7 @@ def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
     def do_convert() -> list[str]:
         rep = _clear_sections(out, CONVERT_SECTIONS, keep_artifacts=(ArtifactKind.ONNX.value,))
         result = tflite_step(onnx_path=rep.artifact_path(ArtifactKind.ONNX), source=plan.src, options=conv,
-                             console=console)
+                             console=console, on_stage=getattr(runner.on_event, "stage", None))
         rep.apply(result).save()
         return [f for e in result.artifacts.values() for f in (e.file, e.tensor_map and e.tensor_map.file) if f]
 
@@ -318,8 +319,9 @@ def _validate_step(runner: Runner, plan: RunPlan, k_convert: str) -> None:
 
     def validate() -> list[str]:
         with captured_native_output():
-            validate_dir(out, num=plan.validate.num_validation, layers=do_layers, trust=plan.trust, save=True)
-        return ["layers_sqnr.png"] if (out / "layers_sqnr.png").is_file() and do_layers else []
+            validate_dir(out, num=plan.validate.num_validation, layers=do_layers, trust=plan.trust, save=True,
+                         layers_plot=False)  # the report draws its own per-layer plot
+        return []
 
     runner.step("validate", key, validate,
                 check=lambda d: bool(d.get("parity")) and (not do_layers or bool(d.get("layers"))))

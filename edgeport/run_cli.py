@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edgeport.console import EXIT_CHECK_FAILED, EXIT_OK, EXIT_TARGET_FAILED, plain, step_progress
+from edgeport.console import EXIT_CHECK_FAILED, EXIT_OK, EXIT_TARGET_FAILED, plain, random_weights_line, step_progress
 from edgeport.metrics import passes
 from edgeport.options import (BenchOptions, ConvertOptions, SourceOptions, ValidateOptions,
                               add_source_argument)
@@ -73,6 +73,9 @@ def cmd_run(args, con) -> int:
     seconds = time.perf_counter() - t0
     con.print(summary_table(report, f"{plain(report.get('model', {}).get('name'))}: {plain(out)}",
                             width=con.rich.width))
+    src = report.get("source") or {}
+    if src.get("kind") == "zoo" and not src.get("checkpoint"):  # once, under the table it qualifies
+        con.print(f"[yellow]{plain(random_weights_line([src.get('name')]))}[/yellow]")
     failures = report.get("failures", {})
     for step, msg in failures.items():
         con.print(f"[red]{plain(step)} failed:[/red] {plain(msg)}")

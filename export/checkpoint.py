@@ -9,7 +9,10 @@ SOURCE is one of
 - a TorchScript archive or a pickled full module given as `--checkpoint` for a zoo name or as SOURCE itself.
 
 Checkpoints are read with `torch.load(weights_only=True)`. A file that needs arbitrary code to unpickle (a pickled
-full module) is refused unless the caller opts in with `trust=True` (`--trust-checkpoint`).
+full module) is refused unless the caller opts in with `trust=True` (`--trust-checkpoint`). So is a TorchScript
+archive: `torch.jit.load` compiles and runs the TorchScript code stored in the file (its methods, and `__setstate__`
+of scripted classes while loading), and TorchScript reaches every registered torch operator, file I/O included;
+it is not arbitrary Python, but it is code from the file, so it needs the same opt-in.
 """
 from __future__ import annotations
 
@@ -128,11 +131,15 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def read_checkpoint(path: str | os.PathLike, *, trust: bool = False) -> dict | nn.Module:
-    """Read a checkpoint file: a state dict (possibly nested), a TorchScript archive, or (trusted) a pickled module."""
+    """Read a checkpoint file: a state dict (possibly nested), or (with `trust`) a TorchScript archive or a pickled
+    module."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
     if _is_torchscript(path):
+        if not trust:
+            raise CheckpointError(f"{path} is a TorchScript archive, and loading it runs the TorchScript code inside "
+                                  f"it; refusing", hint="if you trust this file, pass --trust-checkpoint")
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:

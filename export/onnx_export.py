@@ -7,6 +7,7 @@ dynamo emits one Split. Both are available (`Exporter`); neither silently falls 
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import enum
 import io
@@ -152,14 +153,57 @@ def export_onnx(
                 hint=f"try --exporter {other}",
             ) from exc
         onnx_model = onnx.load(str(raw))
+    modules = tensor_modules(onnx_model)
     if simplify:
         onnx_model = simplify_onnx(onnx_model)
+    attach_modules(onnx_model, modules)
     try:
         onnx.checker.check_model(onnx_model, full_check=True)
     except Exception as exc:
         raise ExportError(f"exported ONNX fails onnx.checker: {exc}") from exc
     _atomic_save(onnx_model, path)
     return onnx_model
+
+
+MODULE_KEY = "edgeport.module"  # node metadata: the torch module path (`features.3.conv`) the node came from
+_NAME_SCOPES = "pkg.torch.onnx.name_scopes"  # what the dynamo exporter records per node
+
+
+def _module_of(node: onnx.NodeProto) -> str | None:
+    """The torch module path of a raw exporter node: the dynamo exporter's name scopes (the last-but-one entry), or
+    the legacy exporter's node name (`/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`)."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    if _NAME_SCOPES in meta:
+        try:
+            scopes = [s for s in ast.literal_eval(meta[_NAME_SCOPES]) if s]
+        except (ValueError, SyntaxError):
+            return None
+        return scopes[-2] if len(scopes) >= 2 else None
+    if node.name.startswith("/") and node.name.count("/") >= 2:
+        path = ""
+        for part in node.name.strip("/").split("/")[:-1]:
+            path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        return path or None
+    return None
+
+
+def tensor_modules(model: onnx.ModelProto) -> dict[str, str]:
+    """Output tensor name -> torch module path, for every node of a raw export that records one."""
+    return {out: mod for node in model.graph.node if (mod := _module_of(node)) for out in node.output}
+
+
+def attach_modules(model: onnx.ModelProto, modules: dict[str, str]) -> None:
+    """Record on each node of the (simplified) model the module path of the tensor it produces (`MODULE_KEY`):
+    node names such as `node_Conv_828` mean nothing to the user, `_blocks.5._bn2` does."""
+    for node in model.graph.node:
+        mod = next((modules[o] for o in node.output if o in modules), None)
+        if mod and not any(p.key == MODULE_KEY for p in node.metadata_props):
+            node.metadata_props.add(key=MODULE_KEY, value=mod)
+
+
+def node_modules(model: onnx.ModelProto) -> dict[str, str]:
+    """Node name -> torch module path, as `export_onnx` recorded it (empty for ONNX files from elsewhere)."""
+    return {n.name: p.value for n in model.graph.node for p in n.metadata_props if p.key == MODULE_KEY}
 
 
 def simplify_onnx(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -1,6 +1,7 @@
 """The export step: a resolved source -> DIR/model.onnx (verified against torch on ONNX Runtime) -> ExportResult."""
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import tempfile
@@ -81,9 +82,11 @@ def export_step(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
     n_verify: int = 4,
+    on_stage=None,
 ) -> ExportResult:
     """Write DIR/model.onnx; return what report.json `source`, `model`, `artifacts.onnx`, `ops.onnx`,
-    `parity.onnx` hold (the caller writes the report from the result).
+    `parity.onnx` hold (the caller writes the report from the result). `on_stage(stage, status, detail)` hears
+    each stage start ("start") and end ("done", its elapsed time): progress for the terminal.
 
     The ONNX file is exported and verified in a staging directory and moved into DIR only when verification passes,
     so a failure leaves no model.onnx behind.
@@ -95,16 +98,19 @@ def export_step(
     with tempfile.TemporaryDirectory(dir=out, prefix=".stage-") as stage:
         staged = Path(stage) / ONNX_NAME
         if source.onnx_path is not None:
-            model = simplify_onnx(source.onnx_model())
-            onnx.save(model, str(staged))
+            with _stage(on_stage, "simplify (onnxsim)"):
+                model = simplify_onnx(source.onnx_model())
+                onnx.save(model, str(staged))
             verification = None
         else:
-            model, exporter, exporter_note = _export_torch(source, path=staged, opset=opset, exporter=exporter,
-                                                           dynamic_batch=dynamic_batch)
-            verification = verify_onnx(
-                source.module, onnx_path=staged, inputs=verification_inputs(spec, n=n_verify),
-                rel_tol=spec.tolerances.fp32_rel, min_cosine=spec.tolerances.fp32_cosine,
-            )
+            with _stage(on_stage, f"torch -> ONNX ({Exporter(exporter)} exporter) + simplify"):
+                model, exporter, exporter_note = _export_torch(source, path=staged, opset=opset, exporter=exporter,
+                                                               dynamic_batch=dynamic_batch)
+            with _stage(on_stage, f"verify ONNX Runtime vs torch ({n_verify} samples)"):
+                verification = verify_onnx(
+                    source.module, onnx_path=staged, inputs=verification_inputs(spec, n=n_verify),
+                    rel_tol=spec.tolerances.fp32_rel, min_cosine=spec.tolerances.fp32_cosine,
+                )
         seconds = time.perf_counter() - t0
         macs = count_macs(_static_copy(model, spec)) if dynamic_batch else count_macs(model)
         shutil.move(str(staged), str(out / ONNX_NAME))
@@ -127,6 +133,17 @@ def export_step(
     return ExportResult(source=source.report(), model=model_info,
                         artifact=ArtifactEntry.written(out, ArtifactKind.ONNX, ONNX_NAME), info=info,
                         ops=op_histogram_onnx(model), seconds=seconds, parity=parity, out_dir=out)
+
+
+@contextlib.contextmanager
+def _stage(on_stage, name: str):
+    """Tell `on_stage` (when given) that stage `name` starts, and when it ends, how long it took."""
+    t = time.perf_counter()
+    if on_stage is not None:
+        on_stage(name, "start", "")
+    yield
+    if on_stage is not None:
+        on_stage(name, "done", f"{time.perf_counter() - t:.1f}s")
 
 
 def _opset(model: onnx.ModelProto) -> int:

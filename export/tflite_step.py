@@ -4,9 +4,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from edgeport.export.checkpoint import LoadedSource
-from edgeport.native import captured_native_output
+from edgeport.native import captured_native_output, passthrough
 from edgeport.options import ConvertOptions
 from edgeport.report import ArtifactEntry, ArtifactKind
 
@@ -33,10 +34,12 @@ class ConvertStepResult:
 
 
 def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: ConvertOptions,
-                calibration_seed: int | None = None, console=None) -> ConvertStepResult:
+                calibration_seed: int | None = None, console=None,
+                on_stage: Callable[[str, str, str], None] | None = None) -> ConvertStepResult:
     """Convert `onnx_path` (DIR/model.onnx, written by the export step) to `model_<precision>.tflite` in the same
     folder for each precision; with int8, also `model_int8.onnx` (QDQ, static calibration). Calibration samples come
-    from the calibration split of `options.calibration`, preprocessed by the model's spec."""
+    from the calibration split of `options.calibration`, preprocessed by the model's spec. `on_stage(stage, status,
+    detail)` hears each stage start ("start") and end ("done", its elapsed time): progress for the terminal."""
     from edgeport.calibration import DEFAULT_SEED, CalibrationMethod
     from edgeport.export.tflite import Precision, convert
     from edgeport.export.tflite.convert import ort_calibration_method, tflite_calibration_method
@@ -47,8 +50,12 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     precs = [Precision(p) for p in options.precisions]
     calib = None
     seed = DEFAULT_SEED if calibration_seed is None else calibration_seed
+    stage = _announcer(on_stage)
     if Precision.INT8 in precs:
+        t = time.perf_counter()
+        stage("calibration samples", "start", "")
         calib = calibration_samples(onnx_path, source=source, options=options, seed=seed)
+        stage(f"calibration samples ({len(calib)})", "done", f"{time.perf_counter() - t:.1f}s")
         if console is not None:
             console.log(f"calibration: {calib!r}")
     method = CalibrationMethod(options.calibration_method)
@@ -57,7 +64,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=options.io_dtype,
                          input_layout=options.input_layout, calibration_method=tfl_method.value,
                          shuffle_piece_form=options.shuffle_piece_form, output_layout=options.output_layout,
-                         bias_correction=options.bias_correction, equalize=options.equalize)
+                         bias_correction=options.bias_correction, equalize=options.equalize, on_stage=stage)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         p = Precision(prec)
@@ -84,7 +91,9 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     calibration = None
     if calib is not None:
         ort_method = CalibrationMethod(ort_calibration_method(method))
+        stage(f"onnx int8 (ORT, {ort_method.value})", "start", "")
         summary, seconds = _ort_int8(onnx_path, out / ORT_INT8_NAME, calib, ort_method, options.ort_int8_scheme)
+        stage(f"onnx int8 (ORT, {ort_method.value})", "done", f"{seconds:.1f}s")
         conversion["onnx_int8_s"] = round(seconds, 3)
         kind = ArtifactKind.ONNX_INT8
         artifacts[kind] = ArtifactEntry.written(out, kind, ORT_INT8_NAME)
@@ -96,6 +105,16 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
                        "onnx_int8_method": ort_method.value, **(result.calibration or {})}
     return ConvertStepResult(artifacts=artifacts, info=info, ops=ops, conversion=conversion, calibration=calibration,
                              shuffle_pass=result.shuffle_pass or {})
+
+
+def _announcer(on_stage):
+    """`on_stage` made safe to call inside `captured_native_output` (its lines reach the terminal); a no-op for None."""
+    def announce(name: str, status: str, detail: str) -> None:
+        if on_stage is not None:
+            with passthrough():
+                on_stage(name, status, detail)
+
+    return announce
 
 
 def calibration_samples(model, *, source: LoadedSource, options: ConvertOptions, seed: int):

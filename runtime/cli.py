@@ -8,10 +8,12 @@ import sys
 from edgeport.console import parse_csv, parse_thread_counts
 from edgeport.errors import EdgeportError
 from edgeport.options import BenchOptions
+from edgeport.recommend import refresh_recommendation
 from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
 from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
 from edgeport.runtime.targets import TARGETS, TargetOptions, parse_target
+from edgeport.runtime.transports import check_remote_dir
 
 TARGET_USAGE = " | ".join(scheme.usage for _, scheme in TARGETS.items())
 
@@ -21,6 +23,13 @@ def _pin_syntax(text: str) -> str:
     if text == "big" or re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", text):
         return text
     raise argparse.ArgumentTypeError(f"{text!r}: expected CPU ids like 0,1 or 4-7, or big")
+
+
+def _remote_dir(text: str) -> str:
+    try:
+        return check_remote_dir(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -44,7 +53,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="limit per remote step (seconds)")
     p.add_argument("--device-python", default=None, help="Python on the device (default: python3 / python)")
     p.add_argument("--ssh-config", default=None, help="ssh -F file (default: your ~/.ssh/config)")
-    p.add_argument("--remote-dir", default=None, help="parent folder for the temp folder on the device")
+    p.add_argument("--remote-dir", default=None, type=_remote_dir,
+                   help="parent folder for the temp folder on the device (an absolute path; default: $TMPDIR or "
+                        "/tmp over ssh, /data/local/tmp over adb)")
     p.add_argument("--no-parity", action="store_true", help="skip the device-vs-this-machine output check")
     p.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
     p.set_defaults(func=cmd_bench)
@@ -86,10 +97,17 @@ def cmd_bench(args, con=None) -> int:
                        f"{sk['reason']}", markup=False, style="yellow")
         for p in outcome.device_parity:
             verdict = "[green]agrees[/green]" if p["ok"] else "[red]DISAGREES[/red]"
-            rich.print(f"parity {p['artifact']} ({p['engine']}) {p['device_arch']} vs this machine: {verdict} "
+            who = ("runner process vs this process (same machine: a check of the runner, not of a device)"
+                   if p["target"] == "local" else f"{p['device_arch']} vs this machine")
+            rich.print(f"parity {p['artifact']} ({p['engine']}) {who}: {verdict} "
                        f"(cosine {p['cosine_min']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
                        f"{f', near-ties {n}' if (n := p.get('near_ties')) else ''}, "
                        f"{p['samples']} samples)")
+    decision = refresh_recommendation(args.dir)  # `run`'s recommendation, redone with these latencies
+    if decision is not None and not quiet:
+        rich.print("[bold]recommendation[/bold] (report.json's, updated with these latencies)")
+        for line in decision.lines():
+            rich.print(line, markup=False)
     if con is not None and getattr(con, "json_mode", False):
         con.emit_json({"latency": outcome.entries, "device_parity": outcome.device_parity,
                        "skipped": outcome.skipped})

@@ -37,6 +37,7 @@ import sys
 import time
 
 RESULT_MARKER = "EDGEPORT-RESULT "
+STAGE_MARKER = "EDGEPORT-STAGE "  # on stderr before each artifact is loaded and first run: a crash is blamed on it
 
 try:
     import numpy as np
@@ -61,6 +62,37 @@ class RunnerError(Exception):
 class RuntimeMissing(RunnerError):
     """This Python has no runtime that can open the artifact (not installed, or every candidate failed to load it).
     A job skips such configurations (reported under "skipped") and fails only when nothing is left to run."""
+
+
+class BrokenArtifact(RunnerError):
+    """The file itself is not a model (random bytes, truncated, not a flatbuffer / protobuf): the job fails and
+    names it; no other interpreter is tried (an older one may crash on such a file instead of refusing it)."""
+
+    def __init__(self, message: str, *, file: str):
+        super().__init__(message)
+        self.file = file
+
+
+# What an interpreter says when the file is not a model at all (as opposed to a model it cannot run).
+BROKEN_FILE_SIGNS = ("not a valid Flatbuffer", "Model provided has model identifier", "Could not open",
+                     "Protobuf parsing failed", "INVALID_PROTOBUF", "No graph was found in the protobuf")
+
+
+def broken_file_error(path, exc: Exception, *, runtime: str) -> "BrokenArtifact | None":
+    """A BrokenArtifact naming `path` when `exc` (raised while `runtime` opened it) says the file is not a model."""
+    text = f"{type(exc).__name__}: {exc}"
+    if not any(sign in text for sign in BROKEN_FILE_SIGNS):
+        return None
+    what = "the in-memory model" if isinstance(path, bytes) else os.path.basename(path)
+    first = text.splitlines()[0][:200]
+    return BrokenArtifact(f"{what} is not a valid model file ({runtime}: {first}); it is corrupt or truncated: "
+                          f"export it again", file=what)
+
+
+def stage(**info) -> None:
+    """Tell the host (stderr) what the runner is about to do with which file, so a crash can be blamed on it."""
+    sys.stderr.write(STAGE_MARKER + json.dumps(info) + "\n")
+    sys.stderr.flush()
 
 
 # ---- engines ---------------------------------------------------------------------------------------------------
@@ -97,8 +129,14 @@ class OrtEngine:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = levels[graph_optimization]
-        self.session = ort.InferenceSession(path, sess_options=opts,
-                                            providers=list(providers or ["CPUExecutionProvider"]))
+        try:
+            self.session = ort.InferenceSession(path, sess_options=opts,
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind classes
+            broken = broken_file_error(path, exc, runtime=f"onnxruntime {ort.__version__}")
+            if broken is not None:
+                raise broken from None
+            raise
         self.runtime = f"onnxruntime {ort.__version__}"
         self._inputs = self.session.get_inputs()
         self._outputs = [o.name for o in self.session.get_outputs()]
@@ -168,6 +206,9 @@ class TfliteEngine:
                 interp = mod.Interpreter(**kwargs)
                 interp.allocate_tensors()
             except Exception as exc:  # noqa: BLE001 - e.g. tflite_runtime 2.14 + numpy 2: SystemError
+                broken = broken_file_error(path, exc, runtime=module)
+                if broken is not None:  # not a model: stop here (tf.lite segfaults on some truncated files)
+                    raise broken from None
                 text = f"{module}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                 errors.append(text)
                 if not isinstance(exc, SystemError):  # SystemError: a broken wheel (tflite_runtime 2.14 + numpy 2)
@@ -430,6 +471,7 @@ def _configs(job: dict, root: str) -> list[dict]:
 
 
 def _load(cfg: dict, modules) -> tuple:
+    stage(step="loading", file=os.path.basename(cfg["path"]), artifact=cfg["artifact"], engine=cfg["engine"])
     t0 = time.perf_counter()
     engine = open_engine(cfg["engine"], cfg["path"], threads=cfg["threads"], tflite_modules=modules)
     return engine, (time.perf_counter() - t0) * 1e3
@@ -472,11 +514,13 @@ def _load_all(job: dict, root: str) -> tuple[list[dict], list[dict], dict]:
             skipped.append(dict(artifact=cfg["artifact"], engine=cfg["engine"], threads=cfg["threads"], reason=str(exc)))
             continue
         runtimes[cfg["engine"]] = engine.runtime
+        stage(step="running", file=os.path.basename(cfg["path"]), artifact=cfg["artifact"], engine=cfg["engine"])
         feed = engine.prepare(random_inputs(engine.input_specs(), job.get("seed", 0)))
         t0 = time.perf_counter()
         engine.invoke(feed)
         loaded.append({"cfg": cfg, "engine": engine, "feed": feed, "load_ms": load_ms, "index": index,
                        "first_ms": (time.perf_counter() - t0) * 1e3, "times": [], "cpu_s": 0.0})
+    stage(step="timing")  # every file loaded and ran once: a later crash is not one file's
     if not loaded:
         raise RunnerError("no configuration can run here: " + "; ".join(sorted({s["reason"] for s in skipped})))
     return loaded, skipped, runtimes
@@ -506,6 +550,7 @@ def _parity_outputs(loaded: list[dict], parity: dict) -> dict:
         cfg, engine = item["cfg"], item["engine"]
         key = f"{cfg['artifact']}|{cfg['engine']}"
         if cfg["artifact"] in parity and key not in outputs:
+            stage(step="running", file=os.path.basename(cfg["path"]), artifact=cfg["artifact"], engine=cfg["engine"])
             outs = [engine.decode(engine.invoke(engine.prepare([x[None]]))) for x in parity[cfg["artifact"]]]
             outputs[key] = [[o[i].tolist() for o in outs] for i in range(len(outs[0]))] if outs else None
     return outputs
@@ -583,6 +628,9 @@ def main(argv: list[str]) -> int:
                 signal.signal(signal.SIGALRM, _kill_group)
                 signal.alarm(max(1, int(float(argv[argv.index("--deadline") + 1]))))
             out = run_job(job, root, rss_probe=_subprocess_probe(job_path) if job.get("rss", True) else None)
+    except BrokenArtifact as exc:
+        print(RESULT_MARKER + json.dumps({"error": str(exc), "broken_artifact": exc.file}), flush=True)
+        return 3
     except RunnerError as exc:
         print(RESULT_MARKER + json.dumps({"error": str(exc)}), flush=True)
         return 3

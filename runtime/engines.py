@@ -21,7 +21,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from edgeport.errors import TargetError
+from edgeport.errors import ArtifactError, TargetError
 from edgeport.registry import Registry
 from edgeport.runtime import device_runner
 
@@ -150,8 +150,8 @@ def open_engine(name: str, artifact: Any, *, threads: int | None = 1, input_shap
 
     threads: intra-op threads (None only for torch: leave its thread count alone). preserve_all_tensors: TFLite
     builtin kernels ("tflite-builtin") only, every intermediate tensor stays readable after invoke.
-    Raises UnknownNameError for an unknown engine, TargetError when the runtime is missing on this machine or the
-    options do not fit the engine.
+    Raises UnknownNameError for an unknown engine, ArtifactError when the file is not a valid model (corrupt,
+    truncated), TargetError when the runtime is missing on this machine or the options do not fit the engine.
     """
     entry = ENGINES.get(name)
     if entry.kind is EngineKind.TORCH:
@@ -164,6 +164,8 @@ def open_engine(name: str, artifact: Any, *, threads: int | None = 1, input_shap
         source = artifact if isinstance(artifact, bytes) else str(artifact)
         engine = device_runner.open_engine(name, source, threads=threads, tflite_modules=tflite_modules,
                                            preserve_all_tensors=preserve_all_tensors)
+    except device_runner.BrokenArtifact as exc:
+        raise ArtifactError(str(exc)) from None
     except device_runner.RunnerError as exc:
         raise TargetError(f"local: {exc}") from None
     engine.run = lambda inputs: run(engine, inputs)  # convenience

@@ -16,16 +16,17 @@ import json
 import re
 import shlex
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 from urllib.parse import urlsplit
 
-from edgeport.errors import TargetError
+from edgeport.errors import ArtifactError, TargetError
 from edgeport.registry import Registry
 from edgeport.runtime.benchmark_model import run_benchmark_model
-from edgeport.runtime.device_runner import RESULT_MARKER, RunnerError, parse_pin
+from edgeport.runtime.device_runner import RESULT_MARKER, STAGE_MARKER, RunnerError, parse_pin
 from edgeport.runtime.transports import AdbTransport, Result, SshTransport, TargetOptions, Transport, run_local
 
 RUNNER_FILE = Path(__file__).with_name("device_runner.py")
@@ -57,11 +58,46 @@ class TargetSpecError(TargetError):
 
 # ---- what the runner prints, and the shell text run on a device ----------------------------------------------------
 
+def crash_signal(returncode: int) -> str | None:
+    """The name of the signal that ended a process (-N from Python, 128+N from a shell), or None."""
+    n = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 160 else None
+    if n is None:
+        return None
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
+
+
+def blame_crash(target: str, stderr: str, returncode: int) -> ArtifactError | None:
+    """The runner died of a signal while loading or first running one file (its last STAGE_MARKER line names it):
+    an ArtifactError naming that file, not a device failure. None when the crash is not one file's."""
+    sig = crash_signal(returncode)
+    stages = [ln[len(STAGE_MARKER):] for ln in (stderr or "").splitlines() if ln.startswith(STAGE_MARKER)]
+    if sig is None or not stages or sig == "SIGKILL":  # SIGKILL: out of memory or our own deadline
+        return None
+    try:
+        last = json.loads(stages[-1])
+    except ValueError:
+        return None
+    if not last.get("file"):
+        return None
+    where = "" if target == "local" else f" on {target} (or the device's runtime cannot read it: compare with " \
+                                         f"`edgeport bench DIR --target local`)"
+    return ArtifactError(f"{last['file']} crashed the {last.get('engine', 'runtime')} interpreter while "
+                         f"{last.get('step', 'loading')} it ({sig}){where}: the file is broken (truncated or "
+                         f"corrupt?); export it again")
+
+
 def parse_result(target: str, stdout: str, stderr: str, returncode: int) -> dict:
-    """The runner's JSON (the last RESULT_MARKER line); a runner error becomes TargetError."""
+    """The runner's JSON (the last RESULT_MARKER line); a runner error becomes TargetError, a broken artifact (one
+    the runner refused, or one it crashed on) ArtifactError naming the file."""
     lines = [ln for ln in stdout.splitlines() if ln.startswith(RESULT_MARKER)]
+    if not lines and (blamed := blame_crash(target, stderr, returncode)) is not None:
+        raise blamed
     if not lines:
-        tail = " | ".join((stderr or stdout).strip().splitlines()[-3:])
+        text = "\n".join(ln for ln in (stderr or stdout).splitlines() if not ln.startswith(STAGE_MARKER))
+        tail = " | ".join(text.strip().splitlines()[-3:])
         hint = ("it was killed: out of memory? check `dmesg` on the device or bench fewer artifacts at once"
                 if returncode in (137, -9) else "check the Python, numpy and runtimes on the device")
         raise TargetError(f"{target}: the runner printed no result (exit {returncode}): {tail}", hint=hint)
@@ -70,6 +106,8 @@ def parse_result(target: str, stdout: str, stderr: str, returncode: int) -> dict
     except ValueError:
         raise TargetError(f"{target}: the runner's result line is not valid JSON (output cut off?)",
                           hint="run again; check the device's free memory and disk") from None
+    if "broken_artifact" in data:
+        raise ArtifactError(data["error"] if target == "local" else f"{target}: {data['error']}")
     if "error" in data:
         raise TargetError(f"{target}: {data['error']}")
     return data
@@ -205,8 +243,7 @@ class RemoteTarget:
 
     def _make_dir(self, options: TargetOptions, pythons: list[str]) -> tuple[str, dict]:
         """A fresh temp folder on the device: (its path, the probe's DIR/PY/FREE answers)."""
-        parent = options.remote_tmp or self.transport.default_parent
-        mkdir, what = self.transport.mkdir_script(parent)
+        mkdir, what = self.transport.mkdir_script(options.remote_tmp)
         res = self.shell(probe_script(mkdir, pythons), options, step="creating a temp folder")
         if res is None:
             raise TargetError(f"{self.url}: no answer within {options.timeout_s:g} s while creating {what}",

@@ -13,6 +13,7 @@ caller says which step hung. The remote-target flow that uses a transport is `ta
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -37,6 +38,18 @@ class TargetOptions:
     ssh_config: str | None = None  # `ssh -F`; None: the user's ~/.ssh/config
     remote_tmp: str | None = None  # parent of the temp folder; None: $TMPDIR or /tmp (ssh), /data/local/tmp (adb)
     benchmark_binary: str | None = None  # adb: TFLite benchmark_model (host path) instead of the Python runner
+
+
+REMOTE_DIR_PATTERN = re.compile(r"/[A-Za-z0-9._/+@%,=:-]*")
+
+
+def check_remote_dir(path: str) -> str:
+    """--remote-dir: an absolute path of plain characters (no whitespace, quotes, `$`, `;`, backquotes, `~`), since
+    it reaches the device's shell (quoted all the same) and scp's remote path. Raises ValueError saying so."""
+    if not REMOTE_DIR_PATTERN.fullmatch(path or ""):
+        raise ValueError(f"{path!r}: expected an absolute folder on the device of letters, digits and ._/+@%,=:- "
+                         f"(e.g. /data/local/tmp or /home/pi/tmp)")
+    return path
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -77,7 +90,7 @@ class Transport(Protocol):
 
     def push(self, files: list[Path], remote: str, options: TargetOptions) -> None: ...
 
-    def mkdir_script(self, parent: str) -> tuple[str, str]: ...
+    def mkdir_script(self, parent: str | None) -> tuple[str, str]: ...
 
     def device_model(self, options: TargetOptions) -> str | None: ...
 
@@ -181,10 +194,11 @@ class SshTransport:
             self.check((255, res[1], err), "copying the artifacts")
             raise TargetError(f"{self.url}: copying the artifacts failed: {err.strip()}")
 
-    def mkdir_script(self, parent: str) -> tuple[str, str]:
-        """Shell text setting $d to a fresh folder under `parent` (mktemp on the device), and how to name it."""
-        parent_q = parent if parent.startswith("${") else shlex.quote(parent)
-        return f"d=$(mktemp -d {parent_q}/edgeport-XXXXXX)", f"a temp folder in {parent}"
+    def mkdir_script(self, parent: str | None) -> tuple[str, str]:
+        """Shell text setting $d to a fresh folder under `parent` (mktemp on the device), and how to name it.
+        `parent`: the user's --remote-dir, always quoted for the remote shell; None: $TMPDIR or /tmp there."""
+        parent_q = self.default_parent if parent is None else shlex.quote(parent)
+        return f"d=$(mktemp -d {parent_q}/edgeport-XXXXXX)", f"a temp folder in {parent or self.default_parent}"
 
 
 # ---- adb ----------------------------------------------------------------------------------------------------------
@@ -256,7 +270,8 @@ class AdbTransport:
                                       hint="free space in /data/local/tmp")
                 raise TargetError(f"{self.url}: pushing {path.name} failed: {err}")
 
-    def mkdir_script(self, parent: str) -> tuple[str, str]:
-        """Shell text setting $d to a fresh folder under `parent` (named here: not every Android has mktemp)."""
-        remote = f"{parent.rstrip('/')}/edgeport-{secrets.token_hex(4)}"
+    def mkdir_script(self, parent: str | None) -> tuple[str, str]:
+        """Shell text setting $d to a fresh folder under `parent` (named here: not every Android has mktemp; quoted
+        for the remote shell). None: /data/local/tmp."""
+        remote = f"{(parent or self.default_parent).rstrip('/')}/edgeport-{secrets.token_hex(4)}"
         return f"d={shlex.quote(remote)}; mkdir -p \"$d\"", remote

@@ -43,14 +43,20 @@ def test_state_dict_wrappers(tmp_path, wrap):
     assert len(src.checkpoint_sha256) == 64
 
 
-def test_torchscript_checkpoint(tmp_path):
+def test_torchscript_checkpoint_needs_trust(tmp_path):
+    """A TorchScript archive carries code (torch.jit.load compiles and runs it): like a pickled module it is refused
+    with one line unless trusted, as a --checkpoint and as SOURCE."""
     ref = _trained_like()
     path = tmp_path / "ts.pt"
     torch.jit.trace(ref, torch.randn(1, 3, 32, 32)).save(str(path))
-    src = resolve_source(NAME, checkpoint=path)
+    for kwargs in ({"source": NAME, "checkpoint": path}, {"source": str(path), "input_shape": (3, 32, 32)}):
+        with pytest.raises(CheckpointError) as info:
+            resolve_source(**kwargs)
+        assert "is a TorchScript archive" in str(info.value) and "pass --trust-checkpoint" in str(info.value)
+        assert "\n" not in str(info.value)
+    src = resolve_source(NAME, checkpoint=path, trust=True)
     assert _same(src.module, ref)
-    # also as SOURCE on its own
-    src2 = resolve_source(str(path), input_shape=(3, 32, 32))
+    src2 = resolve_source(str(path), input_shape=(3, 32, 32), trust=True)
     assert src2.kind.value == "torchscript"
 
 

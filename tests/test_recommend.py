@@ -124,6 +124,39 @@ def test_noisy_latency_is_said_so():
     assert "noisy" not in "\n".join(quiet.lines())
 
 
+def test_a_later_measurement_of_a_configuration_replaces_the_earlier_one():
+    """report.json `latency` is appended in time order: a re-bench of the same configuration supersedes the old
+    number instead of competing with it (issue 19: a stale recommendation after a standalone `bench`)."""
+    parity = {"tflite_int8": par(), "tflite_fp32": par()}
+    latency = [lat("tflite_int8", 1.0), lat("tflite_fp32", 2.0), lat("tflite_int8", 3.0)]
+    t = recommend({"parity": parity, "latency": latency}).target("local")
+    assert (t.best.artifact, t.best.p50_ms, t.runner_up.artifact) == ("tflite_fp32", 2.0, "tflite_int8")
+    assert len(t.ranking) == 2
+
+
+def test_bench_and_validate_refresh_a_stale_recommendation(tmp_path):
+    """A standalone `bench` (or `validate`) after `run` recomputes report.json's `recommendation` with the accuracy
+    bar it was made with; a report without one (no `run`) gets none."""
+    import json
+
+    from edgeport.recommend import AccuracyBar, refresh_recommendation
+
+    parity = {"tflite_int8": par(agreement=0.95), "tflite_fp32": par()}
+    sections = {"schema_version": 1, "parity": parity, "latency": [lat("tflite_int8", 1.0), lat("tflite_fp32", 2.0)]}
+    bar = AccuracyBar(min_agreement=0.9)
+    stale = recommend(sections, bar=bar).to_json()
+    sections["latency"].append(lat("tflite_int8", 5.0))  # what a later `bench` appends
+    (tmp_path / "report.json").write_text(json.dumps({**sections, "recommendation": stale}))
+    decision = refresh_recommendation(tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())["recommendation"]
+    assert doc == decision.to_json() and doc["bar"] == {"min_agreement": 0.9, "min_accuracy": None}
+    assert doc["targets"]["local"]["best"]["artifact"] == "tflite_fp32"
+    assert stale["targets"]["local"]["best"]["artifact"] == "tflite_int8"
+    (tmp_path / "report.json").write_text(json.dumps(sections))
+    assert refresh_recommendation(tmp_path) is None
+    assert "recommendation" not in json.loads((tmp_path / "report.json").read_text())
+
+
 def test_int8_slower_than_fp32_is_said_and_fp32_recommended():
     # a typed result: every check passes, INT8 measured 1.2x slower than fp32 on the same engine and threads
     rec = recommend({"parity": {"tflite_fp32": par(), "tflite_int8": par(), "onnx": par(), "onnx_int8": par()},

@@ -65,6 +65,7 @@ class ValidationResult:
     accuracy: dict | None = None
     layers: dict | None = None
     notes: list[str] = field(default_factory=list)
+    random_weights: str | None = None  # the zoo model's name when it was exported without trained weights
 
     def report_sections(self) -> dict:
         """report.json `parity` (merged by artifact), `calibration.validation`, `accuracy` and `layers`."""
@@ -281,14 +282,32 @@ def _labelled_accuracy(report, *, artifacts: dict[str, Path], reference: Referen
             "artifacts": {k: {"accuracy": v, "drop_points": round(100.0 * (base - v), 4)} for k, v in rows.items()}}
 
 
-def _layers(report, *, artifacts: dict[str, Path], x: np.ndarray) -> dict:
+def _layers(report, *, artifacts: dict[str, Path], x: np.ndarray, plot: bool = True) -> dict:
     """Per-layer attribution of the INT8 TFLite model, through the converter's tensor map that report.json lists
-    beside it (verified like the artifact; an export without one falls back to the file beside the model)."""
+    beside it (verified like the artifact; an export without one falls back to the file beside the model).
+    `plot`: also draw DIR/layers_sqnr.png (`validate --layers`; `run` draws the report's own plot instead)."""
     from .layers import LAYER_SAMPLES, attribute_layers  # TensorFlow, through edgeport.export.tflite: only here
 
-    return attribute_layers(onnx_path=artifacts["onnx"], tflite_path=artifacts["tflite_int8"],
-                            samples=x[:LAYER_SAMPLES], tensor_map=report.tensor_map_path("tflite_int8"),
-                            plot_path=report.out_dir / "layers_sqnr.png", title=(report.get("model") or {}).get("name"))
+    layers = attribute_layers(onnx_path=artifacts["onnx"], tflite_path=artifacts["tflite_int8"],
+                              samples=x[:LAYER_SAMPLES], tensor_map=report.tensor_map_path("tflite_int8"),
+                              plot_path=report.out_dir / "layers_sqnr.png" if plot else None,
+                              title=(report.get("model") or {}).get("name"))
+    layers.update(artifact="tflite_int8", reference="onnx", n_validation_samples=int(len(x)))
+    return _with_modules(artifacts["onnx"], layers)
+
+
+def _with_modules(onnx_path: Path, layers: dict) -> dict:
+    """Each layer row (and worst row) gets `module`: the torch module path its ONNX node came from, where the export
+    recorded it."""
+    import onnx
+
+    from edgeport.export.onnx_export import node_modules
+
+    modules = node_modules(onnx.load(str(onnx_path), load_external_data=False))
+    for row in [*layers.get("layers", []), *layers.get("worst", [])]:
+        if row.get("node") in modules:
+            row["module"] = modules[row["node"]]
+    return layers
 
 
 def _notes(reference: Reference, held: SampleSet, *, layers_skipped: bool) -> list[str]:
@@ -312,6 +331,7 @@ def validate_dir(
     layers: bool = False,
     trust: bool = False,
     save: bool = True,
+    layers_plot: bool = True,
 ) -> ValidationResult:
     """Validate every artifact in `out_dir` (see the module docstring). Returns the result; does not raise on
     missed thresholds (the CLI does); writes report.json when `save`. An artifact file that is missing or not the
@@ -338,9 +358,11 @@ def validate_dir(
                              labels=labels)
     layers_skipped = layers and bool(held.extras)
     result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
-                              layers=_layers(report, artifacts=artifacts, x=held.array())
+                              layers=_layers(report, artifacts=artifacts, x=held.array(), plot=layers_plot)
                               if layers and not layers_skipped else None,
-                              notes=_notes(reference, held, layers_skipped=layers_skipped))
+                              notes=_notes(reference, held, layers_skipped=layers_skipped),
+                              random_weights=(report.get("source") or {}).get("name") if reference.random_init
+                              else None)
     if save:
         report.apply(result).save()
     return result

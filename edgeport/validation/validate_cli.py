@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import math
 
+from edgeport.console import plain, random_weights_line
 from edgeport.errors import ParityError
 from edgeport.metrics import HIGHER_IS_BETTER
+from edgeport.recommend import refresh_recommendation
 
 from .thresholds import parse_threshold_overrides
 
@@ -26,7 +28,8 @@ def add_validate_parser(sub) -> None:
     p.add_argument("--num-validation", type=int, default=None, help="number of held-out samples")
     p.add_argument("--seed", type=int, default=None, help="crop seed (default: the calibration seed)")
     p.add_argument("--trust-checkpoint", "--trust", dest="trust", action="store_true",
-                   help="allow pickled checkpoints to run code when rebuilding (--trust is the old spelling)")
+                   help="allow checkpoints that carry code (pickled modules, TorchScript) when rebuilding "
+                        "(--trust is the old spelling)")
     p.set_defaults(func=cmd_validate)
 
 
@@ -77,6 +80,8 @@ def print_result(result, con) -> None:
     It fits 80 columns: report.json holds every metric (mean_abs_err, cosine_min, top5_overlap, ...)."""
     from rich.table import Table
 
+    if result.random_weights:  # said once, first: every number below is about random weights
+        con.print(f"[yellow]{plain(random_weights_line([result.random_weights]))}[/yellow]")
     if not result.parity:
         con.print("nothing to compare: the only artifact is the reference itself")
     ref = next(iter(result.parity.values()), {}).get("reference", "onnx")
@@ -98,10 +103,11 @@ def print_result(result, con) -> None:
         con.print(a)
     if result.layers:
         lt = Table(title=f"worst INT8 layers (TFLite int8 vs float ONNX, {result.layers['n_layers']} layers mapped)")
-        for c in ("depth", "onnx tensor", "node", "op", "sqnr_db"):
+        for c in ("depth", "torch module", "onnx tensor", "node", "op", "sqnr_db"):
             lt.add_column(c)
         for r in result.layers["worst"]:
-            lt.add_row(str(r["depth"]), r["onnx_tensor"], r["node"], r["op_type"], f"{r['sqnr_db']:.2f}")
+            lt.add_row(str(r["depth"]), r.get("module") or "-", r["onnx_tensor"], r["node"], r["op_type"],
+                       f"{r['sqnr_db']:.2f}")
         con.print(lt)
         if result.layers.get("plot"):
             con.print(f"SQNR along depth: {result.layers['plot']}")
@@ -117,6 +123,7 @@ def cmd_validate(args, con) -> int:
         thresholds=parse_threshold_overrides(args.threshold), layers=args.layers, trust=args.trust,
     )
     print_result(result, con)
+    refresh_recommendation(args.dir)  # `run`'s recommendation, redone with these parity results
     con.emit_json({"parity": result.parity, "accuracy": result.accuracy, "layers": result.layers})
     if result.failures:
         f = result.failures[0]

@@ -6,13 +6,14 @@
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -442,20 +443,39 @@ def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: 
     return lowered, lowered_int8
 
 
+OnStage = Callable[[str, str, str], None]
+"""`on_stage(stage, status, detail)`: status "start" (detail "") or "done" (detail: the elapsed time, "1.2s")."""
+
+
+@contextlib.contextmanager
+def _stage(on_stage: OnStage | None, name: str, timings: dict[str, float], key: str):
+    """Time one stage into `timings[key]` and tell `on_stage` when it starts and ends."""
+    t = time.perf_counter()
+    if on_stage is not None:
+        on_stage(name, "start", "")
+    yield
+    timings[key] = time.perf_counter() - t
+    if on_stage is not None:
+        on_stage(name, "done", f"{timings[key]:.1f}s")
+
+
 def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtype: IODtype,
                   input_layout: InputLayout, max_calibration_samples: int | None, calibration_method: str,
-                  timings: dict[str, float], notes: dict | None = None) -> tuple[dict[Precision, bytes], int]:
+                  timings: dict[str, float], notes: dict | None = None,
+                  on_stage: OnStage | None = None) -> tuple[dict[Precision, bytes], int]:
     """({precision: TFLite flatbuffer}, calibration samples used), each conversion timed into `timings`."""
     blobs: dict[Precision, bytes] = {}
     n_cal = 0
     for p, lowered in lowered_for.items():
-        t = time.perf_counter()
-        rep = None
-        if p is Precision.INT8:
-            rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
-        blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
-                                 calibration_method=calibration_method, calibration=calibration, notes=notes)
-        timings[f"convert_{p.value}_s"] = time.perf_counter() - t
+        n = len(calibration) if p is Precision.INT8 and hasattr(calibration, "__len__") else None
+        name = f"tflite {p.value}" + (f" (calibration: {min(n, max_calibration_samples or n)} samples, "
+                                      f"{calibration_method})" if n else "")
+        with _stage(on_stage, name, timings, f"convert_{p.value}_s"):
+            rep = None
+            if p is Precision.INT8:
+                rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
+            blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
+                                     calibration_method=calibration_method, calibration=calibration, notes=notes)
     return blobs, n_cal
 
 
@@ -507,6 +527,7 @@ def convert(
     equalize: bool = False,
     grouped_shuffle_form: str = "transpose",
     shuffle_piece_form: str = "slices",
+    on_stage: OnStage | None = None,
     output_layout: InputLayout | str | None = None,
 ) -> ConversionResult:
     """Convert a static-shape ONNX model (simplified, opset >= 11) to TFLite files in `out_dir`.
@@ -524,7 +545,8 @@ def convert(
     `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle.GroupedShuffleForm).
     `shuffle_piece_form`: how the channel pieces that absorbed shuffles read are produced (ShuffleNetV2):
-    slices | convs (shuffle.PieceForm; which is faster depends on the CPU).
+    slices | convs (shuffle.PieceForm; which is faster depends on the CPU). `on_stage`: told when each stage
+    (passes + lowering, each precision, bias correction, writing) starts and ends (progress; see OnStage).
     Files: `model_<precision>.tflite` and, beside each, `model_<precision>.tensormap.json` (tensor_map.py: which ONNX
     tensor each TFLite tensor holds). All models are converted in memory first, then each file is written
     atomically; an unsupported op raises UnsupportedOpError before anything is written.
@@ -541,38 +563,37 @@ def convert(
     if equalize:
         model, eq = equalize_model(model)
         notes["equalization"] = eq.as_dict()
-    t = time.perf_counter()
-    model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
-                                                        piece_form=shuffle_piece_form)
-    timings["passes_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    output_layout = input_layout if output_layout is None else InputLayout(output_layout)
-    lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout, output_layout=output_layout)
-    lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
-    timings["lower_s"] = time.perf_counter() - t
+    with _stage(on_stage, "shuffle pass + NHWC lowering", timings, "passes_s"):
+        model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
+                                                            piece_form=shuffle_piece_form)
+        t = time.perf_counter()
+        output_layout = input_layout if output_layout is None else InputLayout(output_layout)
+        lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout, output_layout=output_layout)
+        lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
+        timings["lower_s"] = time.perf_counter() - t
+    timings["passes_s"] -= timings["lower_s"]
 
     blobs, n_cal = _tflite_blobs(lowered_for, calibration=calibration, io_dtype=io_dtype, input_layout=input_layout,
                                  max_calibration_samples=max_calibration_samples,
-                                 calibration_method=calibration_method, timings=timings, notes=notes)
+                                 calibration_method=calibration_method, timings=timings, notes=notes,
+                                 on_stage=on_stage)
     bc_report = None
-    if Precision.INT8 in blobs and bias_correction_samples > 0:
-        t = time.perf_counter()
-        # the float reference must come from the same lowering as the INT8 model (tensor names must match)
-        float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
-        blobs[Precision.INT8], bc_report = _bias_correct(
-            lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
-            input_layout=input_layout, num=min(bias_correction_samples, n_cal),
-            kind=_choice(BiasCorrection, bias_correction, "bias correction"))
-        timings["bias_correction_s"] = time.perf_counter() - t
+    kind = _choice(BiasCorrection, bias_correction, "bias correction")
+    if Precision.INT8 in blobs and bias_correction_samples > 0 and kind is not BiasCorrection.NONE:
+        num = min(bias_correction_samples, n_cal)
+        with _stage(on_stage, f"int8 bias correction ({kind.value}, {num} samples)", timings, "bias_correction_s"):
+            # the float reference must come from the same lowering as the INT8 model (tensor names must match)
+            float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
+            blobs[Precision.INT8], bc_report = _bias_correct(
+                lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
+                input_layout=input_layout, num=num, kind=kind)
 
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
         blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
 
-    t = time.perf_counter()
-    written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
-                               input_layout=input_layout)
-    timings["write_s"] = time.perf_counter() - t
+    with _stage(on_stage, "write + tensor maps", timings, "write_s"):
+        written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
+                                   input_layout=input_layout)
     timings["total_s"] = time.perf_counter() - t0
     return ConversionResult(
         out_dir=Path(out_dir).resolve(), artifacts=written.artifacts, ops=written.ops, timings=timings,
