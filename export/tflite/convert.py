@@ -6,14 +6,13 @@
 """
 from __future__ import annotations
 
-import contextlib
 import enum
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -33,6 +32,7 @@ from .lowerings import NHWC
 from .pad_unshare import unshare_conv_pads
 from .scale_unify import unify_same_scale_ranges
 from .shuffle import GroupedShuffleForm, PieceForm, remove_channel_shuffles_with_stats
+from .stages import OnStage, timed_stage
 from .tensor_map import TensorOrigin, save_tensor_map, tensor_map_path
 
 
@@ -443,22 +443,6 @@ def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: 
     return lowered, lowered_int8
 
 
-OnStage = Callable[[str, str, str], None]
-"""`on_stage(stage, status, detail)`: status "start" (detail "") or "done" (detail: the elapsed time, "1.2s")."""
-
-
-@contextlib.contextmanager
-def _stage(on_stage: OnStage | None, name: str, timings: dict[str, float], key: str):
-    """Time one stage into `timings[key]` and tell `on_stage` when it starts and ends."""
-    t = time.perf_counter()
-    if on_stage is not None:
-        on_stage(name, "start", "")
-    yield
-    timings[key] = time.perf_counter() - t
-    if on_stage is not None:
-        on_stage(name, "done", f"{timings[key]:.1f}s")
-
-
 def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtype: IODtype,
                   input_layout: InputLayout, max_calibration_samples: int | None, calibration_method: str,
                   timings: dict[str, float], notes: dict | None = None,
@@ -470,7 +454,7 @@ def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtyp
         n = len(calibration) if p is Precision.INT8 and hasattr(calibration, "__len__") else None
         name = f"tflite {p.value}" + (f" (calibration: {min(n, max_calibration_samples or n)} samples, "
                                       f"{calibration_method})" if n else "")
-        with _stage(on_stage, name, timings, f"convert_{p.value}_s"):
+        with timed_stage(on_stage, name, timings, f"convert_{p.value}_s"):
             rep = None
             if p is Precision.INT8:
                 rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
@@ -563,7 +547,7 @@ def convert(
     if equalize:
         model, eq = equalize_model(model)
         notes["equalization"] = eq.as_dict()
-    with _stage(on_stage, "shuffle pass + NHWC lowering", timings, "passes_s"):
+    with timed_stage(on_stage, "shuffle pass + NHWC lowering", timings, "passes_s"):
         model, channel_perms, shuffle_stats = _shuffle_pass(model, grouped_form=grouped_shuffle_form,
                                                             piece_form=shuffle_piece_form)
         t = time.perf_counter()
@@ -581,7 +565,7 @@ def convert(
     kind = _choice(BiasCorrection, bias_correction, "bias correction")
     if Precision.INT8 in blobs and bias_correction_samples > 0 and kind is not BiasCorrection.NONE:
         num = min(bias_correction_samples, n_cal)
-        with _stage(on_stage, f"int8 bias correction ({kind.value}, {num} samples)", timings, "bias_correction_s"):
+        with timed_stage(on_stage, f"int8 bias correction ({kind.value}, {num} samples)", timings, "bias_correction_s"):
             # the float reference must come from the same lowering as the INT8 model (tensor names must match)
             float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
             blobs[Precision.INT8], bc_report = _bias_correct(
@@ -591,7 +575,7 @@ def convert(
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
         blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
 
-    with _stage(on_stage, "write + tensor maps", timings, "write_s"):
+    with timed_stage(on_stage, "write + tensor maps", timings, "write_s"):
         written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
                                    input_layout=input_layout)
     timings["total_s"] = time.perf_counter() - t0
