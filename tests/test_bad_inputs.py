@@ -250,6 +250,7 @@ def test_a_runner_crash_is_blamed_on_the_file_it_was_loading(tmp_path):
 
 
 # ---- item 11: paths are printed as given (no rich markup); TensorFlow's log lines never reach the user (item 19) ---
+@pytest.mark.slow  # 10-20 s: a full export; CI runs it
 def test_a_path_with_rich_markup_is_printed_as_is(tmp_path):
     f = tmp_path / "net.py"
     f.write_text("import torch.nn as nn\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())\n")

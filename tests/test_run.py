@@ -310,6 +310,7 @@ def test_killed_and_full_disk_runs_leave_no_valid_looking_partial_artifact_and_t
 
 # ---- a failing target -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # 10-20 s: a full export; CI runs it
 def test_failing_target_keeps_local_results_and_is_recorded(copy):
     r = cli("run", *ARGS, "--out", copy, "--targets", f"local,{BAD_TARGET}", timeout=300)
     assert r.returncode == 3, r.stdout + r.stderr
@@ -421,6 +422,7 @@ def test_bad_input_one_clear_message_nonzero_exit_nothing_written(tmp_path, case
     assert not (out.is_dir() and any(out.iterdir()))
 
 
+@pytest.mark.slow  # 10-20 s: a full export; CI runs it
 def test_unreachable_device_exit_3_and_complete_artifacts(copy):
     r = cli("run", *ARGS, "--out", copy, "--targets", BAD_TARGET, timeout=300)
     assert r.returncode == 3, r.stdout + r.stderr
@@ -442,6 +444,7 @@ def test_json_mode_prints_only_json_on_stdout(copy):
     assert "reused" in r.stderr  # progress still shown, on stderr
 
 
+@pytest.mark.slow  # 10-20 s: a full export; CI runs it
 def test_quiet_prints_nothing_and_verbose_adds_keys_and_tracebacks(copy, tmp_path):
     r = cli("run", *ARGS, "--out", copy, "--quiet")
     assert r.returncode == 0 and r.stdout == "" and r.stderr == "", (r.stdout, r.stderr)

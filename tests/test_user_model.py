@@ -65,6 +65,7 @@ def test_factory_with_checkpoint_exports_and_validates_against_torch(factory_mod
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # 10-20 s: a full export; CI runs it
 def test_changed_checkpoint_is_one_line(factory_model):
     d = factory_model
     r = cli("export", "mynet.py:build", "--arg", "width=12", "--input-shape", "3,32,32", "--checkpoint", "mynet.pt",
