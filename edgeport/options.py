@@ -239,6 +239,8 @@ class BenchOptions(_Options):
     warmup: int = field(default=10, metadata={"cli": _flag("--warmup", type=int, help="untimed inferences first")})
     timeout: float = field(default=600.0, metadata={"cli": _flag(
         "--timeout", type=float, help="seconds per remote benchmark before it is killed")})
+    ssh_config: str | None = field(default=None, metadata={"cli": _flag(
+        "--ssh-config", metavar="FILE", help="ssh -F file for ssh:// targets (default: your ~/.ssh/config)")})
     min_seconds: float | None = field(default=None, metadata={"cli": _flag(
         "--min-seconds", type=float, metavar="S",
         help="keep timing rounds until S seconds have passed, and at least --runs (MLPerf Mobile asks 60)")})

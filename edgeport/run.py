@@ -339,7 +339,8 @@ def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
 
     def do_bench() -> list[str]:
         with captured_native_output():
-            outcome = bench(out_dir=out, target=target, settings=settings, options=TargetOptions(timeout_s=b.timeout))
+            outcome = bench(out_dir=out, target=target, settings=settings,
+                            options=TargetOptions(timeout_s=b.timeout, ssh_config=b.ssh_config))
         rep = load_report(out)  # replace this target's earlier entries, keep the other targets'
         for sec in ("latency", "device_parity"):
             if sec in rep.data:

@@ -305,3 +305,28 @@ def test_adb_hang_hits_the_timeout_and_nothing_is_left(arm, bench_dir, monkeypat
     assert "did not finish within 15 s" in err
     assert_run_killed_by_the_timeout(commands, 15)
     assert until_empty(lambda: device_leftovers(arm, "/data/local/tmp", via="adb")) == []
+
+
+# ---- the decision over every target kind ----------------------------------------------------------------------------
+
+def test_run_recommends_per_target_for_local_ssh_and_adb(arm, exported, tmp_path, capsys):
+    """`edgeport run --targets local,ssh://...,adb://...`: report.json `recommendation` has one decision per target,
+    each naming a configuration measured on that target, and the terminal prints a line per target."""
+    src = Path(exported).parent / (Path(exported).name + "-src")  # tiny.py and calib.npy of the cached export
+    targets = ["local", arm["ARM_SSH_TARGET"], arm["ARM_ADB_TARGET"]]
+    out = tmp_path / "run"
+    rc, text, err = edgeport(capsys, "run", f"{src / 'tiny.py'}:make", "--input-shape", "3,16,16", "--exporter",
+                             "legacy", "--precision", "fp32,int8", "--calibration", src / "calib.npy",
+                             "--num-calibration", "16", "--num-validation", "16", "--no-layers", "--targets",
+                             ",".join(targets), "--ssh-config", arm["ARM_SSH_CONFIG"], *QUICK, "--out", out)
+    assert rc == 0, (text, err)
+    rep = json.loads((out / "report.json").read_text())
+    decisions = rep["recommendation"]["targets"]
+    assert sorted(decisions) == sorted(targets), decisions
+    measured = {(e["target"], e["artifact"], e["engine"], e["threads"]) for e in rep["latency"]}
+    for target, d in decisions.items():
+        best = d["best"]
+        assert best is not None, (target, d)
+        assert (target, best["artifact"], best["engine"], best["threads"]) in measured, (target, best)
+        assert f"{target}: ship {best['artifact']}" in text, text
+    assert device_leftovers(arm, "/tmp") == []
