@@ -354,7 +354,8 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
     stages = [ln.split("·", 1)[1].strip() for ln in convert.splitlines() if "·" in ln]
     assert [re.sub(r"\s+[\d.]+s$", "", s) for s in stages] == [
         "calibration samples (16)", "shuffle pass + NHWC lowering", "tflite fp32",
-        "tflite int8 (calibration: 16 samples, minmax)", "int8 bias correction (8 samples)", "write + tensor maps",
+        "tflite int8 (calibration: 16 samples, minmax)", "int8 bias correction (empirical, 8 samples)",
+        "write + tensor maps",
         "onnx int8 (ORT, minmax)"]
     assert all(re.search(r"\d+\.\ds$", s) for s in stages)
     export = out[out.index("[1/5] export ..."):out.index("[2/5] convert ...")]
