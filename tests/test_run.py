@@ -308,6 +308,23 @@ def test_killed_and_full_disk_runs_leave_no_valid_looking_partial_artifact_and_t
     assert_nothing_looks_valid_but_is_broken(out)
 
 
+@pytest.mark.slow
+def test_interrupted_force_run_leaves_no_report_showing_deleted_artifacts(copy, tmp_path):
+    """Issue 20 item 12: `run --force` killed while converting leaves no report.html / report.md / PNG of the
+    previous run on display (they showed artifacts this run had already deleted); the next run draws them again."""
+    from edgeport.run import RENDERED
+
+    assert (copy / "report.html").is_file() and list(copy.glob("report_*.png"))
+    r = faulty_cli(tmp_path, "kill:model_int8.tflite", "run", *ARGS, "--out", copy, "--force")
+    assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
+    assert not (copy / "model_int8.tflite").exists()
+    left = [p.name for pattern in RENDERED for p in copy.glob(pattern)]
+    assert left == [], f"rendered files of the previous run survived: {left}"
+    r = cli("run", *ARGS, "--out", copy)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (copy / "report.html").is_file() and (copy / "report.md").is_file()
+
+
 # ---- a failing target -----------------------------------------------------------------------------------------
 
 @pytest.mark.slow  # 10-20 s: a full export; CI runs it
