@@ -34,3 +34,13 @@ def test_readme_quickstart_is_two_commands_and_links_exist():
     assert [ln.split()[:2] for ln in first_block.strip().splitlines()] == [["bash", ".ci/demo"], ["bash", ".ci/run"]]
     for link in re.findall(r"\]\(((?:docs/|DEVELOPERS|export/)[^)#]+)\)", README):
         assert (ROOT / link).exists(), link
+
+
+def test_readme_says_what_the_demo_costs_and_what_a_failed_check_prints():
+    """Issue 20 item 20: before the first command's output, the README gives the demo's time, memory and disk, and
+    what it prints and returns when an accuracy check fails."""
+    intro = README.split("edgeport takes a trained PyTorch checkpoint", 1)[0]
+    assert re.search(r"\d+ s on a quiet machine", intro) and re.search(r"[\d.]+ GB of memory", intro)
+    assert re.search(r"\d+ MB into `out/quickstart/`", intro)
+    assert "exits 1" in intro and "`check` column" in intro
+    assert "recommendation (fastest p50 whose accuracy checks pass)" in intro and ": ship " in intro
