@@ -22,6 +22,17 @@ from .ranges import DEFAULT_PERCENTILE, RangeCollector
 from .samples import CalibrationMethod
 
 
+def _taps(calibrated, calibration, tensors):
+    """(float samples, builtin-kernel engine keeping every tensor, its interpreter, {name: tensor index} of the
+    wanted tensors the model has, input shape): what both range passes read the calibrated model with."""
+    names = set(tensors)
+    samples = [np.asarray(next(iter(s.values())), dtype=np.float32) for s in calibration]
+    engine = open_engine("tflite-builtin", calibrated, threads=1, preserve_all_tensors=True)
+    interp = engine.interpreter
+    idx = {d["name"]: d["index"] for d in interp.get_tensor_details() if d["name"] in names}
+    return samples, engine, interp, idx, engine.input_specs()[0][1]
+
+
 def tflite_activation_ranges(
     calibrated: bytes,
     *,
@@ -32,12 +43,7 @@ def tflite_activation_ranges(
 ) -> dict[str, tuple[float, float]]:
     """{tensor name: (lo, hi)} over the calibration samples for each of `tensors` (TFLite tensor names) the model
     has. The model runs on the builtin kernels (a delegate would hide the intermediate tensors), one thread."""
-    names = set(tensors)
-    samples = [np.asarray(next(iter(s.values())), dtype=np.float32) for s in calibration]
-    engine = open_engine("tflite-builtin", calibrated, threads=1, preserve_all_tensors=True)
-    interp = engine.interpreter
-    idx = {d["name"]: d["index"] for d in interp.get_tensor_details() if d["name"] in names}
-    shape = engine.input_specs()[0][1]
+    samples, engine, interp, idx, shape = _taps(calibrated, calibration, tensors)
     col = RangeCollector(method=method, percentile=percentile, num_samples=len(samples))
     for x in samples:
         if x.ndim == 4:
@@ -57,12 +63,7 @@ def tflite_range_choices(
     """({tensor name: RangeChoice}, {tensor name: per-channel mean}) over the calibration samples for each of
     `tensors` the calibrated float model has: one float pass, every 4th sample held out for the range choice
     (range_select.py). Channel means (last axis, NHWC) are over all samples."""
-    names = set(tensors)
-    samples = [np.asarray(next(iter(s.values())), dtype=np.float32) for s in calibration]
-    engine = open_engine("tflite-builtin", calibrated, threads=1, preserve_all_tensors=True)
-    interp = engine.interpreter
-    idx = {d["name"]: d["index"] for d in interp.get_tensor_details() if d["name"] in names}
-    shape = engine.input_specs()[0][1]
+    samples, engine, interp, idx, shape = _taps(calibrated, calibration, tensors)
     col = HistogramCollector(num_samples=len(samples))
     for k, x in enumerate(samples):
         if x.ndim == 4:
