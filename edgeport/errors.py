@@ -84,6 +84,13 @@ class TargetError(EdgeportError):
     exit_code = 3
 
 
+class RunnerBuildError(EdgeportError):
+    """The device runner's modules (edgeport.runtime.device) break a rule of their assembly into one file: an
+    edgeport bug or a damaged install, never the user's input."""
+
+    exit_code = 4
+
+
 class OutputDirError(EdgeportError):
     """The output directory is a file or cannot be written."""
 

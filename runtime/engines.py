@@ -8,9 +8,9 @@ interface, used by validation, per-layer attribution, bench, the device runner a
 
 Inputs and outputs are lists (one array per model input / output, in the model's order). Integer (INT8/UINT8/
 INT16) inputs are quantized and outputs dequantized with the tensor's own scale and zero point, in float64
-(`device_runner.quantize` / `dequantize`). The ONNX Runtime and TFLite engines are the classes of
-`device_runner.py`, the one self-contained file copied to devices, so a number measured on the host and one measured
-on a Pi come from the same code.
+(`quantize` / `dequantize` of edgeport.runtime.device.interpreters). The ONNX Runtime and TFLite engines are the
+classes of the device runner (edgeport.runtime.device, assembled into the one file copied to devices by
+runtime/runner_file.py), so a number measured on the host and one measured on a Pi come from the same code.
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ import numpy as np
 
 from edgeport.errors import ArtifactError, TargetError
 from edgeport.registry import Registry
-from edgeport.runtime import device_runner
+from edgeport.runtime.device import interpreters
+from edgeport.runtime.device.protocol import BrokenArtifact, RunnerError
 
-quantize = device_runner.quantize
-dequantize = device_runner.dequantize
+quantize = interpreters.quantize
+dequantize = interpreters.dequantize
 
 
 class EngineKind(str, enum.Enum):
@@ -63,7 +64,7 @@ class EngineEntry:
 
 
 ENGINES: Registry[EngineEntry] = Registry("engine")
-for _name, (_kind, _opts) in device_runner.RUNNER_ENGINES.items():
+for _name, (_kind, _opts) in interpreters.RUNNER_ENGINES.items():
     ENGINES.register(_name, EngineEntry(_name, EngineKind(_kind), dict(_opts),
                                         (".onnx",) if _kind == "onnxruntime" else (".tflite",)))
 ENGINES.register("torch", EngineEntry("torch", EngineKind.TORCH, {}, (".pt",)))
@@ -143,7 +144,7 @@ def run_batches(engine: Engine, inputs: list[np.ndarray], *, batch: int = 1,
 
 
 def open_engine(name: str, artifact: Any, *, threads: int | None = 1, input_shape: tuple[int, ...] | None = None,
-                tflite_modules: tuple[str, ...] = device_runner.TFLITE_MODULES,
+                tflite_modules: tuple[str, ...] = interpreters.TFLITE_MODULES,
                 preserve_all_tensors: bool = False) -> Engine:
     """Open `artifact` (a path, or a TFLite flatbuffer as bytes; for "torch" an nn.Module plus `input_shape`) with
     the registered engine `name`.
@@ -162,11 +163,11 @@ def open_engine(name: str, artifact: Any, *, threads: int | None = 1, input_shap
         raise TypeError(f"engine {name!r} needs a thread count")
     try:
         source = artifact if isinstance(artifact, bytes) else str(artifact)
-        engine = device_runner.open_engine(name, source, threads=threads, tflite_modules=tflite_modules,
-                                           preserve_all_tensors=preserve_all_tensors)
-    except device_runner.BrokenArtifact as exc:
+        engine = interpreters.open_engine(name, source, threads=threads, tflite_modules=tflite_modules,
+                                          preserve_all_tensors=preserve_all_tensors)
+    except BrokenArtifact as exc:
         raise ArtifactError(str(exc)) from None
-    except device_runner.RunnerError as exc:
+    except RunnerError as exc:
         raise TargetError(f"local: {exc}") from None
     engine.run = lambda inputs: run(engine, inputs)  # convenience
     return engine

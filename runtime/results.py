@@ -1,8 +1,9 @@
 """Latency result entries: the report.json `latency` schema, the `noisy` verdict, and the printed table.
 
-The runner (runtime/device_runner.py) returns raw numbers: wall and process-CPU time of each timed inference, and
-the machine's counters (load average, /proc/stat, thermal zones) right before and after the timed rounds. This module
-turns them into each entry's `conditions` and its `noisy` verdict, so the rules live in one place, on the host.
+The runner (edgeport.runtime.device, shipped as device_runner.py) returns raw numbers: wall and process-CPU time of
+each timed inference, and the machine's counters (load average, /proc/stat, thermal zones) right before and after
+the timed rounds. This module turns them into each entry's `conditions` and its `noisy` verdict, so the rules live in
+one place, on the host.
 """
 from __future__ import annotations
 

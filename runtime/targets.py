@@ -1,10 +1,11 @@
 """Where a benchmark runs: `local`, `ssh://user@host[:port]` (Raspberry Pi, any Linux board), `adb://SERIAL` (Android).
 
-Every target does the same thing with a *job folder* (job.json, the artifacts, parity.npz and device_runner.py).
-`local` runs it in a child process here. A remote target (RemoteTarget, one flow for every transport of
-transports.py) stages it in a fresh temp folder on the device, runs `python3 device_runner.py job.json` there with
-a deadline, reads the JSON result it prints, and removes the folder and any process it left (`kill -9 -PGID` from
-runner.pid). Failures raise TargetError naming the target and what to do.
+Every target does the same thing with a *job folder* (job.json, the artifacts, parity.npz and device_runner.py:
+the runner assembled from edgeport.runtime.device when the job is shipped, runner_file.py). `local` runs it in a
+child process here. A remote target (RemoteTarget, one flow for every transport of transports.py) stages it in a
+fresh temp folder on the device, runs `python3 device_runner.py job.json` there with a deadline, reads the JSON
+result it prints, and removes the folder and any process it left (`kill -9 -PGID` from runner.pid). Failures raise
+TargetError naming the target and what to do.
 
 The kinds of target are the registry TARGETS: each registered scheme says how its URL reads and how it is parsed,
 and `parse_target` asks them in turn.
@@ -15,7 +16,6 @@ import enum
 import json
 import re
 import shlex
-import shutil
 import signal
 import sys
 from dataclasses import dataclass
@@ -26,11 +26,10 @@ from urllib.parse import urlsplit
 from edgeport.errors import ArtifactError, TargetError
 from edgeport.registry import Registry
 from edgeport.runtime.benchmark_model import run_benchmark_model
-from edgeport.runtime.device_runner import RESULT_MARKER, STAGE_MARKER, RunnerError, parse_pin
+from edgeport.runtime.device.machine import parse_pin
+from edgeport.runtime.device.protocol import RESULT_MARKER, STAGE_MARKER, RunnerError
+from edgeport.runtime.runner_file import RUNNER_NAME, assemble_runner
 from edgeport.runtime.transports import AdbTransport, Result, SshTransport, TargetOptions, Transport, run_local
-
-RUNNER_FILE = Path(__file__).with_name("device_runner.py")
-
 
 class TargetKind(str, enum.Enum):
     LOCAL = "local"
@@ -178,9 +177,9 @@ class LocalTarget:
         return machine.get("hostname") or "local"
 
     def run_job(self, job_dir: Path, *, options: TargetOptions) -> dict:
-        shutil.copy(RUNNER_FILE, job_dir / RUNNER_FILE.name)
+        runner = assemble_runner().write(job_dir)  # the file a device runs, run the same way here
         python = options.python or sys.executable
-        res = run_local([python, RUNNER_FILE.name, "job.json", "--deadline", str(options.timeout_s + 30)],
+        res = run_local([python, runner.name, "job.json", "--deadline", str(options.timeout_s + 30)],
                         cwd=str(job_dir), timeout=options.timeout_s)
         if res is None:
             raise TargetError(f"local: the benchmark did not finish within {options.timeout_s:g} s and was killed",
@@ -219,7 +218,7 @@ class RemoteTarget:
                 files = [binary] + [p for p in job_dir.iterdir() if p.suffix == ".tflite"]
                 check_free(self.url, info.get("FREE"), _kib(files), remote, self.transport.disk_hint)
                 return run_benchmark_model(self, job_dir, remote, options)
-            shutil.copy(RUNNER_FILE, job_dir / RUNNER_FILE.name)
+            assemble_runner().write(job_dir)
             if "PY" not in info:
                 raise TargetError(f"{self.url}: no Python on the device ({', '.join(pythons)}: not found)",
                                   hint=self.transport.no_python_hint)
@@ -287,7 +286,7 @@ class RemoteTarget:
     def _run_runner(self, remote: str, python: str, options: TargetOptions, *, pin: str | None) -> dict:
         """Discover the device's interpreters, then run the job (under taskset where the transport pins)."""
         py = shlex.quote(python)
-        discover = self.shell(launch(remote, f"{py} device_runner.py --discover"), options,
+        discover = self.shell(launch(remote, f"{py} {RUNNER_NAME} --discover"), options,
                               step="discovering interpreters")
         if discover is None:
             raise TargetError(f"{self.url}: interpreter discovery hung for {options.timeout_s:g} s; killed")
@@ -295,7 +294,7 @@ class RemoteTarget:
         check_interpreters(self.url, found, remote, python)
         mask = self.pin_mask(pin, options) if self.transport.taskset_pin else None
         prefix = f"taskset {mask} " if mask else ""
-        command = f"{prefix}{py} device_runner.py job.json --deadline {options.timeout_s + 30:g}"
+        command = f"{prefix}{py} {RUNNER_NAME} job.json --deadline {options.timeout_s + 30:g}"
         res = self.shell(launch(remote, command), options, step="running the benchmark")
         if res is None:
             raise TargetError(f"{self.url}: the benchmark did not finish within {options.timeout_s:g} s; the remote "

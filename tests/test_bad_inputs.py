@@ -228,13 +228,15 @@ def test_a_runner_crash_is_blamed_on_the_file_it_was_loading(tmp_path):
     result: the last stage line the runner wrote names the file, and the error is about the file (exit 2), not
     the device (exit 3). A real process is killed by SIGSEGV here, after the runner's own stage call."""
     from edgeport.errors import ArtifactError, TargetError
+    from edgeport.runtime.runner_file import assemble_runner
     from edgeport.runtime.targets import parse_result
 
     script = ("import os, signal, sys; sys.path.insert(0, sys.argv[1]); import device_runner as r; "
               "r.stage(step='loading', file='model_int8.tflite', artifact='tflite_int8', engine='tflite'); "
               "os.kill(os.getpid(), signal.SIGSEGV)")
-    runner_dir = os.path.dirname(__import__("edgeport.runtime.device_runner", fromlist=["x"]).__file__)
-    proc = subprocess.run([sys.executable, "-c", script, runner_dir], capture_output=True, text=True, timeout=120)
+    runner_dir = assemble_runner().write(tmp_path).parent  # the file a target runs
+    proc = subprocess.run([sys.executable, "-c", script, str(runner_dir)], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == -11
     with pytest.raises(ArtifactError) as info:
         parse_result("local", proc.stdout, proc.stderr, proc.returncode)

@@ -18,8 +18,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgeport.runtime import device_runner as dr
 from edgeport.runtime.bench import BenchSettings, bench_artifacts
+from edgeport.runtime.device import job as runner_job
+from edgeport.runtime.device import machine, timing
 from edgeport.runtime.results import (LATENCY_FIELDS, NOISY_MAX_P90_P50, conditions_lines, describe_machine,
                                       latency_table, make_entry, noisy_label)
 from edgeport.runtime.targets import parse_target
@@ -130,31 +131,31 @@ def test_big_cores_are_the_default_only_on_a_heterogeneous_cpu(tmp_path, monkeyp
     if len(cpus) < 2:
         pytest.skip("needs two CPUs to fake a big.LITTLE layout")
     little, big = cpus[0], cpus[1]
-    monkeypatch.setenv(dr.SYSFS_ROOT_ENV, str(_fake_sysfs(tmp_path / "hetero", freqs={little: 1_800_000,
-                                                                                      big: 2_400_000}, temps={})))
-    pinned, reason = dr.default_pin()
+    hetero = _fake_sysfs(tmp_path / "hetero", freqs={little: 1_800_000, big: 2_400_000}, temps={})
+    monkeypatch.setenv(machine.SYSFS_ROOT_ENV, str(hetero))
+    pinned, reason = machine.default_pin()
     assert pinned == [big] and "2.40 GHz vs 1.80 GHz" in reason
-    assert dr.parse_pin("big") == [big]
-    monkeypatch.setenv(dr.SYSFS_ROOT_ENV, str(_fake_sysfs(tmp_path / "homo", freqs={c: 2_000_000 for c in cpus},
-                                                         temps={})))
-    assert dr.default_pin() == (None, None)
+    assert machine.parse_pin("big") == [big]
+    homo = _fake_sysfs(tmp_path / "homo", freqs={c: 2_000_000 for c in cpus}, temps={})
+    monkeypatch.setenv(machine.SYSFS_ROOT_ENV, str(homo))
+    assert machine.default_pin() == (None, None)
 
 
 def test_thermal_zones_and_the_cooldown_gate(tmp_path, monkeypatch):
     root = _fake_sysfs(tmp_path, freqs={}, temps={"cpu-thermal": 71_500, "gpu-thermal": 48_000})
-    monkeypatch.setenv(dr.SYSFS_ROOT_ENV, str(root))
-    assert dr.thermal_temps() == {"thermal_zone0:cpu-thermal": 71.5, "thermal_zone1:gpu-thermal": 48.0}
+    monkeypatch.setenv(machine.SYSFS_ROOT_ENV, str(root))
+    assert machine.thermal_temps() == {"thermal_zone0:cpu-thermal": 71.5, "thermal_zone1:gpu-thermal": 48.0}
     clock = [0.0]
-    monkeypatch.setattr(dr, "time", SimpleNamespace(monotonic=lambda: clock[0],
-                                                    sleep=lambda s: clock.__setitem__(0, clock[0] + s)))
-    hot = dr.cool_down(max_temp_c=60.0, cooldown_s=5.0)  # never cools: bounded wait, says it was not reached
+    monkeypatch.setattr(machine, "time", SimpleNamespace(monotonic=lambda: clock[0],
+                                                         sleep=lambda s: clock.__setitem__(0, clock[0] + s)))
+    hot = machine.cool_down(max_temp_c=60.0, cooldown_s=5.0)  # never cools: bounded wait, says it was not reached
     assert hot == {"waited_s": 5.0, "max_temp_c": 60.0, "reached": False, "temp_c": 71.5}
-    cool = dr.cool_down(max_temp_c=80.0, cooldown_s=5.0)
+    cool = machine.cool_down(max_temp_c=80.0, cooldown_s=5.0)
     assert cool["reached"] is True and cool["waited_s"] == 0.0
-    assert dr.cool_down(max_temp_c=None, cooldown_s=None) is None
-    assert dr.cool_down(max_temp_c=None, cooldown_s=2.0)["waited_s"] == 2.0
-    monkeypatch.setenv(dr.SYSFS_ROOT_ENV, str(tmp_path / "none"))
-    assert dr.cool_down(max_temp_c=60.0, cooldown_s=5.0)["reached"] is None  # no zone: nothing to wait for
+    assert machine.cool_down(max_temp_c=None, cooldown_s=None) is None
+    assert machine.cool_down(max_temp_c=None, cooldown_s=2.0)["waited_s"] == 2.0
+    monkeypatch.setenv(machine.SYSFS_ROOT_ENV, str(tmp_path / "none"))
+    assert machine.cool_down(max_temp_c=60.0, cooldown_s=5.0)["reached"] is None  # no zone: nothing to wait for
 
 
 class _ClockedEngine:
@@ -180,14 +181,14 @@ class _ClockedEngine:
 
 def test_min_seconds_keeps_timing_past_runs_and_entries_record_it(tmp_path, monkeypatch):
     _ClockedEngine.clock = [0.0, 0.0]
-    monkeypatch.setattr(dr, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0],
-                                                    process_time=lambda: _ClockedEngine.clock[1]))
-    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _ClockedEngine(path))
-    monkeypatch.setenv(dr.SYSFS_ROOT_ENV, str(_fake_sysfs(tmp_path / "sys", freqs={}, temps={"soc": 40_000})))
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0],
+                                                        process_time=lambda: _ClockedEngine.clock[1]))
+    monkeypatch.setattr(runner_job, "open_engine", lambda name, path, threads, tflite_modules: _ClockedEngine(path))
+    monkeypatch.setenv(machine.SYSFS_ROOT_ENV, str(_fake_sysfs(tmp_path / "sys", freqs={}, temps={"soc": 40_000})))
     (tmp_path / "a.tflite").write_bytes(b"")
     job = {"artifacts": [{"name": "a", "file": "a.tflite"}], "engines": ["tflite"], "threads": [1], "warmup": 0,
            "runs": 4, "min_seconds": 0.5}
-    [r] = dr.run_job(job, str(tmp_path))["results"]
+    [r] = runner_job.run_job(job, str(tmp_path))["results"]
     assert r["runs"] == 32  # 0.5 s of 1/64 s inferences, more than --runs 4
     assert r["cpu_ms"] == pytest.approx(1e3 / 128) and r["min_seconds"] == 0.5
     assert r["state_before"]["temps_c"] == {"thermal_zone0:soc": 40.0}

@@ -26,7 +26,9 @@ from edgeport.errors import TargetError  # noqa: E402
 from edgeport.metrics import device_parity_metrics  # noqa: E402
 from edgeport.runtime import (ENGINES, LATENCY_FIELDS, BenchSettings, EngineKind, bench, open_engine,  # noqa: E402
                               parse_target, run)
-from edgeport.runtime import device_runner as dr  # noqa: E402
+from edgeport.runtime.device import job as runner_job  # noqa: E402
+from edgeport.runtime.device import machine, timing  # noqa: E402
+from edgeport.runtime.device.protocol import RunnerError  # noqa: E402
 from edgeport.runtime.benchmark_model import benchmark_command, parse_benchmark_output  # noqa: E402
 from edgeport.runtime.layout import to_artifact_layout  # noqa: E402
 from edgeport.runtime.results import latency_table  # noqa: E402
@@ -159,7 +161,7 @@ def test_missing_runtime_and_unknown_engine_are_clear_errors(exported):
 
 
 def test_discover_lists_the_interpreters_of_this_python():
-    found = dr.discover()
+    found = machine.discover()
     assert found["interpreters"]["onnxruntime"] and found["interpreters"]["ai_edge_litert"]
     m = found["machine"]
     assert m["arch"] and m["cores"] >= 1 and m["python"] and m["numpy"] == np.__version__
@@ -169,14 +171,14 @@ def test_discover_lists_the_interpreters_of_this_python():
 
 def test_summary_statistics():
     t = [5.0, 1.0, 2.0, 3.0, 4.0, 100.0, 2.5, 3.5, 1.5, 2.0]
-    s = dr.summarize(t)
+    s = timing.summarize(t)
     a = np.asarray(t)
     assert s == pytest.approx({"p50_ms": np.percentile(a, 50), "p90_ms": np.percentile(a, 90),
                                "p99_ms": np.percentile(a, 99), "mean_ms": a.mean(), "std_ms": a.std(),
                                "min_ms": 1.0})
     assert s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"]
-    with pytest.raises(dr.RunnerError):
-        dr.summarize([])
+    with pytest.raises(RunnerError):
+        timing.summarize([])
 
 
 class _RecordingEngine:
@@ -203,13 +205,13 @@ class _RecordingEngine:
 
 def test_configurations_are_interleaved_in_rotating_rounds(monkeypatch, tmp_path):
     _RecordingEngine.log = []
-    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _RecordingEngine(
+    monkeypatch.setattr(runner_job, "open_engine", lambda name, path, threads, tflite_modules: _RecordingEngine(
         f"{Path(path).name}/{threads}"))
     for f in ("a.tflite", "b.tflite"):
         (tmp_path / f).write_bytes(b"")
     job = {"artifacts": [{"name": "a", "file": "a.tflite"}, {"name": "b", "file": "b.tflite"}],
            "engines": ["tflite"], "threads": [1, 2], "warmup": 2, "runs": 4, "parity_inputs": None}
-    out = dr.run_job(job, str(tmp_path))
+    out = runner_job.run_job(job, str(tmp_path))
     names = ["a.tflite/1", "a.tflite/2", "b.tflite/1", "b.tflite/2"]
     log = _RecordingEngine.log
     assert log[:4] == names  # first inference of each, in load order
@@ -237,22 +239,22 @@ def test_time_budget_runs_at_least_three_rounds(monkeypatch, tmp_path, budget_s,
     (1000 here): a budget shorter than one round still gives 3 rounds, and a budget of 8 rounds stops after 8."""
     _RecordingEngine.log = []
     _ClockedEngine.clock = [0.0]
-    monkeypatch.setattr(dr, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0],
-                                                  process_time=lambda: 0.0))
-    monkeypatch.setattr(dr, "open_engine", lambda name, path, threads, tflite_modules: _ClockedEngine(path))
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: _ClockedEngine.clock[0],
+                                                      process_time=lambda: 0.0))
+    monkeypatch.setattr(runner_job, "open_engine", lambda name, path, threads, tflite_modules: _ClockedEngine(path))
     (tmp_path / "a.tflite").write_bytes(b"")
     job = {"artifacts": [{"name": "a", "file": "a.tflite"}], "engines": ["tflite"], "threads": [1], "warmup": 0,
            "runs": 1000, "time_budget_s": budget_s}
-    [entry] = dr.run_job(job, str(tmp_path))["results"]
+    [entry] = runner_job.run_job(job, str(tmp_path))["results"]
     assert entry["runs"] == rounds
     assert len(_RecordingEngine.log) == 1 + rounds  # the first inference, then the timed rounds: nothing more
 
 
 def test_pin_lists():
-    assert dr.parse_pin("0,2-3") == [0, 2, 3]
-    assert dr.parse_pin(None) is None
-    with pytest.raises(dr.RunnerError, match="bad CPU list"):
-        dr.parse_pin("x-1")
+    assert machine.parse_pin("0,2-3") == [0, 2, 3]
+    assert machine.parse_pin(None) is None
+    with pytest.raises(RunnerError, match="bad CPU list"):
+        machine.parse_pin("x-1")
 
 
 def test_parity_tolerates_a_flip_only_on_a_near_tie():
