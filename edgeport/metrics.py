@@ -5,8 +5,8 @@ Inputs are float arrays (S, ...) with one row per sample (logits, or any output 
 
 - `parity_metrics(reference, output)`: an artifact against the reference model (torch, or the exported ONNX) on the
   same held-out samples; what report.json `parity.<artifact>` holds.
-- `device_parity_metrics(device=..., reference=...)`: the same artifact's outputs on a target against this
-  machine's; what report.json `device_parity[*]` holds.
+- `device_parity_metrics(device=..., reference=...)`: one output of the same artifact on a target against this
+  machine's; what report.json `device_parity[*].outputs[*]` holds (one entry per model output).
 
 Definitions (the key each one is written under):
 - max_abs_err: max |output - reference| over all S*K values; mean_abs_err: the mean of the same.
@@ -222,10 +222,10 @@ def parity_metrics(reference: np.ndarray, output: np.ndarray, *, reference_name:
 
 
 def device_parity_metrics(*, device: np.ndarray, reference: np.ndarray) -> dict:
-    """device, reference: (S, ...) outputs of one artifact on a target and on this machine -> {cosine_min, max_abs,
-    max_abs_rel, top1_agreement, near_ties (a count), top1_decisive, samples}. `max_abs` is max_abs_err. Raises
-    ValueError when the shapes differ."""
+    """device, reference: (S, ...) values of one output of one artifact on a target and on this machine ->
+    {cosine_min, sqnr_db, max_abs, max_abs_rel, top1_agreement, near_ties (a count), top1_decisive, samples}.
+    `max_abs` is max_abs_err. Raises ValueError when the shapes differ."""
     r, d = _pair(reference, device, what="device output")
-    return {"cosine_min": cosine_min(r, d), "max_abs": max_abs_err(r, d), "max_abs_rel": max_abs_rel(r, d),
-            "top1_agreement": top1_agreement(r, d), "near_ties": int(near_ties(r).sum()),
-            "top1_decisive": top1_decisive(r, d), "samples": int(len(d))}
+    return {"cosine_min": cosine_min(r, d), "sqnr_db": sqnr_db(r, d), "max_abs": max_abs_err(r, d),
+            "max_abs_rel": max_abs_rel(r, d), "top1_agreement": top1_agreement(r, d),
+            "near_ties": int(near_ties(r).sum()), "top1_decisive": top1_decisive(r, d), "samples": int(len(d))}

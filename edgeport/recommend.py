@@ -1,15 +1,17 @@
 """The answer a user runs edgeport for: which artifact x engine x threads to ship on each target.
 
-A pure function of report.json's sections (`parity`, `accuracy`, `latency`): per target, the fastest configuration
-(by p50, the one latency statistic used everywhere here) whose accuracy checks pass, the runner-up and the ratio
-between them. What counts as passing:
+A pure function of report.json's sections (`parity`, `accuracy`, `latency`, `device_parity`): per target, the
+fastest configuration (by p50, the one latency statistic used everywhere here) whose accuracy checks pass, the
+runner-up and the ratio between them. What counts as passing:
 
 - `parity.<artifact>.passed` is true with enforced thresholds (`Check.VALIDATED`);
 - thresholds not enforced (an INT8 artifact of a random-init model: quantizing random weights says nothing about a
   trained model) rank as `Check.NOT_ENFORCED` and the recommendation says it is not validated;
 - the reference itself (a user ONNX is its own reference) is `Check.REFERENCE`;
 - a missed enforced threshold (`Check.FAILED`) or no parity entry (`Check.NOT_VALIDATED`) excludes the entry;
-- an optional `AccuracyBar` (top-1 agreement with the reference, accuracy on labelled samples) excludes more.
+- an optional `AccuracyBar` (top-1 agreement with the reference, accuracy on labelled samples) excludes more;
+- a configuration whose outputs on the target disagree with this machine's (`device_parity`, newest entry of that
+  target x artifact x engine: any output that fails fails it, `Check.DEVICE_MISMATCH`) is excluded on that target.
 
 `edgeport run` writes it to report.json `recommendation`; `edgeport compare` ranks several models with it.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from edgeport.metrics import passes
+from edgeport.report import DeviceParity, device_parity_entries
 
 STATISTIC = "p50_ms"
 
@@ -34,6 +37,7 @@ class Check(str, enum.Enum):
     FAILED = "failed"
     NOT_VALIDATED = "not_validated"
     BELOW_BAR = "below_bar"
+    DEVICE_MISMATCH = "device_mismatch"
 
     @property
     def eligible(self) -> bool:
@@ -51,6 +55,7 @@ _WORDS = {
     Check.FAILED: "missed an enforced accuracy threshold",
     Check.NOT_VALIDATED: "not validated (no parity result)",
     Check.BELOW_BAR: "below the accuracy bar",
+    Check.DEVICE_MISMATCH: "its outputs on this target disagree with this machine's",
 }
 
 
@@ -284,6 +289,7 @@ def candidates(sections: Mapping[str, Any], *, model: str | None = None,
     the same configuration replaces the earlier measurement here instead of competing with it."""
     parity = sections.get("parity") or {}
     acc = (sections.get("accuracy") or {}).get("artifacts") or {}
+    on_device = {(p.target, p.artifact, p.engine): p for p in device_parity_entries(sections)}  # newest wins
     latest: dict[tuple, Mapping] = {}
     for e in sections.get("latency") or []:
         if e.get(STATISTIC) is not None:
@@ -303,11 +309,21 @@ def candidates(sections: Mapping[str, Any], *, model: str | None = None,
             misses = bar.misses(agreement=agreement, accuracy=accuracy)
             if misses:
                 check, why = Check.BELOW_BAR, "; ".join(misses)
+        dp = on_device.get((e["target"], art, e.get("engine")))
+        if dp is not None and not dp.ok and check is not Check.FAILED:
+            check, why = Check.DEVICE_MISMATCH, _disagrees(dp)
         out.append(Candidate(target=e["target"], artifact=art, engine=e.get("engine", "?"),
                              threads=int(e.get("threads") or 1), p50_ms=float(e[STATISTIC]), check=check, model=model,
                              top1_agreement=agreement, accuracy=accuracy, noisy=e.get("noisy") is True,
                              noisy_reasons=tuple(e.get("noisy_reasons") or ()), why=why))
     return out
+
+
+def _disagrees(dp: DeviceParity) -> str:
+    """Why a configuration is excluded on a target: the outputs that disagree with this machine's."""
+    what = ", ".join(f"{o.name} (cosine_min {o.cosine_min:.6g})" if o.cosine_min is not None else o.name
+                     for o in dp.failed)
+    return f"outputs on {dp.target} disagree with this machine's: {what}"
 
 
 def _missed(p: Mapping) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeport.files import atomic_write_bytes, atomic_write_text
 from edgeport.recommend import missed_thresholds, recommend
-from edgeport.report import load_report
+from edgeport.report import device_parity_entries, load_report
 
 TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
 PLOTS = ("latency", "tradeoff", "layers", "ops")
@@ -303,6 +303,17 @@ def plot_ops(ops: dict, info: dict | None = None) -> bytes | None:
     return png_bytes(fig)
 
 
+def _device_parity_rows(entries) -> list[list[str]]:
+    """One row per output; target, artifact and engine on each entry's first row only."""
+    rows = []
+    for p in entries:
+        for k, o in enumerate(p.outputs):
+            head = [p.target, p.artifact, p.engine] if k == 0 else ["", "", ""]
+            rows.append([_fmt(v) for v in head] + [o.name] + [_fmt(getattr(o, c)) for c in (
+                "cosine_min", "sqnr_db", "max_abs", "top1_agreement", "ok")])
+    return rows
+
+
 def _fmt(v, digits=4):
     if v is None:
         return "-"
@@ -392,12 +403,11 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
         tables.append(("Latency", *latency_rows(lat)))
     # `local` runs the runner on this machine: its "device parity" compares the machine with itself (a check of the
     # runner process, shown by `bench`), so the report lists real targets only
-    dp = [p for p in data.get("device_parity") or [] if p.get("target") != "local"]
+    dp = [p for p in device_parity_entries(data) if p.target != "local"]
     if dp:
-        tables.append(("Device parity (target outputs vs this machine, same artifact)",
-                       ["target", "artifact", "engine", "cosine_min", "max_abs", "top1_agreement", "ok"],
-                       [[_fmt(p.get(c)) for c in ("target", "artifact", "engine", "cosine_min", "max_abs",
-                                                   "top1_agreement", "ok")] for p in dp]))
+        tables.append(("Device parity (target outputs vs this machine, same artifact, every output)",
+                       ["target", "artifact", "engine", "output", "cosine_min", "sqnr_db", "max_abs",
+                        "top1_agreement", "ok"], _device_parity_rows(dp)))
     ops = data.get("ops") or {}
     if ops:
         info = data.get("artifact_info") or {}

@@ -6,6 +6,8 @@
 - Artifacts are typed: `ArtifactKind` (one enum for every artifact name) and `ArtifactEntry` (file name, size and
   sha256 recorded when the file was written). Every reader gets an artifact's path through
   `Report.artifact_path`, which refuses a missing, changed or stale file.
+- Device parity is typed: `DeviceParity` (an artifact x engine on a target vs this machine) holds one
+  `OutputParity` per model output and passes only when every output does; `load_report` checks each entry.
 - Steps return typed results; `Report.apply(result)` writes a result's `report_sections()` into the report. The
   report is an output of the steps, written from their results.
 
@@ -23,6 +25,7 @@ from typing import Any, Mapping, Protocol
 from edgeport.errors import OutputDirError, ReportError
 from edgeport.files import (atomic_write_bytes, atomic_write_text, check_out_dir, prepare_out_dir,  # noqa: F401
                             sha256_file)
+from edgeport.metrics import HIGHER_IS_BETTER
 
 SCHEMA_VERSION = 2
 REPORT_NAME = "report.json"
@@ -144,6 +147,128 @@ class ArtifactEntry:
         return cls(kind, rec, FileRecord.from_json(tm, where=f"artifacts.{name}.tensor_map") if tm else None)
 
 
+# ---- device parity ----------------------------------------------------------------------------------------------
+# What one output of a device-parity check holds (edgeport.metrics.device_parity_metrics), in report.json's order.
+DEVICE_PARITY_METRICS = ("cosine_min", "sqnr_db", "max_abs", "max_abs_rel", "top1_agreement", "near_ties",
+                         "top1_decisive")
+DEVICE_PARITY_REFERENCE = "this machine, same artifact"
+
+
+def _worse(metric: str):
+    """min or max: which way `metric` gets worse (metrics.HIGHER_IS_BETTER; max_abs and near_ties: larger)."""
+    return min if HIGHER_IS_BETTER.get(metric, False) else max
+
+
+@dataclass(frozen=True)
+class OutputParity:
+    """One output of an artifact on a target vs the same output on this machine, on the same samples: its index
+    and name in the model, its metrics (None: a report written before that metric was recorded) and whether it
+    met bench's bar (edgeport.runtime.bench)."""
+
+    index: int
+    name: str
+    ok: bool
+    cosine_min: float | None = None
+    sqnr_db: float | None = None
+    max_abs: float | None = None
+    max_abs_rel: float | None = None
+    top1_agreement: float | None = None
+    near_ties: int | None = None
+    top1_decisive: float | None = None
+
+    def metrics(self) -> dict[str, float | int | None]:
+        return {k: getattr(self, k) for k in DEVICE_PARITY_METRICS}
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "name": self.name, **self.metrics(), "ok": self.ok}
+
+    @classmethod
+    def from_json(cls, d: Any, *, where: str) -> "OutputParity":
+        if not (isinstance(d, dict) and isinstance(d.get("index"), int) and isinstance(d.get("name"), str)
+                and isinstance(d.get("ok"), bool)):
+            raise ReportError(f"{where}: expected {{index, name, ok, {', '.join(DEVICE_PARITY_METRICS)}}}, "
+                              f"got {_short(d)}")
+        for k in DEVICE_PARITY_METRICS:
+            if d.get(k) is not None and (isinstance(d[k], bool) or not isinstance(d[k], (int, float))):
+                raise ReportError(f"{where}.{k} is not a number: {_short(d[k])}")
+        return cls(index=d["index"], name=d["name"], ok=d["ok"], **{k: d.get(k) for k in DEVICE_PARITY_METRICS})
+
+
+@dataclass(frozen=True)
+class DeviceParity:
+    """One artifact x engine on a target vs the same artifact run on this machine: one OutputParity per model
+    output, in the model's order. It passes only when every output passes. report.json's entry also carries, at
+    its top level, each metric's worst value over the outputs and `worst_output` (the first failing output, else
+    the lowest cosine_min), so a reader of the headline numbers sees the failing output's."""
+
+    target: str
+    artifact: str
+    outputs: tuple[OutputParity, ...]
+    engine: str | None = None
+    device: str | None = None
+    device_arch: str | None = None
+    samples: int | None = None
+    reference: str | None = DEVICE_PARITY_REFERENCE
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.outputs) and all(o.ok for o in self.outputs)
+
+    @property
+    def failed(self) -> tuple[OutputParity, ...]:
+        return tuple(o for o in self.outputs if not o.ok)
+
+    @property
+    def worst_output(self) -> OutputParity | None:
+        lowest = float("-inf")
+        return min(self.outputs, key=lambda o: (o.ok, lowest if o.cosine_min is None else o.cosine_min),
+                   default=None)
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Each metric's worst value over the outputs that recorded it (None when none did)."""
+        out = {}
+        for k in DEVICE_PARITY_METRICS:
+            values = [v for v in (getattr(o, k) for o in self.outputs) if v is not None]
+            out[k] = _worse(k)(values) if values else None
+        return out
+
+    def to_json(self) -> dict:
+        worst = self.worst_output
+        return {"target": self.target, "device": self.device, "artifact": self.artifact, "engine": self.engine,
+                "reference": self.reference, **self.summary(), "samples": self.samples, "ok": self.ok,
+                "device_arch": self.device_arch, "worst_output": worst.name if worst else None,
+                "outputs": [o.to_json() for o in self.outputs]}
+
+    @classmethod
+    def from_json(cls, d: Any, *, where: str) -> "DeviceParity":
+        """An entry of report.json `device_parity`. One written before every output was compared (no `outputs`)
+        reads as its first output alone, under the name `output_0`, with the entry's `ok`."""
+        if not (isinstance(d, dict) and isinstance(d.get("target"), str) and isinstance(d.get("artifact"), str)
+                and isinstance(d.get("ok"), bool)):
+            raise ReportError(f"{where}: expected {{target, artifact, ok, outputs, ...}}, got {_short(d)}")
+        raw = d.get("outputs")
+        if raw is None:
+            outputs = (OutputParity.from_json({**{k: d.get(k) for k in DEVICE_PARITY_METRICS}, "index": 0,
+                                               "name": "output_0", "ok": d["ok"]}, where=where),)
+        elif isinstance(raw, list) and raw:
+            outputs = tuple(OutputParity.from_json(o, where=f"{where}.outputs[{i}]") for i, o in enumerate(raw))
+        else:
+            raise ReportError(f"{where}.outputs should be a non-empty list, got {_short(raw)}")
+        entry = cls(target=d["target"], artifact=d["artifact"], outputs=outputs, engine=d.get("engine"),
+                    device=d.get("device"), device_arch=d.get("device_arch"), samples=d.get("samples"),
+                    reference=d.get("reference"))
+        if entry.ok != d["ok"]:
+            raise ReportError(f"{where}: ok is {str(d['ok']).lower()} but its outputs say "
+                              f"{str(entry.ok).lower()}", hint="delete the entry or re-run `edgeport bench`")
+        return entry
+
+
+def device_parity_entries(data: Mapping[str, Any]) -> list[DeviceParity]:
+    """report.json `device_parity` as typed entries, in the order they were written (oldest first)."""
+    return [DeviceParity.from_json(d, where=f"device_parity[{i}]")
+            for i, d in enumerate(data.get("device_parity") or [])]
+
+
 # ---- the schema -------------------------------------------------------------------------------------------------
 class Fold(str, enum.Enum):
     """How a step's value for a section is written: replace it, merge by key (dicts), or append (lists)."""
@@ -176,7 +301,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("layers", dict, Fold.SET, None, "per-layer INT8 attribution"),
     Section("accuracy", dict, Fold.SET, None, "accuracy on labelled samples"),
     Section("latency", list, Fold.APPEND, dict, "one entry per target x engine x artifact x threads"),
-    Section("device_parity", list, Fold.APPEND, dict, "target outputs vs this machine's"),
+    Section("device_parity", list, Fold.APPEND, dict, "target outputs vs this machine's, every output "
+            "(DeviceParity)"),
     Section("recommendation", dict, Fold.SET, None, "the decision per target: best, runner-up, ratio of p50s "
             "(edgeport/recommend.py)"),
     Section("failures", dict, Fold.MERGE, str, "step -> one-line error of the last run"),
@@ -214,6 +340,10 @@ def validate_sections(data: Any, *, path: Path) -> dict:
                               f"{sec.value_type.__name__}s", hint="delete it or re-run with --force")
     for name, d in (data.get("artifacts") or {}).items():
         ArtifactEntry.from_json(name, d)
+    try:
+        device_parity_entries(data)
+    except ReportError as exc:
+        raise ReportError(f"{path}: {exc.message}", hint=exc.hint) from None
     return data
 
 
@@ -286,6 +416,8 @@ class Report:
             fold = SECTIONS[name].fold
             if name == "artifacts":
                 value = {str(k): (v.to_json() if isinstance(v, ArtifactEntry) else v) for k, v in value.items()}
+            elif name == "device_parity":
+                value = [v.to_json() if isinstance(v, DeviceParity) else v for v in value]
             if fold is Fold.SET:
                 self.set(name, value)
             elif fold is Fold.MERGE:

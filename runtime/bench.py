@@ -1,8 +1,9 @@
 """`edgeport bench DIR`: time DIR's artifacts on a target and check the target's outputs against this machine's.
 
 Data flow: report.json `artifacts` -> a job folder (job.json, artifacts, parity.npz, device_runner.py) -> target ->
-runner JSON -> `latency` entries (appended to report.json) + `device_parity` (target outputs vs the same artifact
-run here with the same engine).
+runner JSON -> `latency` entries (appended to report.json) + `device_parity` (the target's outputs vs the same
+artifact run here with the same engine: every output of the model, each against the bar below; an entry passes only
+when all of its outputs do).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from edgeport.errors import EdgeportError, OutputDirError, TargetError
 from edgeport.metrics import device_parity_metrics
 from edgeport.native import captured_native_output
-from edgeport.report import Report, load_report
+from edgeport.report import DEVICE_PARITY_METRICS, DeviceParity, OutputParity, Report, load_report
 from edgeport.runtime.engines import ENGINES, EngineKind, open_engine, run
 from edgeport.runtime.layout import to_artifact_layout
 from edgeport.runtime.results import describe_machine, make_entry
@@ -48,17 +49,27 @@ class BenchSettings:
     max_temp_c: float | None = None  # wait until every thermal zone is below this (targets with thermal zones)
 
 
+@dataclass(frozen=True)
+class ParityReference:
+    """An artifact run on this machine with one engine on the parity samples: one (S, ...) array per model output,
+    in the model's order, and the outputs' names."""
+
+    names: tuple[str, ...]
+    outputs: tuple[np.ndarray, ...]
+
+
 @dataclass
 class BenchOutcome:
     entries: list[dict]
-    device_parity: list[dict] = field(default_factory=list)
+    device_parity: list[DeviceParity] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
     interpreters: dict = field(default_factory=dict)
     skipped: list[dict] = field(default_factory=list)  # configurations the target has no runtime for, with why
 
     @property
     def parity_ok(self) -> bool:
-        return all(p["ok"] for p in self.device_parity)
+        """Every compared artifact x engine agrees with this machine on every one of its outputs."""
+        return all(p.ok for p in self.device_parity)
 
     def report_sections(self) -> dict:
         sections = {"latency": self.entries}
@@ -98,8 +109,8 @@ def _nchw_shape(model_shape, engine) -> tuple[int, ...]:
 
 
 def build_job(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None, job_dir: Path,
-              settings: BenchSettings) -> dict:
-    """Write job.json, artifacts and parity.npz into job_dir. Returns {key: x86 reference outputs (S, ...)}."""
+              settings: BenchSettings) -> dict[str, ParityReference]:
+    """Write job.json, artifacts and parity.npz into job_dir. Returns {"artifact|engine": this machine's outputs}."""
     engines = bench_engines(settings)
     arts = artifacts
     rng = np.random.default_rng(settings.seed + 20181)
@@ -124,8 +135,9 @@ def build_job(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None,
                                                              artifact=name)
                 else:
                     parity_inputs[name] = rng.standard_normal((PARITY_SAMPLES, *art_shape[1:]), dtype=np.float32)
-            outs = [run(local, [s[None]])[0] for s in parity_inputs[name]]
-            references[f"{name}|{engine_name}"] = np.stack(outs)
+            outs = [run(local, [s[None]]) for s in parity_inputs[name]]
+            references[f"{name}|{engine_name}"] = ParityReference(
+                names=tuple(local.output_names()), outputs=tuple(np.concatenate(o) for o in zip(*outs)))
     if parity_inputs:
         np.savez(job_dir / "parity.npz", **parity_inputs)
     job = {"artifacts": [{"name": n, "file": p.name} for n, p in arts.items()], "engines": engines,
@@ -173,16 +185,40 @@ def bench_artifacts(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] |
         ref = references.get(key)
         if ref is None:  # e.g. tflite_runtime only on the device: compare with any engine of this kind here
             ref = next((v for k, v in references.items() if k.startswith(artifact + "|")), None)
-        if ref is None:
+        if ref is None or outs is None:
             continue
-        dev = np.asarray(outs[0], np.float32)
-        metrics = device_parity_metrics(device=dev, reference=ref)
-        ok = metrics["cosine_min"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_decisive"] >= DEVICE_PARITY_MIN_TOP1
-        parity.append({"target": target.url, "device": device, "artifact": artifact, "engine": engine,
-                       "reference": "this machine, same artifact", **metrics, "ok": bool(ok),
-                       "device_arch": machine.get("arch")})
+        parity.append(DeviceParity(target=target.url, artifact=artifact, engine=engine, device=device,
+                                   device_arch=machine.get("arch"), samples=len(outs[0]),
+                                   outputs=compare_outputs(target=target.url, artifact=artifact, device=outs,
+                                                           reference=ref)))
     return BenchOutcome(entries=entries, device_parity=parity, machine=machine,
                         interpreters=data.get("interpreters", {}), skipped=data.get("skipped", []))
 
 
-__all__ = ["BenchSettings", "BenchOutcome", "bench", "bench_artifacts", "build_job", "select_artifacts", "EdgeportError"]
+def _output_passes(metrics: dict) -> bool:
+    """One output's bar: cosine_min and the top-1 of every decisive sample (DEVICE_PARITY_MIN_*)."""
+    return metrics["cosine_min"] >= DEVICE_PARITY_MIN_COSINE and metrics["top1_decisive"] >= DEVICE_PARITY_MIN_TOP1
+
+
+def compare_outputs(*, target: str, artifact: str, device: list, reference: ParityReference
+                    ) -> tuple[OutputParity, ...]:
+    """Every output the target returned (per output: samples of values) against this machine's, each with the
+    metrics of edgeport.metrics.device_parity_metrics and its own verdict. A different output count or shape is
+    a TargetError naming the output."""
+    if len(device) != len(reference.outputs):
+        raise TargetError(f"{target}: {artifact} returned {len(device)} outputs, this machine "
+                          f"{len(reference.outputs)}", hint="the device's runtime reads the model differently")
+    out = []
+    for i, (dev, ref) in enumerate(zip(device, reference.outputs)):
+        name = reference.names[i] if i < len(reference.names) else f"output_{i}"
+        try:
+            m = device_parity_metrics(device=np.asarray(dev, np.float32), reference=ref)
+        except ValueError as exc:
+            raise TargetError(f"{target}: {artifact} output {name!r}: {exc}") from None
+        out.append(OutputParity(index=i, name=name, ok=_output_passes(m),
+                                **{k: m[k] for k in DEVICE_PARITY_METRICS}))
+    return tuple(out)
+
+
+__all__ = ["BenchSettings", "BenchOutcome", "ParityReference", "bench", "bench_artifacts", "build_job",
+           "compare_outputs", "select_artifacts", "EdgeportError"]

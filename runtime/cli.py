@@ -5,10 +5,13 @@ import argparse
 import re
 import sys
 
+from rich.markup import escape
+
 from edgeport.console import parse_csv, parse_thread_counts
 from edgeport.errors import EdgeportError
 from edgeport.options import BenchOptions
 from edgeport.recommend import refresh_recommendation
+from edgeport.report import DeviceParity
 from edgeport.runtime.bench import BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
 from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
@@ -30,6 +33,30 @@ def _remote_dir(text: str) -> str:
         return check_remote_dir(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parity_numbers(m: dict) -> str:
+    near = f", near-ties {m['near_ties']}" if m.get("near_ties") else ""
+    return (f"cosine {m['cosine_min']:.7f}, SQNR {m['sqnr_db']:.1f} dB, max abs {m['max_abs']:.3g}, "
+            f"top-1 {m['top1_agreement']:.0%}{near}")
+
+
+def parity_lines(entries: list[DeviceParity]) -> list[str]:
+    """Rich-markup lines: per artifact x engine its verdict and worst numbers over its outputs; for a model with
+    several outputs, then one line per output (the verdict is `agrees` only when every output agrees)."""
+    lines = []
+    for p in entries:
+        verdict = "[green]agrees[/green]" if p.ok else "[red]DISAGREES[/red]"
+        who = ("runner process vs this process (same machine: a check of the runner, not of a device)"
+               if p.target == "local" else f"{p.device_arch} vs this machine")
+        several = len(p.outputs) > 1
+        what = f"worst of {len(p.outputs)} outputs: " if several else ""
+        lines.append(f"parity {p.artifact} ({p.engine}) {escape(who)}: {verdict} ({what}"
+                     f"{_parity_numbers(p.summary())}, {p.samples} samples)")
+        for o in p.outputs if several else ():
+            word = "[green]agrees[/green]" if o.ok else "[red]DISAGREES[/red]"
+            lines.append(f"  output {escape(o.name)}: {word} ({_parity_numbers(o.metrics())})")
+    return lines
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
@@ -95,20 +122,14 @@ def cmd_bench(args, con=None) -> int:
         for sk in outcome.skipped:  # the device has no runtime for these: say so, and why
             rich.print(f"skipped {sk['artifact']} ({sk['engine']}, {sk['threads']} thr) on {target.url}: "
                        f"{sk['reason']}", markup=False, style="yellow")
-        for p in outcome.device_parity:
-            verdict = "[green]agrees[/green]" if p["ok"] else "[red]DISAGREES[/red]"
-            who = ("runner process vs this process (same machine: a check of the runner, not of a device)"
-                   if p["target"] == "local" else f"{p['device_arch']} vs this machine")
-            rich.print(f"parity {p['artifact']} ({p['engine']}) {who}: {verdict} "
-                       f"(cosine {p['cosine_min']:.7f}, max abs {p['max_abs']:.3g}, top-1 {p['top1_agreement']:.0%}"
-                       f"{f', near-ties {n}' if (n := p.get('near_ties')) else ''}, "
-                       f"{p['samples']} samples)")
+        for line in parity_lines(outcome.device_parity):
+            rich.print(line)
     decision = refresh_recommendation(args.dir)  # `run`'s recommendation, redone with these latencies
     if decision is not None and not quiet:
         rich.print("[bold]recommendation[/bold] (report.json's, updated with these latencies)")
         for line in decision.lines():
             rich.print(line, markup=False)
     if con is not None and getattr(con, "json_mode", False):
-        con.emit_json({"latency": outcome.entries, "device_parity": outcome.device_parity,
+        con.emit_json({"latency": outcome.entries, "device_parity": [p.to_json() for p in outcome.device_parity],
                        "skipped": outcome.skipped})
     return 0 if outcome.parity_ok else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edgeport.recommend import AccuracyBar, Check, candidates, decide, missed_thresholds, recommend
+from edgeport.report import DeviceParity, OutputParity
 
 
 def par(passed=True, enforced=True, agreement=1.0, **extra):
@@ -89,6 +90,37 @@ def test_each_target_gets_its_own_decision():
     pi = rec.target("ssh://pi@h")
     assert (pi.best.artifact, pi.best.threads, pi.runner_up.threads) == ("onnx_int8", 4, 1)
     assert pi.ratio == pytest.approx(3.0 / 2.5)
+
+
+def on_device(artifact, *, target="ssh://pi@h", failing=(), engine=None):
+    """A device_parity entry as bench writes it: two outputs, those named in `failing` disagreeing."""
+    outputs = tuple(OutputParity(index=i, name=n, ok=n not in failing, cosine_min=0.5 if n in failing else 1.0,
+                                 sqnr_db=3.0 if n in failing else 90.0, max_abs=0.0, max_abs_rel=0.0,
+                                 top1_agreement=1.0, near_ties=0, top1_decisive=1.0)
+                    for i, n in enumerate(("seg", "logits")))
+    return DeviceParity(target=target, artifact=artifact, outputs=outputs, engine=engine or (
+        "tflite" if artifact.startswith("tflite") else "onnxruntime"), device="pi", device_arch="aarch64",
+        samples=8).to_json()
+
+
+def test_an_output_that_disagrees_on_a_device_excludes_the_configuration_there():
+    """Device parity fails when any output fails (here the second), and the recommendation for that target then
+    excludes the configuration, naming the output; other targets and a later passing measurement are unaffected."""
+    parity = {"tflite_int8": par(), "tflite_fp32": par()}
+    latency = [lat("tflite_int8", 1.0, target="ssh://pi@h"), lat("tflite_fp32", 2.0, target="ssh://pi@h"),
+               lat("tflite_int8", 1.0), lat("tflite_fp32", 2.0)]
+    bad = on_device("tflite_int8", failing=("logits",))
+    assert bad["ok"] is False and bad["worst_output"] == "logits" and bad["cosine_min"] == 0.5
+    assert [o["ok"] for o in bad["outputs"]] == [True, False]
+    sections = {"parity": parity, "latency": latency, "device_parity": [bad, on_device("tflite_fp32")]}
+    pi = recommend(sections).target("ssh://pi@h")
+    assert pi.best.artifact == "tflite_fp32" and pi.runner_up is None
+    [excluded] = pi.excluded
+    assert excluded.artifact == "tflite_int8" and excluded.check is Check.DEVICE_MISMATCH
+    assert excluded.why == "outputs on ssh://pi@h disagree with this machine's: logits (cosine_min 0.5)"
+    assert recommend(sections).target("local").best.artifact == "tflite_int8"  # local has no mismatch
+    later = {**sections, "device_parity": sections["device_parity"] + [on_device("tflite_int8")]}
+    assert recommend(later).target("ssh://pi@h").best.artifact == "tflite_int8"  # the newest entry counts
 
 
 def test_accuracy_bar_and_reference():

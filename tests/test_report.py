@@ -7,8 +7,16 @@ import json
 import pytest
 
 from edgeport.errors import ReportError
-from edgeport.report import (SCHEMA_VERSION, SECTIONS, ArtifactEntry, ArtifactKind, Fold, StaleArtifactError,
-                             load_report, new_report)
+from edgeport.report import (SCHEMA_VERSION, SECTIONS, ArtifactEntry, ArtifactKind, DeviceParity, Fold,
+                             OutputParity, StaleArtifactError, device_parity_entries, load_report, new_report)
+
+# A device-parity entry as bench writes it: a two-output model, the second output disagreeing.
+DEVICE_PARITY = DeviceParity(
+    target="ssh://u@h", artifact="tflite_int8", engine="tflite", device="pi", device_arch="aarch64", samples=8,
+    outputs=(OutputParity(index=0, name="seg", ok=True, cosine_min=1.0, sqnr_db=float("inf"), max_abs=0.0,
+                          max_abs_rel=0.0, top1_agreement=1.0, near_ties=0, top1_decisive=1.0),
+             OutputParity(index=1, name="logits", ok=False, cosine_min=0.9, sqnr_db=9.5, max_abs=0.25,
+                          max_abs_rel=0.05, top1_agreement=0.75, near_ties=1, top1_decisive=0.8)))
 
 # One realistic value per section, as the steps write them. A section added to SECTIONS without a sample fails
 # test_every_section_has_a_sample.
@@ -27,7 +35,7 @@ SAMPLES = {
     "layers": {"layers": [{"depth": 0, "onnx_tensor": "x", "sqnr_db": 40.0}], "n_layers": 1},
     "accuracy": {"artifacts": {"tflite_int8": {"accuracy": 0.98, "drop_points": 0.5}}},
     "latency": [{"target": "local", "engine": "tflite", "artifact": "tflite_int8", "threads": 1, "p50_ms": 1.25}],
-    "device_parity": [{"target": "ssh://u@h", "artifact": "tflite_int8", "cosine_min": 0.9999, "ok": True}],
+    "device_parity": [DEVICE_PARITY.to_json()],
     "recommendation": {"statistic": "p50_ms", "bar": {"min_agreement": None, "min_accuracy": None}, "targets": {
         "local": {"best": {"artifact": "tflite_int8", "engine": "tflite", "threads": 1, "p50_ms": 1.25,
                            "check": "validated"}, "runner_up": None, "ratio": None, "validated": True,
@@ -149,3 +157,44 @@ def test_artifact_kinds_name_their_files():
                                                    "model_fp16.tflite", "model_dynamic.tflite", "model_int8.onnx"}
     assert ArtifactKind.tflite("int8") is ArtifactKind.TFLITE_INT8
     assert [k.runtime for k in (ArtifactKind.ONNX_INT8, ArtifactKind.TFLITE_FP16)] == ["onnxruntime", "tflite"]
+
+
+def test_device_parity_entries_are_typed_and_every_output_counts(tmp_path):
+    """The entry written for a two-output model: per output metrics, the worst of each at the top level, `ok` false
+    because one output fails; read back it is the same typed entry (through apply of the typed result, too)."""
+    d = DEVICE_PARITY.to_json()
+    assert [o["name"] for o in d["outputs"]] == ["seg", "logits"] and d["worst_output"] == "logits"
+    assert (d["ok"], d["cosine_min"], d["sqnr_db"], d["max_abs"], d["near_ties"], d["top1_decisive"]) == (
+        False, 0.9, 9.5, 0.25, 1, 0.8)
+    assert DeviceParity.from_json(d, where="x") == DEVICE_PARITY
+    assert [o.name for o in DEVICE_PARITY.failed] == ["logits"]
+    new_report(tmp_path).apply(_Result({"device_parity": [DEVICE_PARITY]})).save()
+    back = load_report(tmp_path)
+    assert back.get("device_parity") == [d] and device_parity_entries(back.data) == [DEVICE_PARITY]
+    agree = DeviceParity(target="local", artifact="onnx", outputs=(DEVICE_PARITY.outputs[0],))
+    assert agree.ok and agree.to_json()["sqnr_db"] == float("inf")
+
+
+def test_a_device_parity_entry_from_before_every_output_was_compared_reads_as_one_output(tmp_path):
+    old = {"target": "ssh://pi@h", "device": "pi", "artifact": "tflite_int8", "engine": "tflite",
+           "cosine_min": 0.99, "max_abs": 0.1, "top1_agreement": 1.0, "samples": 8, "ok": False}
+    (tmp_path / "report.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "device_parity": [old]}))
+    [entry] = device_parity_entries(load_report(tmp_path).data)
+    assert not entry.ok and [(o.index, o.name, o.ok, o.cosine_min, o.sqnr_db) for o in entry.outputs] == [
+        (0, "output_0", False, 0.99, None)]
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda d: d.update(outputs=[]), r"device_parity\[0\]\.outputs should be a non-empty list"),
+    (lambda d: d["outputs"][1].pop("name"), r"device_parity\[0\]\.outputs\[1\]: expected \{index, name, ok"),
+    (lambda d: d["outputs"][0].update(cosine_min="1.0"), r"outputs\[0\]\.cosine_min is not a number"),
+    (lambda d: d.update(ok=True), r"ok is true but its outputs say false"),
+    (lambda d: d.pop("target"), r"device_parity\[0\]: expected \{target, artifact, ok"),
+], ids=["no_outputs", "unnamed_output", "text_metric", "ok_not_its_outputs", "no_target"])
+def test_a_malformed_device_parity_entry_is_one_line(tmp_path, change, match):
+    d = DEVICE_PARITY.to_json()
+    change(d)
+    (tmp_path / "report.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "device_parity": [d]}))
+    with pytest.raises(ReportError, match=match) as info:
+        load_report(tmp_path)
+    assert "\n" not in str(info.value) and str(tmp_path) in str(info.value)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "device"))
-from tiny_models import SHAPE_NCHW, cached_bench_dir, copy_bench_dir  # noqa: E402
+from tiny_models import SHAPE_NCHW, cached_bench_dir, cached_two_output_dir, copy_bench_dir  # noqa: E402
 
 from edgeport.cli import main  # noqa: E402
 from edgeport.errors import TargetError  # noqa: E402
@@ -334,12 +334,73 @@ def test_device_parity_failure_is_reported_and_exits_1(bench_dir, monkeypatch, c
     outcome = bench(out_dir=bench_dir, target=_SkewedTarget(),
                     settings=BenchSettings(engines=("tflite",), runs=2, warmup=0, rss=False))
     assert outcome.device_parity and not outcome.parity_ok
-    assert all(not p["ok"] for p in outcome.device_parity)
+    assert all(not p.ok for p in outcome.device_parity)
     monkeypatch.setattr("edgeport.runtime.cli.parse_target", lambda url: _SkewedTarget())
     assert main(["bench", str(bench_dir), "--engine", "tflite", "--runs", "2", "--no-rss"]) == 1
     assert "DISAGREES" in capsys.readouterr().out
     saved = json.loads((bench_dir / "report.json").read_text())["device_parity"]
     assert saved and not any(p["ok"] for p in saved)
+
+
+@pytest.fixture
+def two_output_dir(tmp_path_factory, tmp_path) -> Path:
+    """An export (fp32 + INT8, ONNX + TFLite) of a model with one input and two outputs: a (1, 4, 16, 16) map and
+    (1, 10) logits."""
+    return copy_bench_dir(cached_two_output_dir(tmp_path_factory.getbasetemp()), tmp_path / "two")
+
+
+def test_device_parity_compares_every_output_of_a_two_output_model(two_output_dir):
+    outcome = bench(out_dir=two_output_dir, target=parse_target("local"),
+                    settings=BenchSettings(runs=2, warmup=0, rss=False))
+    assert {(p.artifact, p.engine) for p in outcome.device_parity} == {
+        ("onnx", "onnxruntime"), ("onnx_int8", "onnxruntime"), ("tflite_fp32", "tflite"), ("tflite_int8", "tflite")}
+    for p in outcome.device_parity:
+        local = open_engine(p.engine, two_output_dir / {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx",
+                                                         "tflite_fp32": "model_fp32.tflite",
+                                                         "tflite_int8": "model_int8.tflite"}[p.artifact])
+        assert [o.name for o in p.outputs] == local.output_names() and len(p.outputs) == 2
+        assert [o.index for o in p.outputs] == [0, 1] and p.samples == 8
+        for o in p.outputs:  # the runner process vs this one, same machine: the same numbers
+            assert o.ok and o.cosine_min > 0.999999 and o.sqnr_db > 100 and o.max_abs < 1e-5, (p.artifact, o)
+    assert outcome.parity_ok
+    saved = json.loads((two_output_dir / "report.json").read_text())["device_parity"]
+    assert saved == [p.to_json() for p in outcome.device_parity]
+    assert all(len(d["outputs"]) == 2 and d["ok"] for d in saved)
+
+
+class _SecondOutputSkewed(LocalTarget):
+    """The local target, with only the second output of every artifact coming back perturbed."""
+
+    def run_job(self, job_dir, *, options):
+        data = super().run_job(job_dir, options=options)
+        for outs in data["outputs"].values():
+            outs[1] = (np.asarray(outs[1])[..., ::-1] * 3).tolist()
+        return data
+
+
+def test_one_disagreeing_output_fails_device_parity_bench_and_recommendation(two_output_dir, monkeypatch, capsys):
+    """The first output agrees, the second does not: each artifact's parity fails and names the second output,
+    `edgeport bench` exits 1 and says which output disagrees, and the recommendation excludes the configurations."""
+    from edgeport.recommend import Check, recommend
+    from edgeport.report import load_report
+
+    monkeypatch.setattr("edgeport.runtime.cli.parse_target", lambda url: _SecondOutputSkewed())
+    assert main(["bench", str(two_output_dir), "--runs", "2", "--warmup", "0", "--no-rss"]) == 1
+    out = capsys.readouterr().out
+    entries = load_report(two_output_dir).get("device_parity")
+    assert len(entries) == 4
+    for d in entries:
+        first, second = d["outputs"]
+        assert first["ok"] and not second["ok"] and not d["ok"], d
+        assert d["worst_output"] == second["name"] and d["cosine_min"] == second["cosine_min"] < 0.999
+        assert f"  output {first['name']}: agrees" in out and f"  output {second['name']}: DISAGREES" in out
+        assert f"parity {d['artifact']} ({d['engine']}) runner process vs this process" in out
+    assert out.count("DISAGREES (worst of 2 outputs") == 4
+    local = recommend(load_report(two_output_dir).data).target("local")
+    assert local.best is None and {c.check for c in local.excluded} == {Check.DEVICE_MISMATCH}
+    assert all(f"disagree with this machine's: {e['outputs'][1]['name']}" in c.why
+               for c, e in zip(sorted(local.excluded, key=lambda c: c.artifact),
+                               sorted(entries, key=lambda e: e["artifact"])))
 
 
 def test_bad_artifact_selection_is_exit_2(bench_dir, tmp_path, capsys):

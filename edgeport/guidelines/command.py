@@ -157,7 +157,7 @@ def _write_outputs(args, con: Console, *, out: Path, results: dict, columns: lis
                    machine=outcome.machine, plots=plots)
     atomic_write_text(out / "guidelines.json", json.dumps(
         {"settings": settings_doc, "machine": outcome.machine, "results": results, "latency": outcome.entries,
-         "device_parity": outcome.device_parity, "noise_band": NOISE, "paper_note": PAPER_NOTE},
+         "device_parity": [p.to_json() for p in outcome.device_parity], "noise_band": NOISE, "paper_note": PAPER_NOTE},
         indent=1, default=str) + "\n")
     con.print(f"wrote {out / 'guidelines.md'}, {out / 'guidelines.json'}, {len(plots)} plots in {out / 'img'}")
 
@@ -178,7 +178,7 @@ def cmd_guidelines(args: argparse.Namespace, con: Console | None = None) -> int:
         t0 = time.perf_counter()
         outcome = _time_all(args, con, built=built, columns=columns, target=target, art_dir=art_dir)
         con.print(f"timed in {time.perf_counter() - t0:.0f} s (total {time.perf_counter() - t_start:.0f} s)\n")
-        bad_parity = [p for p in outcome.device_parity if not p["ok"]]
+        bad_parity = [p for p in outcome.device_parity if not p.ok]
         results = analyse(built, outcome.entries, columns, stat=args.stat)
         print_tables(con, results, columns)
         _write_outputs(args, con, out=out, results=results, columns=columns, target=target, outcome=outcome)

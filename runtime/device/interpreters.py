@@ -67,6 +67,10 @@ class OrtEngine:
         return [(i.name, tuple(d if isinstance(d, int) else 1 for d in i.shape),
                  "float32" if i.type == "tensor(float)" else i.type) for i in self._inputs]
 
+    def output_names(self) -> list[str]:
+        """The model's outputs, in the order `decode` returns them."""
+        return list(self._outputs)
+
     def prepare(self, inputs: list[np.ndarray]):
         """float32 for float inputs; integer inputs (token ids, int64 indices) in their own type."""
         return {i.name: np.ascontiguousarray(x, dtype=ORT_TYPES.get(i.type, np.float32))
@@ -161,6 +165,10 @@ class TfliteEngine:
 
     def input_specs(self) -> list[tuple[str, tuple, str]]:
         return [(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]).name) for d in self._in]
+
+    def output_names(self) -> list[str]:
+        """The model's outputs, in the order `decode` returns them."""
+        return [d["name"] for d in self._out]
 
     def prepare(self, inputs: list[np.ndarray]):
         feed = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_models import cached_bench_dir, copy_bench_dir
+from tiny_models import cached_bench_dir, cached_two_output_dir, copy_bench_dir
 from watch import record_commands, until_empty
 
 from edgeport.cli import main
@@ -121,11 +121,32 @@ def test_ssh_bench_end_to_end_with_device_parity(arm, bench_dir):
     assert found.get("tflite_runtime_error")
     assert len(outcome.device_parity) == 4 and outcome.parity_ok
     for p in outcome.device_parity:
-        assert p["device_arch"] == "aarch64" and p["top1_agreement"] == 1.0 and p["cosine_min"] > 0.99999, p
-        if p["artifact"] == "tflite_int8":
-            assert p["max_abs"] == 0.0, p  # same int8 kernels on ARM and x86 (under cortex-a72)
+        [o] = p.outputs  # the tiny CNN has one output
+        assert p.device_arch == "aarch64" and o.top1_agreement == 1.0 and o.cosine_min > 0.99999, p
+        if p.artifact == "tflite_int8":
+            assert o.max_abs == 0.0, p  # same int8 kernels on ARM and x86 (under cortex-a72)
     saved = json.loads((bench_dir / "report.json").read_text())
     assert len(saved["latency"]) == 4 and len(saved["device_parity"]) == 4
+    assert device_leftovers(arm, "/tmp") == []
+
+
+def test_ssh_device_parity_compares_every_output(arm, tmp_path_factory, tmp_path, capsys):
+    """A model with two outputs (a 4-class map and 10 logits) on the emulated Pi: each artifact's parity holds one
+    entry per output, every one of them agreeing with x86 (INT8 bit-exact under cortex-a72), printed per output."""
+    out_dir = copy_bench_dir(cached_two_output_dir(tmp_path_factory.getbasetemp()), tmp_path / "two")
+    rc, out, err = edgeport(capsys, "bench", out_dir, "--target", arm["ARM_SSH_TARGET"], "--ssh-config",
+                            arm["ARM_SSH_CONFIG"], "--no-rss", *QUICK)
+    assert rc == 0, err
+    saved = json.loads((out_dir / "report.json").read_text())["device_parity"]
+    assert sorted(d["artifact"] for d in saved) == ["onnx", "onnx_int8", "tflite_fp32", "tflite_int8"]
+    for d in saved:
+        assert d["device_arch"] == "aarch64" and d["ok"] and len(d["outputs"]) == 2, d
+        for o in d["outputs"]:
+            assert o["ok"] and o["cosine_min"] > 0.99999 and o["sqnr_db"] > 60, (d["artifact"], o)
+            assert f"  output {o['name']}: agrees" in out
+            if d["artifact"] == "tflite_int8":
+                assert o["max_abs"] == 0.0, (d["artifact"], o)
+    assert out.count("agrees (worst of 2 outputs") == 4 and "DISAGREES" not in out
     assert device_leftovers(arm, "/tmp") == []
 
 

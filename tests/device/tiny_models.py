@@ -5,6 +5,9 @@ CNN (conv-BN-ReLU, depthwise, pointwise, global pool, linear; 10 classes), calib
 folder then holds exactly what a user's export holds: model.onnx (NCHW), model_fp32.tflite and model_int8.tflite
 (NHWC, int8 input/output), model_int8.onnx (QDQ) and a report.json that lists them.
 
+`cached_two_output_dir` exports a model with two outputs the same way (a 4-class map and 10 logits): what device
+parity must compare output by output.
+
 Kept tiny on purpose: under qemu-user emulation every inference is 300-600x slower than on x86.
 """
 from __future__ import annotations
@@ -33,14 +36,39 @@ def make():
 '''
 
 
-def make_bench_dir(path: Path) -> Path:
-    """`edgeport export` of the tiny CNN into `path` (fp32 + INT8). Raises AssertionError if the export fails."""
+# Two outputs from one input: a 4-class map (N, 4, 16, 16) and 10 logits (N, 10), both off shared features.
+TWO_OUTPUT_FACTORY = '''
+import torch
+import torch.nn as nn
+
+
+class SegAndLogits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.seg = nn.Conv2d(8, 4, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        f = self.features(x)
+        return self.seg(f), self.fc(f.mean((2, 3)))
+
+
+def make():
+    torch.manual_seed(0)
+    return SegAndLogits().eval()
+'''
+
+
+def make_bench_dir(path: Path, *, factory: str = FACTORY) -> Path:
+    """`edgeport export` of the tiny CNN (or another `factory` source with a `make()`, input 3x16x16) into `path`
+    (fp32 + INT8). Raises AssertionError if the export fails."""
     from edgeport.cli import main
 
     path = Path(path)
     work = path.parent / (path.name + "-src")
     work.mkdir(parents=True, exist_ok=True)
-    (work / "tiny.py").write_text(FACTORY)
+    (work / "tiny.py").write_text(factory)
     rng = np.random.default_rng(1)
     np.save(work / "calib.npy", rng.standard_normal((16, *SHAPE_NCHW[1:])).astype(np.float32))
     rc = main(["--quiet", "export", f"{work / 'tiny.py'}:make", "--input-shape", "3,16,16", "--out", str(path),
@@ -50,14 +78,19 @@ def make_bench_dir(path: Path) -> Path:
     return path
 
 
-def cached_bench_dir(tmp_root: Path) -> Path:
+def cached_bench_dir(tmp_root: Path, *, name: str = "tiny-bench", factory: str = FACTORY) -> Path:
     """Export once per test session (TF + converter imports take seconds); callers copy it with `copy_bench_dir`."""
-    done = Path(tmp_root) / "tiny-bench" / ".complete"
+    done = Path(tmp_root) / name / ".complete"
     if not done.exists():
         shutil.rmtree(done.parent, ignore_errors=True)
-        make_bench_dir(done.parent)
+        make_bench_dir(done.parent, factory=factory)
         done.write_text("ok")
     return done.parent
+
+
+def cached_two_output_dir(tmp_root: Path) -> Path:
+    """The export of TWO_OUTPUT_FACTORY (a map and logits), once per test session; copy it with `copy_bench_dir`."""
+    return cached_bench_dir(tmp_root, name="two-output-bench", factory=TWO_OUTPUT_FACTORY)
 
 
 def copy_bench_dir(src: Path, dst: Path) -> Path:
