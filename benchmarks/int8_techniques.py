@@ -16,7 +16,8 @@ Checkpoints (real or trained weights only):
   the train split, all 540 held-out digits; reference: torch.
 
 Techniques: range method (minmax, percentile, per-tensor, auto) x bias correction (empirical, analytic, none) x
-cross-layer equalization (`equalize=True`: conv -> [ReLU] -> conv pairs, export/equalization.py), each
+cross-layer equalization (`equalize=True`: conv -> [ReLU] -> conv pairs, export/equalization.py) x weight rounding
+(nearest, adaptive: export/tflite/weight_rounding.py), each
 a `convert(...)` of the same ONNX file with the same samples. Figures: top-1 agreement with the reference, output
 SQNR, INT8 conversion time (TensorFlow calibration + ranges + quantizer + bias correction; noisy on a shared
 machine: the CPU line is printed with them). Results: benchmarks/results/int8_techniques.json and the table between
@@ -37,11 +38,14 @@ RESULTS = REPO / "benchmarks" / "results" / "int8_techniques.json"
 DOC = REPO / "docs" / "calibration.md"
 BEGIN, END = "<!-- int8_techniques:begin -->", "<!-- int8_techniques:end -->"
 
-# (range method, bias correction, cross-layer equalization); the first is the converter's default
-TECHNIQUES = [("minmax", "empirical", False), ("minmax", "none", False), ("minmax", "analytic", False),
-              ("percentile", "empirical", False), ("per-tensor", "empirical", False),
-              ("per-tensor", "analytic", False), ("auto", "analytic", False), ("minmax", "empirical", True),
-              ("per-tensor", "analytic", True), ("auto", "analytic", True)]
+# (range method, bias correction, cross-layer equalization, weight rounding); the first is the converter's default
+TECHNIQUES = [("minmax", "empirical", False, "nearest"), ("minmax", "none", False, "nearest"),
+              ("minmax", "analytic", False, "nearest"), ("percentile", "empirical", False, "nearest"),
+              ("per-tensor", "empirical", False, "nearest"), ("per-tensor", "analytic", False, "nearest"),
+              ("auto", "analytic", False, "nearest"), ("minmax", "empirical", True, "nearest"),
+              ("per-tensor", "analytic", True, "nearest"), ("auto", "analytic", True, "nearest"),
+              ("minmax", "empirical", False, "adaptive"), ("percentile", "empirical", False, "adaptive"),
+              ("minmax", "none", False, "adaptive")]
 CALIB_WORDS = ("edge", "quantize", "model", "tensor", "phone", "convert", "layer", "kernel", "ARM", "latency",
                "photo", "camera", "Invoice 2024", "TOTAL 18.40", "receipt", "street", "open", "Monday")
 VALID_WORDS = ("hello world", "shuffle", "network", "Pixel", "batch", "integer", "bias", "scale", "north",
@@ -161,36 +165,37 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     cal, xv, ref, desc = MODELS[name](work)
     row = {"model": name, "data": desc, "num_calibration": len(cal), "num_validation": int(len(xv)), "rows": []}
-    for method, bc, cle in techniques:
+    for method, bc, cle, rounding in techniques:
         t = time.perf_counter()
-        res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}_{cle}", precisions=["int8"],
+        res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}_{cle}_{rounding}", precisions=["int8"],
                       calibration=cal, calibration_method=method, bias_correction=bc,
-                      bias_correction_samples=0 if bc == "none" else 8, equalize=cle)
+                      bias_correction_samples=0 if bc == "none" else 8, equalize=cle, weight_rounding=rounding)
         seconds = time.perf_counter() - t
         m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))
-        r = {"method": method, "bias_correction": bc, "equalize": cle, "top1_agreement": m["top1_agreement"],
-             "sqnr_db": m["sqnr_db"],
-             "convert_s": round(seconds, 1), "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
+        r = {"method": method, "bias_correction": bc, "equalize": cle, "weight_rounding": rounding,
+             "top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"], "convert_s": round(seconds, 1),
+             "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
+             "weight_rounding_s": round(res.timings.get("weight_rounding_s", 0.0), 1),
              "calibration": res.calibration}
         row["rows"].append(r)
-        log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} "
+        log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} {rounding:<8} "
             f"top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
             f"{seconds:5.1f} s" + (f"  auto chose {res.calibration['tflite_method']}" if method == "auto" else ""))
     return row
 
 
 def markdown(rows: list[dict], cpu: str) -> str:
-    lines = ["| checkpoint | range method | bias correction | CLE | top-1 agreement % | output SQNR dB | "
-             "INT8 conversion s |", "|---|---|---|---|---:|---:|---:|"]
+    lines = ["| checkpoint | range method | bias correction | CLE | weight rounding | top-1 agreement % | "
+             "output SQNR dB | INT8 conversion s |", "|---|---|---|---|---|---:|---:|---:|"]
     for r in rows:
         best = max(r["rows"], key=lambda x: (round(x["sqnr_db"], 1), x["top1_agreement"]))
         for x in r["rows"]:
             method = x["method"] + (f" → {x['calibration']['tflite_method']}" if x["method"] == "auto" else "")
             cle = f"{x['calibration']['equalization']['pairs']} pairs" if x["equalize"] else "-"
-            cells = [r["model"], method, x["bias_correction"], cle, f"{100 * x['top1_agreement']:.1f}",
-                     f"{x['sqnr_db']:.1f}", f"{x['convert_s']:.1f}"]
+            cells = [r["model"], method, x["bias_correction"], cle, x.get("weight_rounding", "nearest"),
+                     f"{100 * x['top1_agreement']:.1f}", f"{x['sqnr_db']:.1f}", f"{x['convert_s']:.1f}"]
             if x is best:
-                cells[1:6] = [f"**{c}**" for c in cells[1:6]]
+                cells[1:7] = [f"**{c}**" for c in cells[1:7]]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Data: " + "; ".join(f"{r['model']}: {r['data']}" for r in rows) + ".",
               f"Machine: {cpu} (shared by several jobs: conversion times are indicative). **Bold**: the best output "

@@ -45,3 +45,31 @@ def fake_quantize(x: np.ndarray, *, scale: float, zero_point: int, qmin: int = -
     """x rounded to the int8 grid (scale, zero_point) and back to float, clipped to [qmin, qmax]."""
     q = np.clip(np.round(np.asarray(x, dtype=np.float32) * np.float32(1.0 / scale)) + zero_point, qmin, qmax)
     return (q - zero_point) * np.float32(scale)
+
+
+def tap_patches(x: np.ndarray, *, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1),
+                dilation: tuple[int, int] = (1, 1), same: bool = True, max_positions: int | None = None,
+                seed: int = 0) -> np.ndarray:
+    """(P, KH, KW, C) the input values each output position of a convolution reads (padding read as 0), over the
+    batch and the output positions; at most `max_positions` of them, drawn without replacement (`seed`) when there
+    are more. `x`: (N, H, W, C) float. What a layer-output reconstruction objective needs (weight_rounding.py)."""
+    x = np.asarray(x, dtype=np.float32)
+    n, h, w, c = x.shape
+    kh, kw = kernel
+    (sh, sw), (dh, dw) = stride, dilation
+    if same:
+        x = np.pad(x, ((0, 0), same_padding(h, kh, sh, dh), same_padding(w, kw, sw, dw), (0, 0)))
+    oh = (x.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    ow = (x.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    total = n * oh * ow
+    if max_positions is None or total <= max_positions:
+        idx = np.arange(total)
+    else:
+        idx = np.sort(np.random.default_rng(seed).choice(total, max_positions, replace=False))
+    b, r = np.divmod(idx, oh * ow)
+    row, col = np.divmod(r, ow)
+    out = np.empty((len(idx), kh, kw, c), np.float32)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i, j, :] = x[b, row * sh + i * dh, col * sw + j * dw, :]
+    return out

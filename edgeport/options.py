@@ -20,6 +20,7 @@ INPUT_LAYOUTS = ("nhwc", "nchw")
 OUTPUT_LAYOUTS = ("nchw", "nhwc")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "per-tensor", "auto")
 BIAS_CORRECTIONS = ("empirical", "analytic", "none")
+WEIGHT_ROUNDINGS = ("nearest", "adaptive")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
 EXPORTERS = ("dynamo", "legacy")
 ORT_INT8_SCHEMES = ("u8u8", "s8s8", "s8s8-7bit")
@@ -195,6 +196,11 @@ class ConvertOptions(_Options):
         "--bias-correction", choices=BIAS_CORRECTIONS,
         help="TFLite INT8 bias correction: empirical (per layer, one INT8 inference per layer and sample), "
              "analytic (one float pass), none")})
+    weight_rounding: str = field(default="nearest", metadata={"cli": _flag(
+        "--weight-rounding", choices=WEIGHT_ROUNDINGS,
+        help="TFLite INT8 weights: nearest (TensorFlow's rounding) or adaptive (each weight rounded up or down by "
+             "its layer's output error on calibration inputs, AdaRound's objective; costs a float pass and a few "
+             "seconds per layer)")})
     equalize: bool = field(default=False, metadata={"cli": _flag(
         "--equalize", action="store_true",
         help="cross-layer equalization of conv -> [ReLU] -> conv pairs before calibration (exact; ReLU6 pairs "

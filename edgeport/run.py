@@ -297,7 +297,8 @@ def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
                  "n": conv.num_calibration, "method": conv.calibration_method,
                  "pieces": conv.shuffle_piece_form, "ort_int8": conv.ort_int8_scheme,
                  **({"bias": conv.bias_correction} if conv.bias_correction != "empirical" else {}),
-                 **({"equalize": True} if conv.equalize else {})})
+                 **({"equalize": True} if conv.equalize else {}),
+                 **({"rounding": conv.weight_rounding} if conv.weight_rounding != "nearest" else {})})
 
     def do_convert() -> list[str]:
         rep = _clear_sections(out, CONVERT_SECTIONS, keep_artifacts=(ArtifactKind.ONNX.value,))

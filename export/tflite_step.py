@@ -64,7 +64,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
         result = convert(onnx_path, out_dir=out, precisions=precs, calibration=calib, io_dtype=options.io_dtype,
                          input_layout=options.input_layout, calibration_method=tfl_method.value,
                          shuffle_piece_form=options.shuffle_piece_form, output_layout=options.output_layout,
-                         bias_correction=options.bias_correction, equalize=options.equalize, on_stage=stage)
+                         bias_correction=options.bias_correction, weight_rounding=options.weight_rounding,
+                         equalize=options.equalize, on_stage=stage)
     artifacts, info, ops = {}, {}, {}
     for prec, path in result.artifacts.items():
         p = Precision(prec)

@@ -411,7 +411,8 @@ def test_bias_correction_lowers_int8_error_and_keeps_shared_biases_apart(tmp_pat
     """Bias correction on a small conv net: the INT8 model's error against the fp32 model on held-out inputs does
     not grow, only biases change (weights identical), and two convs whose biases TensorFlow stored in one buffer
     (both zero) are corrected independently."""
-    from edgeport.export.tflite.bias_correction import _unpack, correct_biases
+    from edgeport.export.tflite.bias_correction import correct_biases
+    from edgeport.export.tflite.flatbuffer import unpack as _unpack
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 1, 1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, 1, 1),

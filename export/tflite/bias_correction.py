@@ -18,6 +18,7 @@ corrected *after* the layers before it were corrected (the error it sees is the 
 """
 from __future__ import annotations
 
+import enum
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,9 +26,22 @@ from typing import Sequence
 
 import numpy as np
 
-from .flatbuffer import FUSED_ACTIVATION_RANGE, op_names, pack as _pack, schema as _schema, unpack as _unpack
+from .flatbuffer import pack as _pack, schema as _schema, unpack as _unpack
+from .int8_layers import (Geometry, Layer, buffer_offsets, correctable_layers, feed, float_interpreter,
+                          layer_geometries)
 
-_CORRECTABLE = {"CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": None}
+
+class BiasCorrection(str, enum.Enum):
+    """How INT8 biases are corrected for the mean output shift quantization causes: ANALYTIC from float statistics
+    and the weight / input rounding (one float pass), EMPIRICAL by measuring every layer of the INT8 model against
+    the float model in execution order (one INT8 inference per layer and sample), or NONE."""
+
+    ANALYTIC = "analytic"
+    EMPIRICAL = "empirical"
+    NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -46,79 +60,20 @@ class BiasCorrectionReport:
                 **({"empirical_last": self.empirical_last} if self.empirical_last is not None else {})}
 
 
-def _interpreter(content: bytes):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    # one thread: the builtin kernels' thread pool spins, and on these small tensors a second thread cost 3x on an
-    # idle 2-core machine and 20x when the process shares its core (ShuffleNetV2: 3.3 s / 10.7 s / 69 s)
-    it = Interpreter(model_content=content, experimental_preserve_all_tensors=True, num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    return it
-
-
-def _feed(it, x: np.ndarray) -> None:
-    d = it.get_input_details()[0]
-    if d["dtype"] != np.float32:
-        scale, zp = d["quantization"]
-        info = np.iinfo(d["dtype"])
-        x = np.clip(np.round(x / scale + zp), info.min, info.max).astype(d["dtype"])
-    it.set_tensor(d["index"], x)
-    it.invoke()
-
-
-@dataclass
-class _Layer:
-    op_index: int
-    out_tensor: int
-    bias_tensor: int
-    name: str
-    act: tuple[float, float] | None
-
-
-def _layers(model) -> list[_Layer]:
-    schema = _schema()
-    sg = model.subgraphs[0]
-    out = []
-    for i, (op, name) in enumerate(zip(sg.operators, op_names(model))):
-        if name not in _CORRECTABLE or len(op.inputs) < 3 or op.inputs[2] < 0:
-            continue
-        bias = sg.tensors[op.inputs[2]]
-        if bias.type != schema.TensorType.INT32 or bias.quantization is None or bias.quantization.scale is None:
-            continue
-        opts = op.builtinOptions
-        act = FUSED_ACTIVATION_RANGE.get(getattr(opts, "fusedActivationFunction", 0))
-        out.append(_Layer(i, op.outputs[0], op.inputs[2], sg.tensors[op.outputs[0]].name.decode(), act))
-    return out
-
-
-def _buffer_offsets(blob: bytearray, buffers: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """{buffer index: (byte offset, byte length)} of those buffers' data inside the serialized model."""
-    m = _schema().Model.GetRootAs(blob, 0)
-    out = {}
-    for b in buffers:
-        tab = m.Buffers(b)._tab
-        o = tab.Offset(4)  # Buffer.data
-        if o == 0:
-            raise ValueError(f"bias buffer {b} has no inline data (a model over 2 GB keeps buffers outside)")
-        out[b] = (tab.Vector(o), tab.VectorLen(o))
-    return out
-
-
-def _float_reference(float_model: bytes, layers: list[_Layer], inputs: Sequence[np.ndarray]):
+def _float_reference(float_model: bytes, layers: list[Layer], inputs: Sequence[np.ndarray]):
     """(the layers the float model also has, {layer name: its float output per input})."""
-    fref = _interpreter(float_model)
+    fref = float_interpreter(float_model)
     fidx = {d["name"]: d["index"] for d in fref.get_tensor_details()}
     wanted = [ly for ly in layers if ly.name in fidx]
     ref: dict[str, list[np.ndarray]] = {ly.name: [] for ly in wanted}
     for x in inputs:
-        _feed(fref, x)
+        feed(fref, x)
         for ly in wanted:
             ref[ly.name].append(fref.get_tensor(fidx[ly.name]).astype(np.float32))
     return wanted, ref
 
 
-def _unshared(model, int8_model: bytes, wanted: list[_Layer]) -> bytes:
+def _unshared(model, int8_model: bytes, wanted: list[Layer]) -> bytes:
     """TensorFlow stores identical constants once (e.g. two all-zero biases): give every shared bias its own copy,
     then repack once; from here on a correction patches the bias bytes in place (same size, no repacking)."""
     sg = model.subgraphs[0]
@@ -149,16 +104,16 @@ class _Errors:
     diffs: list[tuple[np.ndarray, np.ndarray]]
 
 
-def _layer_errors(current: bytearray, ly: _Layer, inputs, ref: list[np.ndarray], out_scale: float,
+def _layer_errors(current: bytearray, ly: Layer, inputs, ref: list[np.ndarray], out_scale: float,
                   out_zp: float) -> _Errors:
-    it = _interpreter(bytes(current))
+    it = float_interpreter(bytes(current))
     err_sum = None
     cnt = None
     sq_before = 0.0
     diffs = []
     per_sample = []  # per-sample channel means (NaN where a sample has no position inside the range)
     for x, f in zip(inputs, ref):
-        _feed(it, x)
+        feed(it, x)
         q = (it.get_tensor(ly.out_tensor).astype(np.float32) - out_zp) * out_scale
         d = q - f
         mask = np.ones_like(f, dtype=bool) if ly.act is None else (f > ly.act[0] + 1e-6) & (f < ly.act[1] - 1e-6)
@@ -189,7 +144,7 @@ def _significant_shift(e: _Errors, significance: float) -> tuple[np.ndarray, np.
     return shift, np.where(significant, shift, 0.0)
 
 
-def _correct_layer(current: bytearray, where: dict[int, tuple[int, int]], sg, ly: _Layer, inputs,
+def _correct_layer(current: bytearray, where: dict[int, tuple[int, int]], sg, ly: Layer, inputs,
                    ref: list[np.ndarray], *, max_steps: float, significance: float) -> dict:
     """Measure layer `ly` of the model in `current` against its float outputs `ref` and patch its int32 bias in
     place where that lowers the squared error; returns the layer's report row."""
@@ -237,7 +192,7 @@ def correct_biases(
     t0 = time.perf_counter()
     model = _unpack(int8_model)
     sg = model.subgraphs[0]
-    layers = _layers(model)
+    layers = correctable_layers(model)
     if last is not None:
         layers = layers[len(layers) - last:] if last > 0 else []
     rep = BiasCorrectionReport(layers=len(layers), samples=len(inputs))
@@ -245,7 +200,7 @@ def correct_biases(
         return int8_model, rep
     wanted, ref = _float_reference(float_model, layers, inputs)
     current = bytearray(_unshared(model, int8_model, wanted))
-    where = _buffer_offsets(current, [sg.tensors[ly.bias_tensor].buffer for ly in wanted])
+    where = buffer_offsets(current, [sg.tensors[ly.bias_tensor].buffer for ly in wanted])
     for n, ly in enumerate(wanted):
         if progress is not None:
             progress(n, len(wanted))
@@ -259,67 +214,8 @@ def correct_biases(
 
 # --- analytic bias correction: one float pass, no INT8 inference --------------------------------------------------
 
-def _tensor_array(model, t) -> np.ndarray:
-    buf = model.buffers[t.buffer].data
-    dtype = {0: np.float32, 2: np.int32, 9: np.int8}[t.type]
-    return np.frombuffer(np.asarray(buf, dtype=np.uint8).tobytes(), dtype=dtype).reshape(t.shape)
 
-
-def _quant(t) -> tuple[np.ndarray, np.ndarray]:
-    q = t.quantization
-    scale = np.asarray(q.scale, dtype=np.float64).reshape(-1)
-    zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else np.zeros_like(scale), dtype=np.int64).reshape(-1)
-    return scale, zp
-
-
-@dataclass
-class _Geometry:
-    """Where a correctable layer of the INT8 model reads its input and float weights in the float model."""
-
-    layer: _Layer
-    kind: str
-    input_name: str
-    w_float: np.ndarray
-    w_quant: np.ndarray
-    in_scale: float
-    in_zp: int
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    dilation: tuple[int, int] = (1, 1)
-    same: bool = True
-
-
-def _geometries(model, fmodel, layers: list[_Layer]) -> list[_Geometry]:
-    sg, fsg = model.subgraphs[0], fmodel.subgraphs[0]
-    kinds = op_names(model)
-    fops = {fsg.tensors[op.outputs[0]].name.decode(): op for op in fsg.operators if len(op.outputs)}
-    out = []
-    for ly in layers:
-        op, fop = sg.operators[ly.op_index], fops.get(ly.name)
-        if fop is None or len(fop.inputs) < 2:
-            continue
-        wq_t, wf_t, x_t = sg.tensors[op.inputs[1]], fsg.tensors[fop.inputs[1]], sg.tensors[op.inputs[0]]
-        if wq_t.type != 9 or wf_t.type != 0 or fmodel.buffers[wf_t.buffer].data is None:
-            continue
-        ws, _ = _quant(wq_t)
-        wq = _tensor_array(model, wq_t).astype(np.float64)
-        axis = wq_t.quantization.quantizedDimension if ws.size > 1 else 0
-        shape = [1] * wq.ndim
-        shape[axis] = ws.size
-        xs, xz = _quant(x_t)
-        g = _Geometry(ly, kinds[ly.op_index], fsg.tensors[fop.inputs[0]].name.decode(),
-                      _tensor_array(fmodel, wf_t).astype(np.float64), wq * ws.reshape(shape), float(xs[0]), int(xz[0]))
-        o = op.builtinOptions
-        if g.kind != "FULLY_CONNECTED":
-            g.kernel = (wq.shape[1], wq.shape[2])
-            g.stride = (o.strideH, o.strideW)
-            g.dilation = (o.dilationHFactor, o.dilationWFactor)
-            g.same = o.padding == 0
-        out.append(g)
-    return out
-
-
-def _mean_shift(g: _Geometry, m: np.ndarray, mq: np.ndarray) -> np.ndarray:
+def _mean_shift(g: Geometry, m: np.ndarray, mq: np.ndarray) -> np.ndarray:
     """Per-output-channel mean of (quantized - float) pre-activation output from the input tap means (float
     input: m, quantized input: mq)."""
     if g.kind == "FULLY_CONNECTED":
@@ -340,7 +236,7 @@ def _mean_shift(g: _Geometry, m: np.ndarray, mq: np.ndarray) -> np.ndarray:
     return out
 
 
-def _tap_stats(g: _Geometry, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _tap_stats(g: Geometry, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from edgeport.calibration.conv_stats import fake_quantize, tap_means
 
     xq = fake_quantize(x, scale=g.in_scale, zero_point=g.in_zp)
@@ -364,23 +260,23 @@ def analytic_bias_correction(
     t0 = time.perf_counter()
     model, fmodel = _unpack(int8_model), _unpack(float_model)
     sg = model.subgraphs[0]
-    layers = _layers(model)
+    layers = correctable_layers(model)
     rep = BiasCorrectionReport(layers=len(layers), samples=len(inputs))
-    geoms = _geometries(model, fmodel, layers)
+    geoms = layer_geometries(model, fmodel, layers)
     if not geoms or not inputs:
         return int8_model, rep
-    fref = _interpreter(float_model)
+    fref = float_interpreter(float_model)
     fidx = {d["name"]: d["index"] for d in fref.get_tensor_details()}
     geoms = [g for g in geoms if g.input_name in fidx]
     sums: dict[str, list] = {}
     for x in inputs:
-        _feed(fref, x)
+        feed(fref, x)
         for g in geoms:
             m, mq = _tap_stats(g, fref.get_tensor(fidx[g.input_name]))
             acc = sums.setdefault(g.layer.name, [0.0, 0.0])
             acc[0], acc[1] = acc[0] + m, acc[1] + mq
     current = bytearray(_unshared(model, int8_model, [g.layer for g in geoms]))
-    where = _buffer_offsets(current, [sg.tensors[g.layer.bias_tensor].buffer for g in geoms])
+    where = buffer_offsets(current, [sg.tensors[g.layer.bias_tensor].buffer for g in geoms])
     for g in geoms:
         m, mq = (a / len(inputs) for a in sums[g.layer.name])
         shift = _mean_shift(g, m, mq)

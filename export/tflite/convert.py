@@ -24,16 +24,18 @@ from edgeport.files import atomic_write_bytes
 
 from .act_scale_fold import fold_hard_activation_scales
 from .auto_calibration import choose_calibration_method
-from .bias_correction import analytic_bias_correction, correct_biases
+from .bias_correction import BiasCorrection
 from .build import InputLayout, Lowered, lower_graph
 from .calibrated import calibrate_ranges, quantize_calibrated
 from .graph import OnnxGraph
+from .int8_refine import refine_int8
 from .lowerings import NHWC
 from .pad_unshare import unshare_conv_pads
 from .scale_unify import unify_same_scale_ranges
 from .shuffle import GroupedShuffleForm, PieceForm, remove_channel_shuffles_with_stats
 from .stages import OnStage, timed_stage
 from .tensor_map import TensorOrigin, save_tensor_map, tensor_map_path
+from .weight_rounding import WeightRounding
 
 
 class Precision(str, enum.Enum):
@@ -43,19 +45,6 @@ class Precision(str, enum.Enum):
     FP16 = "fp16"
     DYNAMIC = "dynamic"
     INT8 = "int8"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class BiasCorrection(str, enum.Enum):
-    """How INT8 biases are corrected for the mean output shift quantization causes (bias_correction.py): ANALYTIC
-    from float statistics and the weight / input rounding (one float pass), EMPIRICAL by measuring every layer of
-    the INT8 model against the float model in execution order (one INT8 inference per layer and sample), or NONE."""
-
-    ANALYTIC = "analytic"
-    EMPIRICAL = "empirical"
-    NONE = "none"
 
     def __str__(self) -> str:
         return self.value
@@ -321,20 +310,10 @@ def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
                            builtin_ops={} if complete else _builtin_ops(ops, outputs))
 
 
-def _bias_correct(lowered: Lowered, int8_blob: bytes, *, float_blob: bytes | None, calibration,
-                  input_layout: InputLayout, num: int, kind: BiasCorrection = BiasCorrection.EMPIRICAL):
-    """Per-channel bias correction of the INT8 model against the float model (bias_correction.py)."""
-    if len(lowered.input_names) != 1 or num <= 0 or kind is BiasCorrection.NONE:
-        return int8_blob, None  # single-input models only; the report says it was not applied
-    if float_blob is None:
-        float_blob = _tflite_bytes(lowered, Precision.FP32)
+def _calibration_inputs(lowered: Lowered, calibration, input_layout: InputLayout, num: int) -> list[np.ndarray]:
+    """The first `num` calibration samples as the TFLite model is fed them (single-input models)."""
     gen, _ = _representative(lowered, calibration, input_layout, num)
-    inputs = [row[0] for row in gen()]
-    if kind is BiasCorrection.ANALYTIC:
-        int8_blob, rep = analytic_bias_correction(int8_blob, float_model=float_blob, inputs=inputs)
-    else:
-        int8_blob, rep = correct_biases(int8_blob, float_model=float_blob, inputs=inputs)
-    return int8_blob, {"method": kind.value, **rep.as_dict()}
+    return [row[0] for row in gen()]
 
 
 def _float_tensors(interp, io_dtype: IODtype) -> list[str]:
@@ -508,6 +487,8 @@ def convert(
     calibration_method: str = "minmax",
     bias_correction_samples: int = 8,
     bias_correction: BiasCorrection | str = BiasCorrection.EMPIRICAL,
+    weight_rounding: WeightRounding | str = WeightRounding.NEAREST,
+    rounding_samples: int = 16,
     equalize: bool = False,
     grouped_shuffle_form: str = "transpose",
     shuffle_piece_form: str = "slices",
@@ -524,7 +505,9 @@ def convert(
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off); `bias_correction` chooses how (BiasCorrection:
-    analytic from float statistics, empirical per layer, none). `equalize`: cross-layer equalization of conv pairs
+    analytic from float statistics, empirical per layer, none). `weight_rounding`: nearest (TensorFlow's) or adaptive
+    (each weight up or down by its layer's output error on `rounding_samples` calibration inputs, before bias
+    correction: weight_rounding.py). `equalize`: cross-layer equalization of conv pairs
     before everything else (export/equalization.py; exact in real arithmetic, every precision gets it).
     `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle.GroupedShuffleForm).
@@ -539,6 +522,8 @@ def convert(
     precs, io_dtype, input_layout, calibration_method = _checked_options(
         precisions, io_dtype=io_dtype, input_layout=input_layout, calibration_method=calibration_method,
         calibration=calibration)
+    kind = _choice(BiasCorrection, bias_correction, "bias correction")
+    rounding = _choice(WeightRounding, weight_rounding, "weight rounding")
     timings: dict[str, float] = {}
     notes: dict = {}
     model = load_onnx_model(onnx_model_or_path)
@@ -561,16 +546,22 @@ def convert(
                                  max_calibration_samples=max_calibration_samples,
                                  calibration_method=calibration_method, timings=timings, notes=notes,
                                  on_stage=on_stage)
-    bc_report = None
-    kind = _choice(BiasCorrection, bias_correction, "bias correction")
-    if Precision.INT8 in blobs and bias_correction_samples > 0 and kind is not BiasCorrection.NONE:
-        num = min(bias_correction_samples, n_cal)
-        with timed_stage(on_stage, f"int8 bias correction ({kind.value}, {num} samples)", timings, "bias_correction_s"):
-            # the float reference must come from the same lowering as the INT8 model (tensor names must match)
-            float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
-            blobs[Precision.INT8], bc_report = _bias_correct(
-                lowered_int8, blobs[Precision.INT8], float_blob=float_ref, calibration=calibration,
-                input_layout=input_layout, num=num, kind=kind)
+    refined = None
+    if Precision.INT8 in blobs and len(lowered_int8.input_names) == 1:  # single-input models; the report says so
+        # the float reference must come from the same lowering as the INT8 model (tensor names must match)
+        float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
+        num = max(bias_correction_samples, rounding_samples if rounding is WeightRounding.ADAPTIVE else 0)
+        refined = refine_int8(
+            blobs[Precision.INT8], inputs=_calibration_inputs(lowered_int8, calibration, input_layout, min(num, n_cal)),
+            float_model=lambda: float_ref or _tflite_bytes(lowered_int8, Precision.FP32), bias_correction=kind,
+            bias_samples=bias_correction_samples, weight_rounding=rounding, rounding_samples=rounding_samples,
+            timings=timings, on_stage=on_stage)
+        blobs[Precision.INT8] = refined.model
+        if refined.weight_rounding is not None:
+            notes["weight_rounding"] = refined.weight_rounding
+    elif Precision.INT8 in blobs and rounding is WeightRounding.ADAPTIVE:
+        notes["weight_rounding"] = {"method": rounding.value, "applied": False,
+                                    "reason": "models with several inputs keep TensorFlow's nearest rounding"}
 
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
         blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
@@ -586,5 +577,5 @@ def convert(
         float_tensors=written.float_tensors, tensor_map=written.tensor_maps, tensor_map_files=written.tensor_map_files,
         channel_permutations=channel_perms, shuffle_pass_applied=True, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
-        calibration_samples=n_cal, bias_correction=bc_report, calibration=notes or None,
-        output_layout=output_layout)
+        calibration_samples=n_cal, bias_correction=refined.bias_correction if refined else None,
+        calibration=notes or None, output_layout=output_layout)
