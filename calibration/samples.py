@@ -46,6 +46,32 @@ class CalibrationMethod(str, enum.Enum):
         return self.value
 
 
+def tflite_calibration_method(method) -> str:
+    """The range method the TFLite INT8 conversion uses for a user-facing one: entropy is ONNX Runtime's only, so
+    TFLite keeps its min/max there."""
+    m = str(getattr(method, "value", method))
+    return "minmax" if m == CalibrationMethod.ENTROPY.value else m
+
+
+def ort_calibration_method(method) -> str:
+    """The method ONNX Runtime's INT8 model uses for a user-facing one: per-tensor and auto are TFLite's only, so
+    ONNX Runtime keeps its min/max there."""
+    m = str(getattr(method, "value", method))
+    return "minmax" if m in (CalibrationMethod.PER_TENSOR.value, CalibrationMethod.AUTO.value) else m
+
+
+def check_int8_io(*, calibration_method, io_dtype) -> None:
+    """Raise ExportError for a TFLite calibration method that cannot keep the requested model I/O type: only the
+    min/max path writes float or uint8 I/O (the recalibrated path goes through the int8-I/O quantizer entry). Pure
+    string rules, no TensorFlow: the CLI checks them before any work."""
+    from edgeport.errors import ExportError
+
+    m, io = str(getattr(calibration_method, "value", calibration_method)), str(getattr(io_dtype, "value", io_dtype))
+    if m != CalibrationMethod.MINMAX.value and io != "int8":
+        raise ExportError(f"calibration method {m} writes int8 model I/O only, not {io}",
+                          hint=f"use --io int8 with --calibration-method {m}")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """One model input: its name, full static shape (batch first), numpy dtype name, and for an integer input the

@@ -58,12 +58,15 @@ def resolve_from_options(opts: SourceOptions):
 
 
 def cmd_export(args, con: Console) -> int:
-    from edgeport.export.onnx_step import export_step
     from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir
 
     src_opts = SourceOptions.from_args(args)
     conv = ConvertOptions.from_args(args)
     check_out_dir(args.out)  # fail fast on a bad --out before any work (creates nothing)
+    if conv.precisions:
+        from edgeport.run import check_conversion_options
+
+        check_conversion_options(conv)  # bad option values fail before the model is loaded
     progress = step_progress(con, total=1 + bool(conv.precisions))
     try:
         source = resolve_from_options(src_opts)
@@ -75,6 +78,8 @@ def cmd_export(args, con: Console) -> int:
 
             preflight_conversion(source, options=conv, console=con)
         out = prepare_out_dir(args.out)  # every input is checked: only now does DIR get created or touched
+        from edgeport.export.onnx_step import export_step
+
         with out_dir_lock(out, what="this export"):
             report = new_report(out)
             progress("export: torch -> verified ONNX", "start", "")

@@ -22,7 +22,7 @@ from edgeport.errors import CalibrationError, CheckpointError, EdgeportError, Ex
 from edgeport.console import plain
 from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir, sha256_file
 from edgeport.native import captured_native_output
-from edgeport.options import BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
+from edgeport.options import PRECISIONS, BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
 from edgeport.recommend import missed_thresholds, recommend
 from edgeport.report import ArtifactKind, Report, load_report, remove_owned_files, tool_versions
 
@@ -168,6 +168,7 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
     from edgeport.runtime.targets import parse_target
 
     check_out_dir(out_dir)
+    check_conversion_options(convert)
     if not bench.targets:
         raise EdgeportError("no target given", hint="--targets local[,ssh://user@host][,adb://SERIAL]")
     try:
@@ -189,19 +190,29 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
     return src, parsed
 
 
-def preflight_conversion(src, *, options: ConvertOptions, console=None) -> None:
-    """The checks `export --precision` and `run` make before writing anything: known precisions, every op of a user
-    ONNX lowerable; for int8 a positive --num-calibration, the calibration samples themselves (enough of them, every
-    model input present: an .npz keyed by input name for a several-input model), a valid calibration method / I/O
-    combination. With a folder or array file and no --num-calibration, all its samples are used and `console` is
-    told so."""
-    from edgeport.export.tflite import Precision
+def check_conversion_options(options: ConvertOptions) -> None:
+    """The conversion checks that need neither the model nor torch / TensorFlow (each bad value fails in about a
+    second, before the source is loaded): known precisions; for int8 a parsable --calibration, a positive
+    --num-calibration, and a calibration method that can keep the requested I/O type."""
+    for p in options.precisions:  # the CLI's spelling of the converter's Precision (no TensorFlow import here)
+        if p not in PRECISIONS:
+            raise ExportError(f"unknown precision {p!r}; valid: {', '.join(PRECISIONS)}")
+    if "int8" in options.precisions:
+        from edgeport.calibration.samples import check_int8_io, tflite_calibration_method
 
-    for p in options.precisions:
-        try:
-            Precision(p)
-        except ValueError:
-            raise ExportError(f"unknown precision {p!r}; valid: {', '.join(x.value for x in Precision)}") from None
+        if options.num_calibration is not None and options.num_calibration <= 0:
+            raise CalibrationError(f"--num-calibration {options.num_calibration}: INT8 needs at least one sample")
+        check_int8_io(calibration_method=tflite_calibration_method(options.calibration_method),
+                      io_dtype=options.io_dtype)
+        calibration_fingerprint(options.calibration)  # parse errors (the calibration sources import torch)
+
+
+def preflight_conversion(src, *, options: ConvertOptions, console=None) -> None:
+    """The checks `export --precision` and `run` make before writing anything: `check_conversion_options`, every op
+    of a user ONNX lowerable; for int8 the calibration samples themselves (enough of them, every model input
+    present: an .npz keyed by input name for a several-input model). With a folder or array file and no
+    --num-calibration, all its samples are used and `console` is told so."""
+    check_conversion_options(options)
     model = None
     if src.onnx_path is not None:  # a user ONNX: every op must have a lowering before we start
         from edgeport.export.onnx_export import simplify_onnx
@@ -212,18 +223,12 @@ def preflight_conversion(src, *, options: ConvertOptions, console=None) -> None:
         check_supported(OnnxGraph.from_model(model))
     if "int8" in options.precisions:
         from edgeport.calibration import DEFAULT_SEED
-        from edgeport.export.tflite.convert import check_int8_io, tflite_calibration_method
         from edgeport.export.tflite_step import calibration_samples
 
-        calibration_fingerprint(options.calibration)  # parse errors
-        if options.num_calibration is not None and options.num_calibration <= 0:
-            raise CalibrationError(f"--num-calibration {options.num_calibration}: INT8 needs at least one sample")
         # the samples the convert step will use: too few, unreadable, or missing one of the model's inputs fails here
         s = calibration_samples(model, source=src, options=options, seed=DEFAULT_SEED)
         if options.num_calibration is None and console is not None and s.source not in ("default", "digits"):
             console.print(f"calibration: all {len(s)} samples of {plain(s.source)} (no --num-calibration given)")
-        check_int8_io(calibration_method=tflite_calibration_method(options.calibration_method),
-                      io_dtype=options.io_dtype)
 
 
 @dataclass(frozen=True)
@@ -386,4 +391,4 @@ def failed_checks(report: Report) -> list[str]:
 
 
 __all__ = ["DEFAULT_MODEL", "Runner", "RunPlan", "StepResult", "default_checkpoint", "failed_checks", "preflight",
-           "preflight_conversion", "run_pipeline"]
+           "check_conversion_options", "preflight_conversion", "run_pipeline"]

@@ -42,7 +42,7 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     detail)` hears each stage start ("start") and end ("done", its elapsed time): progress for the terminal."""
     from edgeport.calibration import DEFAULT_SEED, CalibrationMethod
     from edgeport.export.tflite import Precision, convert
-    from edgeport.export.tflite.convert import ort_calibration_method, tflite_calibration_method
+    from edgeport.calibration.samples import ort_calibration_method, tflite_calibration_method
     from edgeport.export.tflite.gpu_readiness import gpu_readiness
 
     onnx_path = Path(onnx_path)

@@ -24,8 +24,10 @@ def lite0_checkpoint():
 # ---- the default selection runs a representative model set; CI (`-m "slow or not slow"`) runs every model ---------
 def representative_models() -> set[str]:
     """One model per family (its smallest registered variant) plus the variants whose ops differ from their family's
-    (SiLU/SE, DFC resize, FBNetV3, hard-swish/SE, a 224 ShuffleNetV2): what a per-model check needs to catch a
-    regression in the default `pytest` run; every other registered model runs under the `slow` marker."""
+    (EfficientNet-B0's SiLU/SE, the Lite0 checkpoint's network, FBNet v1 beside FBNetV2, the digits ShuffleNetV2):
+    what a per-model check needs to catch a regression in the default `pytest` run; every other registered model
+    runs under the `slow` marker. GhostNetV2's DFC resize and FBNetV3's hard-swish/SE have their own default tests
+    (test_models_ghostnet.py, mobilenet_v3_small), so their per-model checks run under `slow`."""
     from edgeport.models import get_spec, model_names
 
     smallest: dict[str, tuple[int, str]] = {}
@@ -34,8 +36,7 @@ def representative_models() -> set[str]:
         size = spec.published_macs or 10**12
         if spec.family not in smallest or size < smallest[spec.family][0]:
             smallest[spec.family] = (size, n)
-    extra = {"efficientnet_b0", "efficientnet_lite0", "ghostnetv2_x1_0", "fbnetv3_b", "fbnet_a", "mobilenet_v3_small",
-             "shufflenet_v2_x1_0", "shufflenet_v2_cifar_x0_5"}
+    extra = {"efficientnet_b0", "efficientnet_lite0", "fbnet_a", "mobilenet_v3_small", "shufflenet_v2_cifar_x0_5"}
     return {n for _, n in smallest.values()} | (extra & set(model_names()))
 
 

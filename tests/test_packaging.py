@@ -48,3 +48,36 @@ def test_cli_help_imports_neither_torch_nor_tensorflow():
     from edgeport.calibration import Split, load_samples  # the package's names still resolve (lazily)
 
     assert callable(load_samples) and Split("validation")
+
+
+def test_cli_choice_lists_spell_the_enums_exactly():
+    """edgeport/options.py keeps the closed choices as strings so that parsing and the option checks import no
+    TensorFlow; each list must be exactly its enum's values (a new enum member without a CLI spelling, or a stale
+    spelling, fails here)."""
+    from edgeport import options
+    from edgeport.calibration import CalibrationMethod
+    from edgeport.export.tflite import IODtype, Precision
+    from edgeport.export.tflite.bias_correction import BiasCorrection
+    from edgeport.export.tflite.weight_rounding import WeightRounding
+
+    for choices, enum_cls in [(options.PRECISIONS, Precision), (options.IO_DTYPES, IODtype),
+                              (options.CALIBRATION_METHODS, CalibrationMethod),
+                              (options.BIAS_CORRECTIONS, BiasCorrection), (options.WEIGHT_ROUNDINGS, WeightRounding)]:
+        assert sorted(choices) == sorted(m.value for m in enum_cls), enum_cls
+
+
+def test_bad_option_values_fail_without_loading_torch_or_tensorflow():
+    """A bad --precision or a calibration method that cannot keep the asked I/O type is refused by the option check
+    alone: one line, exit 2, before the model (torch) or the converter (TensorFlow) is imported."""
+    code = ("import sys\nfrom edgeport.cli import main\n"
+            "rc = [main(['export', 'augshufflenet_x0_5', '--precision', 'fp32,int4', '--out', sys.argv[1]]),\n"
+            "      main(['export', 'augshufflenet_x0_5', '--precision', 'int8', '--io', 'float',\n"
+            "            '--calibration-method', 'percentile', '--out', sys.argv[1]])]\n"
+            "heavy = [m for m in ('torch', 'tensorflow') if m in sys.modules]\n"
+            "print(rc, heavy)\n")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        r = subprocess.run([sys.executable, "-c", code, f"{d}/out"], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "[2, 2] []", (r.stdout, r.stderr)
+    assert "unknown precision 'int4'" in r.stderr and "writes int8 model I/O only, not float" in r.stderr

@@ -111,7 +111,7 @@ def _calib(shape, n, seed=0):
 
 
 @pytest.mark.parametrize("io_dtype,np_dtype", [("int8", np.int8), pytest.param("uint8", np.uint8, marks=pytest.mark.slow),
-                                               ("float", np.float32)])
+                                               pytest.param("float", np.float32, marks=pytest.mark.slow)])
 def test_all_precisions_and_io_types(io_dtype, np_dtype, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 

@@ -18,6 +18,8 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
+from edgeport.calibration.samples import (check_int8_io, ort_calibration_method,  # noqa: F401 (re-exported)
+                                          tflite_calibration_method)
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.equalization import equalize_model
 from edgeport.files import atomic_write_bytes
@@ -102,29 +104,6 @@ class ConversionResult:
 
 # ONNX ops whose lowering differs when tracing for the INT8 quantizer (LoweringContext.for_int8)
 _INT8_FORMS = {"HardSwish", "AveragePool", "PRelu"}
-
-
-def tflite_calibration_method(method) -> str:
-    """The range method the TFLite INT8 conversion uses for a user-facing one: entropy is ONNX Runtime's only, so
-    TFLite keeps its min/max there."""
-    m = str(getattr(method, "value", method))
-    return "minmax" if m == "entropy" else m
-
-
-def ort_calibration_method(method) -> str:
-    """The method ONNX Runtime's INT8 model uses for a user-facing one: per-tensor and auto are TFLite's only, so
-    ONNX Runtime keeps its min/max there."""
-    m = str(getattr(method, "value", method))
-    return "minmax" if m in ("per-tensor", "auto") else m
-
-
-def check_int8_io(*, calibration_method, io_dtype) -> None:
-    """Raise ExportError for a TFLite calibration method that cannot keep the requested model I/O type: only the
-    min/max path writes float or uint8 I/O (the recalibrated path goes through the int8-I/O quantizer entry)."""
-    m, io = str(getattr(calibration_method, "value", calibration_method)), IODtype(io_dtype)
-    if m != "minmax" and io is not IODtype.INT8:
-        raise ExportError(f"calibration method {m} writes int8 model I/O only, not {io.value}",
-                          hint=f"use --io int8 with --calibration-method {m}")
 
 
 def load_onnx_model(onnx_model_or_path) -> onnx.ModelProto:
