@@ -203,6 +203,21 @@ def markdown(rows: list[dict], cpu: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _merged(saved: list[dict], new: list[dict]) -> list[dict]:
+    """The saved per-model rows with the newly measured techniques replaced (or added), in TECHNIQUES order."""
+    def key(x):
+        return x["method"], x["bias_correction"], x["equalize"], x.get("weight_rounding", "nearest")
+
+    fresh = {r["model"]: r for r in new}
+    out = []
+    for r in saved:
+        if r["model"] in fresh:
+            rows = {key(x): x for x in r["rows"]} | {key(x): x for x in fresh.pop(r["model"])["rows"]}
+            r = {**r, "rows": [rows[k] for k in TECHNIQUES if k in rows]}
+        out.append(r)
+    return out + list(fresh.values())
+
+
 def write_doc(text: str) -> None:
     doc = DOC.read_text()
     if BEGIN not in doc:
@@ -220,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeport_int8_techniques"))
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/calibration.md")
+    ap.add_argument("--rounding", choices=["nearest", "adaptive"],
+                    help="run only the techniques with this weight rounding; their rows replace the same rows of the "
+                         "saved results (benchmarks/results/int8_techniques.json), the others are kept")
     args = ap.parse_args(argv)
     host = cpu_features()
     feats = host.to_dict()
@@ -227,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
                       if feats.get(k))
     cpu = f"{feats.get('model_name', 'CPU')} ({feats.get('arch')}: {flags}; INT8 path {feats.get('int8_kernel_path')})"
     print(cpu, flush=True)
-    rows = [run_model(m, work=args.work / m, techniques=TECHNIQUES) for m in args.models]
+    techniques = [x for x in TECHNIQUES if args.rounding in (None, x[3])]
+    rows = [run_model(m, work=args.work / m, techniques=techniques) for m in args.models]
+    if args.rounding is not None and RESULTS.exists():
+        rows = _merged(json.loads(RESULTS.read_text())["models"], rows)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"cpu": host.to_dict(), "models": rows}, indent=1, default=str) + "\n")
     text = markdown(rows, cpu)

@@ -41,6 +41,7 @@ DAMPING = 0.01
 POSITIONS_PER_SAMPLE = 256
 MAX_WEIGHTS_PER_CHANNEL = 4608  # 3x3x512: larger layers would need an H of over 170 MB
 INT8_WEIGHT_RANGE = (-127, 127)  # TFLite's symmetric int8 weights
+MIN_ROWS_PER_WEIGHT = 8  # fewer input rows than this per weight of a channel: the objective would fit the samples
 
 
 class WeightRounding(str, enum.Enum):
@@ -241,8 +242,9 @@ def adaptive_rounding(
     for name, (g, groups, n, owner) in plan.items():
         short = name.split(";")[0]
         mom = moments[name]
-        if mom.rows < n:
-            rep.skipped[short] = f"{mom.rows} input rows for {n} weights per channel"
+        if mom.rows < MIN_ROWS_PER_WEIGHT * n:
+            rep.skipped[short] = (f"{mom.rows} input rows for {n} weights per channel (needs "
+                                  f"{MIN_ROWS_PER_WEIGHT * n})")
             continue
         h = mom.hessian(centred=centred)
         wq_t = sg.tensors[g.weight_tensor]
