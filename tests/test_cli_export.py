@@ -123,10 +123,15 @@ def test_export_int8_with_percentile_calibration_method(tmp_path):
 
 
 @pytest.mark.parametrize("pieces", [None, pytest.param("convs", marks=pytest.mark.slow)])
-def test_export_says_what_the_shuffle_pass_did(tmp_path, pieces):
+def test_export_says_what_the_shuffle_pass_did(tmp_path, pieces, capsys, monkeypatch):
+    """In-process (the worker has TensorFlow loaded already): the report and the printed summary agree."""
+    from edgeport.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "out"
-    r = run("export", NAME, "--out", out, "--precision", "fp32", *(["--shuffle-pieces", pieces] if pieces else []))
-    assert r.returncode == 0, r.stderr
+    assert main(["export", NAME, "--out", str(out), "--precision", "fp32",
+                 *(["--shuffle-pieces", pieces] if pieces else [])]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
     rep = json.loads((out / "report.json").read_text())
     st = rep["artifact_info"]["tflite_fp32"]["shuffle_pass_stats"]
     assert st["found"] == st["absorbed"] > 0 and st["kept"] == 0 and st["piece_form"] == (pieces or "slices")
@@ -134,5 +139,5 @@ def test_export_says_what_the_shuffle_pass_did(tmp_path, pieces):
         assert st["convs_split"] > 0 and st["slices"] == 0 and rep["ops"]["tflite_fp32"].get("SLICE", 0) == 0
     else:
         assert st["convs_split"] == 0 and st["slices"] == rep["ops"]["tflite_fp32"]["SLICE"] > 0
-    assert f"shuffle pass (TFLite): {st['found']} channel shuffles: {st['absorbed']} absorbed" in r.stdout
-    assert f"pieces as {st['piece_form']}" in r.stdout
+    assert f"shuffle pass (TFLite): {st['found']} channel shuffles: {st['absorbed']} absorbed" in printed
+    assert f"pieces as {st['piece_form']}" in printed
