@@ -2,7 +2,6 @@
 borders), GlobalAveragePool, GlobalMaxPool. 2-D only, on NHWC tensors."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import tensorflow as tf
