@@ -421,6 +421,32 @@ def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtyp
     return blobs, n_cal
 
 
+def _refine(blobs: dict[Precision, bytes], lowered: Lowered, lowered_int8: Lowered, *, calibration,
+            input_layout: InputLayout, n_cal: int, kind: BiasCorrection, bias_samples: int, rounding: WeightRounding,
+            rounding_samples: int, timings: dict[str, float], notes: dict, on_stage: OnStage | None):
+    """Weight rounding + bias correction of the INT8 blob in `blobs` (int8_refine.py), in place; what they did goes
+    to `notes` (weight rounding) and the returned Int8Refinement (bias correction). None when nothing ran."""
+    if Precision.INT8 not in blobs:
+        return None
+    if len(lowered_int8.input_names) != 1:  # single-input models only; the report says so
+        if rounding is WeightRounding.ADAPTIVE:
+            notes["weight_rounding"] = {"method": rounding.value, "applied": False,
+                                        "reason": "models with several inputs keep TensorFlow's nearest rounding"}
+        return None
+    # the float reference must come from the same lowering as the INT8 model (tensor names must match)
+    float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
+    num = max(bias_samples, rounding_samples if rounding is WeightRounding.ADAPTIVE else 0)
+    refined = refine_int8(
+        blobs[Precision.INT8], inputs=_calibration_inputs(lowered_int8, calibration, input_layout, min(num, n_cal)),
+        float_model=lambda: float_ref or _tflite_bytes(lowered_int8, Precision.FP32), bias_correction=kind,
+        bias_samples=bias_samples, weight_rounding=rounding, rounding_samples=rounding_samples, timings=timings,
+        on_stage=on_stage)
+    blobs[Precision.INT8] = refined.model
+    if refined.weight_rounding is not None:
+        notes["weight_rounding"] = refined.weight_rounding
+    return refined
+
+
 @dataclass(frozen=True)
 class _Written:
     artifacts: dict[str, Path]
@@ -525,22 +551,9 @@ def convert(
                                  max_calibration_samples=max_calibration_samples,
                                  calibration_method=calibration_method, timings=timings, notes=notes,
                                  on_stage=on_stage)
-    refined = None
-    if Precision.INT8 in blobs and len(lowered_int8.input_names) == 1:  # single-input models; the report says so
-        # the float reference must come from the same lowering as the INT8 model (tensor names must match)
-        float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
-        num = max(bias_correction_samples, rounding_samples if rounding is WeightRounding.ADAPTIVE else 0)
-        refined = refine_int8(
-            blobs[Precision.INT8], inputs=_calibration_inputs(lowered_int8, calibration, input_layout, min(num, n_cal)),
-            float_model=lambda: float_ref or _tflite_bytes(lowered_int8, Precision.FP32), bias_correction=kind,
-            bias_samples=bias_correction_samples, weight_rounding=rounding, rounding_samples=rounding_samples,
-            timings=timings, on_stage=on_stage)
-        blobs[Precision.INT8] = refined.model
-        if refined.weight_rounding is not None:
-            notes["weight_rounding"] = refined.weight_rounding
-    elif Precision.INT8 in blobs and rounding is WeightRounding.ADAPTIVE:
-        notes["weight_rounding"] = {"method": rounding.value, "applied": False,
-                                    "reason": "models with several inputs keep TensorFlow's nearest rounding"}
+    refined = _refine(blobs, lowered, lowered_int8, calibration=calibration, input_layout=input_layout, n_cal=n_cal,
+                      kind=kind, bias_samples=bias_correction_samples, rounding=rounding,
+                      rounding_samples=rounding_samples, timings=timings, notes=notes, on_stage=on_stage)
 
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
         blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
