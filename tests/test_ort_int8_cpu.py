@@ -1,6 +1,6 @@
 """ORT INT8 on any CPU: the host's integer kernel path read from /proc/cpuinfo, and a QDQ file whose numbers hold on
-x86 CPUs without VNNI (where ORT's u8s8 kernels saturate), checked by running it on an emulated AVX2-only CPU
-(qemu-user `-cpu Haswell`: AVX2, no AVX-512, no VNNI, as MLAS reads CPUID)."""
+x86 CPUs without VNNI (where ORT's u8s8 kernels saturate), checked by running it on an AVX2-only CPU: the host when
+it is one, else an emulated one (qemu-user `-cpu Haswell`: AVX2, no AVX-512, no VNNI, as MLAS reads CPUID)."""
 from __future__ import annotations
 
 import json
@@ -242,7 +242,7 @@ def test_u8u8_moves_gemm_weights_to_uint8_exactly(tmp_path):
     assert sqnr_db(ref, y) > 25 and top1_agreement(ref, y) == 1.0
 
 
-# ---- a trained checkpoint on an emulated AVX2-only CPU (slow: ~3 min, qemu-user) --------------------------------
+# ---- a trained checkpoint on an AVX2-only CPU (slow under qemu-user: ~2 min; native on such a host) -----------------------------
 
 CHILD = textwrap.dedent("""
     import sys, numpy as np, onnxruntime as ort
@@ -265,12 +265,14 @@ def _qemu_x86_64() -> str:
     return exe
 
 
-def _run_on_haswell(tmp_path: Path, models: list[Path], x: np.ndarray, input_name: str) -> list[np.ndarray]:
-    """Outputs of each ONNX model on x, computed by ORT running under qemu-user as an AVX2-only Haswell CPU."""
-    qemu = _qemu_x86_64()
+def _run_on_avx2_only(tmp_path: Path, models: list[Path], x: np.ndarray, input_name: str) -> list[np.ndarray]:
+    """Outputs of each ONNX model on x, computed by ORT on an AVX2-only CPU: this host itself when it is one (its
+    integer path is the saturating u8s8 one), else qemu-user emulating a Haswell (AVX2, no AVX-512, no VNNI)."""
     (tmp_path / "child.py").write_text(CHILD)
     np.savez(tmp_path / "in.npz", x=x, name=input_name)
-    r = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, str(tmp_path / "child.py"), str(tmp_path / "in.npz"),
+    host_is_avx2_only = int8_kernel_path(cpu_features()) is Int8KernelPath.X86_AVX2_SATURATING
+    prefix = [] if host_is_avx2_only else [_qemu_x86_64(), "-cpu", "Haswell"]
+    r = subprocess.run([*prefix, sys.executable, str(tmp_path / "child.py"), str(tmp_path / "in.npz"),
                         str(tmp_path / "out.npz"), *map(str, models)], capture_output=True, text=True, timeout=1800,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -283,18 +285,17 @@ def test_digits_ort_int8_holds_on_an_avx2_cpu_without_vnni(tmp_path):
     """AugShuffleNet trained on digits: the default (u8u8) ORT INT8 file agrees with fp32 on an emulated AVX2-only
     CPU; the s8s8 file loses >5 points there (proof that the emulation takes ORT's saturating u8s8 path)."""
     from edgeport.calibration import load_samples
-    from edgeport.models import get_spec
+    from edgeport.export.checkpoint import resolve_source
+    from edgeport.export.onnx_export import export_onnx
     from edgeport.validation import run_artifact
 
     name = "augshufflenet_x0_5"
     if sys.platform != "linux" or cpu_features().arch != "x86_64":
         pytest.fail("this test emulates an x86 CPU with qemu-user on an x86_64 Linux host")
-    r = subprocess.run([sys.executable, "-m", "edgeport.cli", "export", name, "--checkpoint",
-                        str(CHECKPOINTS / f"{name}_digits.pt"), "--out", str(tmp_path / "out")],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    fp32 = tmp_path / "out" / "model.onnx"
-    spec = get_spec(name)
+    src = resolve_source(name, checkpoint=CHECKPOINTS / f"{name}_digits.pt", builder_args={"num_classes": 10})
+    spec = src.spec
+    fp32 = tmp_path / "model.onnx"
+    export_onnx(src.module, input_shape=(1, *spec.input_shape), path=fp32)
     cal = load_samples("digits", model_spec=spec, num=64, seed=0)
     val = load_samples("digits", model_spec=spec, split="validation", labelled=True)
     models = {sch: tmp_path / f"{sch}.onnx" for sch in ("u8u8", "s8s8")}
@@ -304,7 +305,7 @@ def test_digits_ort_int8_holds_on_an_avx2_cpu_without_vnni(tmp_path):
     ref = run_artifact(fp32, x)
     acc_fp32 = accuracy(ref, val.labels)
     native = run_artifact(models["u8u8"], x)
-    haswell_u8, haswell_s8 = _run_on_haswell(tmp_path, [models["u8u8"], models["s8s8"]], x, val.input_name)
+    haswell_u8, haswell_s8 = _run_on_avx2_only(tmp_path, [models["u8u8"], models["s8s8"]], x, val.input_name)
     acc_u8, acc_s8 = accuracy(haswell_u8, val.labels), accuracy(haswell_s8, val.labels)
     assert acc_fp32 >= 0.98
     assert 100 * (acc_fp32 - acc_u8) <= 0.5, f"u8u8 on AVX2: accuracy {acc_u8:.4f} vs fp32 {acc_fp32:.4f}"
