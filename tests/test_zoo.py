@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgeport.export.onnx_export import export_onnx, verify_onnx
+from edgeport.export.onnx_export import verify_onnx
 from edgeport.export.zoo_stats import zoo_stats
 from edgeport.models import MODELS, build_model, get_spec, model_names
 from conftest import zoo_params
@@ -75,13 +75,12 @@ def test_macs_vs_paper(name):
 
 
 @pytest.mark.parametrize("name", zoo_params(ALL))
-def test_onnx_export_parity(name, tmp_path):
+def test_onnx_export_parity(name, zoo_onnx):
     spec = get_spec(name)
     shape = spec.test_input_shape or spec.input_shape
-    model = build_model(name)
-    export_onnx(model, input_shape=shape, path=tmp_path / "m.onnx")
+    model, path = zoo_onnx(name)  # the export test_tflite_convert's conversion audit converts
     rng = np.random.default_rng(1)
-    res = verify_onnx(model, onnx_path=tmp_path / "m.onnx",
+    res = verify_onnx(model, onnx_path=path,
                       inputs=[rng.standard_normal((1, *shape), dtype=np.float32) for _ in range(2)])
     assert res.rel_err <= 1e-4 and res.cosine_min >= 0.99999 and res.cosine_mean >= res.cosine_min
 
