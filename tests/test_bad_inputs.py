@@ -19,6 +19,9 @@ import pytest
 from edgeport.cli import main
 from edgeport.console import EXIT_BAD_INPUT, EXIT_INTERNAL
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_bad_inputs")
+
 
 NAME = "shufflenet_v2_cifar_x0_5"
 

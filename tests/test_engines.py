@@ -11,6 +11,9 @@ from onnx import TensorProto, helper
 from edgeport.errors import TargetError
 from edgeport.runtime.engines import default_engine, dequantize, open_engine, quantize, run, run_batches
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_engines")
+
 
 @pytest.fixture(scope="module")
 def two_in_two_out(tmp_path_factory):

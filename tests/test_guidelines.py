@@ -9,6 +9,9 @@ import pytest
 
 from edgeport import guidelines as gl
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_guidelines")
+
 
 @pytest.fixture(scope="module")
 def nets():

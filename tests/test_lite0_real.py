@@ -7,6 +7,9 @@ from PIL import Image
 
 from edgeport.export.checkpoint import resolve_source
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_lite0_real")
+
 # ImageNet classes: 281 tabby, 282 tiger cat, 283 Persian, 284 Siamese, 285 Egyptian cat; 967 espresso, 968 cup
 CATS = set(range(281, 286))
 COFFEE = {967, 968, 504}  # espresso, cup, coffee mug

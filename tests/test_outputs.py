@@ -203,6 +203,9 @@ FACTORY = '''
 import torch
 import torch.nn as nn
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_outputs")
+
 
 class SegAndClasses(nn.Module):
     """conv features -> a 4-class segmentation map (N, 4, H, W) and 10 logits (N, 10)."""

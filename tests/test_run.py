@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_run")
+
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "shufflenet_v2_cifar_x0_5"
 CKPT = ROOT / "calibration" / "checkpoints" / f"{NAME}_digits.pt"

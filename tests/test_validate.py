@@ -24,6 +24,9 @@ from edgeport.models import Tolerances, get_spec
 from edgeport.report import ArtifactKind
 from edgeport.validation import ARTIFACT_PRECISION, default_thresholds, parse_threshold_overrides, validate_dir
 
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_validate")
+
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "calibration" / "checkpoints"
 DIGITS_MODELS = ("shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5")
