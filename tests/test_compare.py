@@ -2,6 +2,7 @@
 compare.md and a MACs/accuracy-vs-latency scatter (compare.png)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CKPTS = ROOT / "calibration" / "checkpoints"
 MODELS = ("shufflenet_v2_cifar_x0_5", "augshufflenet_x0_5")
+# the two-model compare (module fixture) is made once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_compare")
 
 
 def cli(*args, timeout=900):
@@ -18,13 +21,23 @@ def cli(*args, timeout=900):
                           env={**os.environ, "COLUMNS": "220", "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=timeout)
 
 
-@pytest.mark.slow  # two full pipelines (~2-4 min on 2 busy cores); CI runs it
-def test_compare_two_models_table_and_scatter(tmp_path):
-    out = tmp_path / "cmp"
-    r = cli("--json", "compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS],
-            "--precision", "int8", "--calibration", "digits", "--num-validation", "64", "--runs", "5", "--warmup", "1",
+# the options every compare here uses (a model's finished steps are reused only under the same options)
+FAST = ["--precision", "int8", "--calibration", "digits", "--num-validation", "64", "--runs", "5", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """`compare` of the two digits-trained zoo models (two full pipelines, ~2-4 min on 2 busy cores), made once."""
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    r = cli("--json", "compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS], *FAST,
             "--out", out)
     assert r.returncode == 0, r.stdout + r.stderr
+    return out, r
+
+
+@pytest.mark.slow  # CI runs it
+def test_compare_two_models_table_and_scatter(two_models):
+    out, r = two_models
     doc = json.loads(r.stdout)
     rows = doc["rows"]
     assert {row["model"] for row in rows} == set(MODELS)
@@ -46,8 +59,7 @@ def test_compare_two_models_table_and_scatter(tmp_path):
     # the human table went to stderr in --json mode
     assert "edgeport compare: 2 models" in r.stderr and "ms per 100M MACs" in r.stderr
     # a second compare reuses every model's finished steps
-    r = cli("compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS],
-            "--precision", "int8", "--calibration", "digits", "--num-validation", "64", "--runs", "5", "--warmup", "1",
+    r = cli("compare", *MODELS, *[f"--checkpoint={m}={CKPTS / f'{m}_digits.pt'}" for m in MODELS], *FAST,
             "--out", out)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count(" reused") == 2 * 5 and " done" not in r.stdout
@@ -59,21 +71,19 @@ def test_compare_unknown_model_fails_before_any_work(tmp_path):
     assert not (tmp_path / "cmp").exists()
 
 
-@pytest.mark.slow  # two pipelines (~1-2 min on 2 busy cores); CI runs it
-def test_compare_any_source_ranks_models_at_an_accuracy_bar(tmp_path):
+@pytest.mark.slow  # one new pipeline (the zoo model's steps are reused from the two-model compare); CI runs it
+def test_compare_any_source_ranks_models_at_an_accuracy_bar(two_models, tmp_path):
     """A zoo name and a user ONNX file side by side: models ranked per target by measured p50 at the bar, the
     decision in compare.md, compare_recommendation.json and --json."""
     zoo = MODELS[0]
-    first = cli("run", zoo, "--checkpoint", CKPTS / f"{zoo}_digits.pt", "--precision", "int8", "--calibration",
-                "digits", "--num-validation", "32", "--runs", "3", "--warmup", "1", "--out", tmp_path / "run")
-    assert first.returncode == 0, first.stdout + first.stderr
-    user_onnx = tmp_path / "mine.onnx"
-    user_onnx.write_bytes((tmp_path / "run" / "model.onnx").read_bytes())
     out = tmp_path / "cmp"
-    r = cli("--json", "compare", zoo, user_onnx, f"--checkpoint={zoo}={CKPTS / f'{zoo}_digits.pt'}",
-            "--precision", "int8", "--calibration", "digits", "--num-validation", "32", "--runs", "3", "--warmup", "1",
+    shutil.copytree(two_models[0] / zoo, out / zoo)  # finished steps: reused (their keys do not name the folder)
+    user_onnx = tmp_path / "mine.onnx"
+    user_onnx.write_bytes((out / zoo / "model.onnx").read_bytes())
+    r = cli("--json", "compare", zoo, user_onnx, f"--checkpoint={zoo}={CKPTS / f'{zoo}_digits.pt'}", *FAST,
             "--min-agreement", "99%", "--out", out)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.count(" reused") >= 5, r.stderr
     doc = json.loads(r.stdout)
     assert {row["model"] for row in doc["rows"]} == {zoo, "mine"}
     rec = doc["recommendation"]
