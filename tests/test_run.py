@@ -217,18 +217,6 @@ def test_changed_option_redoes_only_the_steps_after_it(copy):
     assert {e["runs"] for e in report(copy)["latency"]} == {6}  # replaced, not appended
 
 
-@pytest.mark.slow
-def test_force_redoes_every_step(copy):
-    before = files(copy)
-    r = cli("run", *ARGS, "--out", copy, "--force")
-    assert r.returncode == 0, r.stderr
-    assert step_status(r.stdout) == dict.fromkeys(STEPS, "done"), r.stdout
-    after = files(copy)
-    for f in ("model.onnx", "model_int8.tflite", "report.json", "report.html"):
-        assert after[f][0] != before[f][0], f"{f} not rewritten"
-    assert len(report(copy)["latency"]) == len(report(copy)["artifacts"])  # replaced, not appended
-
-
 # ---- interruption ---------------------------------------------------------------------------------------------
 
 FAULT_WRAPPER = textwrap.dedent("""
@@ -312,20 +300,26 @@ def test_killed_and_full_disk_runs_leave_no_valid_looking_partial_artifact_and_t
 
 
 @pytest.mark.slow
-def test_interrupted_force_run_leaves_no_report_showing_deleted_artifacts(copy, tmp_path):
-    """Issue 20 item 12: `run --force` killed while converting leaves no report.html / report.md / PNG of the
-    previous run on display (they showed artifacts this run had already deleted); the next run draws them again."""
+def test_force_redoes_every_step_and_an_interrupted_force_leaves_no_stale_report(copy, tmp_path):
+    """`run --force` killed while converting leaves no report.html / report.md / PNG of the previous run on display
+    (issue 20 item 12: they showed artifacts this run had already deleted); the next `run --force` redoes every step,
+    rewrites every file and draws the report again."""
     from edgeport.run import RENDERED
 
+    before = files(copy)
     assert (copy / "report.html").is_file() and list(copy.glob("report_*.png"))
     r = faulty_cli(tmp_path, "kill:model_int8.tflite", "run", *ARGS, "--out", copy, "--force")
     assert r.returncode == -signal.SIGKILL, r.stdout + r.stderr
     assert not (copy / "model_int8.tflite").exists()
     left = [p.name for pattern in RENDERED for p in copy.glob(pattern)]
     assert left == [], f"rendered files of the previous run survived: {left}"
-    r = cli("run", *ARGS, "--out", copy)
+    r = cli("run", *ARGS, "--out", copy, "--force")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert (copy / "report.html").is_file() and (copy / "report.md").is_file()
+    assert step_status(r.stdout) == dict.fromkeys(STEPS, "done"), r.stdout
+    after = files(copy)
+    for f in ("model.onnx", "model_int8.tflite", "report.json", "report.html", "report.md"):
+        assert f in after and after[f][0] != before[f][0], f"{f} not rewritten"
+    assert len(report(copy)["latency"]) == len(report(copy)["artifacts"])  # replaced, not appended
 
 
 # ---- a failing target -----------------------------------------------------------------------------------------
