@@ -381,6 +381,9 @@ def test_lite0_validate_with_layers(lite0_checkpoint, tmp_path):
         assert par[name]["passed"] and par[name]["cosine_mean"] > 0.99999
     for name in ("tflite_int8", "onnx_int8"):
         assert par[name]["n_samples"] == 64 and par[name]["cosine_mean"] > 0.95 and par[name]["top1_agreement"] >= 0.75
+    # the shipped INT8 TFLite model of the real checkpoint on held-out real-photo crops (measured 93.8 % / 20.8 dB on
+    # AVX2 and AVX-512 VNNI x86 hosts alike): the same top-1 as torch on >= 90 %, logit SQNR >= 18 dB
+    assert par["tflite_int8"]["top1_agreement"] >= 0.90 and par["tflite_int8"]["sqnr_db"] >= 18.0, par["tflite_int8"]
     failing = [(a, m) for a in par for m in par[a]["thresholds"] if not passes(m, par[a][m], par[a]["thresholds"][m])]
     assert (r.returncode == 1) == bool(failing)
     for a, m in failing:
