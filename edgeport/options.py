@@ -194,8 +194,8 @@ class ConvertOptions(_Options):
              "method with the least hold-out output error; TFLite)")})
     bias_correction: str = field(default="empirical", metadata={"cli": _flag(
         "--bias-correction", choices=BIAS_CORRECTIONS,
-        help="TFLite INT8 bias correction: empirical (per layer, one INT8 inference per layer and sample), "
-             "analytic (one float pass), none")})
+        help="INT8 bias correction. TFLite: empirical (per layer, one INT8 inference per layer and sample), "
+             "analytic (one float pass); ONNX Runtime INT8: each layer's own shift, one pass, unless none")})
     weight_rounding: str = field(default="nearest", metadata={"cli": _flag(
         "--weight-rounding", choices=WEIGHT_ROUNDINGS,
         help="TFLite INT8 weights: nearest (TensorFlow's rounding) or adaptive (each weight rounded up or down by "

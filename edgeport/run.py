@@ -302,6 +302,8 @@ def _convert_step(runner: Runner, plan: RunPlan, k_export: str, console) -> str:
                  "n": conv.num_calibration, "method": conv.calibration_method,
                  "pieces": conv.shuffle_piece_form, "ort_int8": conv.ort_int8_scheme,
                  **({"bias": conv.bias_correction} if conv.bias_correction != "empirical" else {}),
+                 # ORT INT8 bias correction (export/ort_bias_correction.py), on unless --bias-correction none
+                 **({"ort_bias": "local-1"} if conv.bias_correction != "none" else {}),
                  **({"equalize": True} if conv.equalize else {}),
                  **({"rounding": conv.weight_rounding} if conv.weight_rounding != "nearest" else {})})
 

@@ -260,6 +260,25 @@ def _scheme_summary(scheme: OrtInt8Scheme, weights: dict) -> dict:
             "host_cpu": host.to_dict(), **portability(scheme, host)}
 
 
+def _post_process(path: str, *, scheme: OrtInt8Scheme, weights: dict, float_model, samples) -> dict:
+    """ORT's QDQ file at `path`, rewritten in place: GEMM weights stored as uint8 (u8u8; counts into `weights`), then
+    the biases corrected on `samples` (None: no correction). Returns the correction's summary ({} without)."""
+    import onnx
+
+    if scheme is not OrtInt8Scheme.U8U8 and samples is None:
+        return {}
+    q = onnx.load(path)
+    if scheme is OrtInt8Scheme.U8U8:
+        weights["uint8"], weights["int8"] = _store_weights_uint8(q)
+    summary = {}
+    if samples is not None:
+        from edgeport.export.ort_bias_correction import correct_qdq_biases
+
+        summary = correct_qdq_biases(qdq=q, float_model=float_model, samples=samples).as_dict()
+    onnx.save(q, path)
+    return summary
+
+
 def quantize_onnx_int8(
     *,
     onnx_path: str | Path,
@@ -269,13 +288,14 @@ def quantize_onnx_int8(
     per_channel: bool = True,
     percentile: float = ORT_PERCENTILE,
     scheme: OrtInt8Scheme | str = OrtInt8Scheme.U8U8,
+    bias_correction: bool = False,
 ) -> dict:
     """Float ONNX (NCHW input) -> QDQ INT8 ONNX at `out_path` (same inputs/outputs, float32 I/O).
 
     `calibration`: the protocol (dicts {input_name: float32 (1,C,H,W)}), consumed once. `scheme`: the integer types
-    (OrtInt8Scheme; the default u8u8 is exact on every CPU). Returns a summary for report.json (`method`,
-    `per_channel`, `num_calibration`, `fallback_tensors`, `qdq_nodes`, `scheme`, the types, `host_cpu` with its
-    `int8_kernel_path`, `host_dependent` and `portability`).
+    (OrtInt8Scheme; the default u8u8 is exact on every CPU). `bias_correction`: each Conv/Gemm bias corrected for
+    the mean shift its quantization causes (export/ort_bias_correction.py; on in `edgeport run`). Returns a summary
+    for report.json (method, ranges, scheme and types, host CPU and integer path, portability, bias correction).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -296,7 +316,9 @@ def quantize_onnx_int8(
 
     prepared = out_path.parent / f".{out_path.stem}.prepared.onnx"
     upgraded, upgrade_note = upgrade_opset(onnx.load(str(onnx_path)))
-    onnx.save(_constants_to_initializers(upgraded), str(prepared))
+    float_model = _constants_to_initializers(upgraded)
+    onnx.save(float_model, str(prepared))
+    corrected: dict = {}
 
     base_overrides: dict = {}
     ort_method = CalibrationMethod.MINMAX if method == CalibrationMethod.ENTROPY else method
@@ -312,10 +334,8 @@ def quantize_onnx_int8(
                     reduce_range=scheme is OrtInt8Scheme.S8S8_7BIT, activation_type=act_type,
                     weight_type=QuantType.QInt8, calibrate_method=_ort_method(ort_method), extra_options=extra_options,
                 )
-            if scheme is OrtInt8Scheme.U8U8:
-                q = onnx.load(tmp)
-                weights["uint8"], weights["int8"] = _store_weights_uint8(q)
-                onnx.save(q, tmp)
+            corrected.update(_post_process(tmp, scheme=scheme, weights=weights, float_model=float_model,
+                                           samples=samples if bias_correction else None))
             onnx.checker.check_model(tmp)
             os.replace(tmp, out_path)
         finally:
@@ -349,13 +369,12 @@ def quantize_onnx_int8(
                 fallback.append(name)
     finally:
         prepared.unlink(missing_ok=True)
-    model = onnx.load(str(out_path))
-    qdq = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+    qdq = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(out_path)).graph.node)
     if qdq == 0:
         raise ExportError(f"ONNX Runtime produced no QuantizeLinear/DequantizeLinear nodes for {onnx_path}")
-    return {"method": str(method), "per_channel": per_channel, "num_calibration": len(samples),
-            "format": "qdq", **_scheme_summary(scheme, weights), "qdq_nodes": qdq,
-            "fallback_tensors": fallback, **upgrade_note,
-            **({"percentile": percentile} if method == CalibrationMethod.PERCENTILE else {}),
-            **({"entropy_bins": ENTROPY_BINS, "entropy_quantized_bins": ENTROPY_QUANTIZED_BINS,
-                "entropy_tensors": len(base_overrides)} if method == CalibrationMethod.ENTROPY else {})}
+    method_note = ({"percentile": percentile} if method == CalibrationMethod.PERCENTILE else
+                   {"entropy_bins": ENTROPY_BINS, "entropy_quantized_bins": ENTROPY_QUANTIZED_BINS,
+                    "entropy_tensors": len(base_overrides)} if method == CalibrationMethod.ENTROPY else {})
+    return {"method": str(method), "per_channel": per_channel, "num_calibration": len(samples), "format": "qdq",
+            **_scheme_summary(scheme, weights), "qdq_nodes": qdq, "fallback_tensors": fallback, **upgrade_note,
+            "bias_correction": corrected or None, **method_note}

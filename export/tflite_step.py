@@ -93,7 +93,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
     if calib is not None:
         ort_method = CalibrationMethod(ort_calibration_method(method))
         stage(f"onnx int8 (ORT, {ort_method.value})", "start", "")
-        summary, seconds = _ort_int8(onnx_path, out / ORT_INT8_NAME, calib, ort_method, options.ort_int8_scheme)
+        summary, seconds = _ort_int8(onnx_path, out / ORT_INT8_NAME, calib, ort_method, options.ort_int8_scheme,
+                                     bias_correction=options.bias_correction != "none")
         stage(f"onnx int8 (ORT, {ort_method.value})", "done", f"{seconds:.1f}s")
         conversion["onnx_int8_s"] = round(seconds, 3)
         kind = ArtifactKind.ONNX_INT8
@@ -137,11 +138,12 @@ def calibration_samples(model, *, source: LoadedSource, options: ConvertOptions,
                         other_inputs=[s for s in specs if s is not image])
 
 
-def _ort_int8(onnx_path: Path, out_path: Path, calib, method, scheme: str) -> tuple[dict, float]:
+def _ort_int8(onnx_path: Path, out_path: Path, calib, method, scheme: str, *,
+              bias_correction: bool) -> tuple[dict, float]:
     from edgeport.export.ort_int8 import quantize_onnx_int8
 
     t0 = time.perf_counter()
     with captured_native_output():
         summary = quantize_onnx_int8(onnx_path=onnx_path, out_path=out_path, calibration=calib, method=method,
-                                     scheme=scheme)
+                                     scheme=scheme, bias_correction=bias_correction)
     return summary, time.perf_counter() - t0
