@@ -103,14 +103,21 @@ def test_computed_divisors_and_their_guards_are_found():
              helper.make_node("Abs", ["x"], ["a"]),
              helper.make_node("Add", ["a", "eps"], ["den2"], name="shared_guard"),
              helper.make_node("Div", ["q1", "den2"], ["q2"], name="by_shared"),
-             helper.make_node("Add", ["q2", "den2"], ["y"])]
+             helper.make_node("Add", ["q2", "den2"], ["s"]),
+             # F.normalize: x / max(||x||, eps).expand_as(x)
+             helper.make_node("ReduceL2", ["s"], ["n"], axes=[1], keepdims=1),
+             helper.make_node("Clip", ["n", "eps"], ["nc"], name="clamp_min"),
+             helper.make_node("Expand", ["nc", "shape"], ["ne"], name="expand_as"),
+             helper.make_node("Div", ["s", "ne"], ["y"], name="normalize")]
     consts = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
-              numpy_helper.from_array(np.array(1e-5, np.float32), "eps")]
+              numpy_helper.from_array(np.array(1e-5, np.float32), "eps"),
+              numpy_helper.from_array(np.array([1, 4], np.int64), "shape")]
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], consts),
                               opset_imports=[helper.make_opsetid("", 17)])
-    found = {(f.onnx_node, f.reason) for f in int8_float_ops(model)}
-    assert found == {("guard", FloatReason.DIVISOR_GUARD), ("by_guarded", FloatReason.COMPUTED_DIVISOR),
-                     ("by_shared", FloatReason.COMPUTED_DIVISOR)}
+    found = {(f.onnx_node, f.reason, f.guards) for f in int8_float_ops(model)}
+    guard, div = FloatReason.DIVISOR_GUARD, FloatReason.COMPUTED_DIVISOR
+    assert found == {("guard", guard, ("q1",)), ("by_guarded", div, ()), ("by_shared", div, ()),
+                     ("clamp_min", guard, ("y",)), ("expand_as", guard, ("y",)), ("normalize", div, ())}
 
 
 @pytest.fixture(scope="module")

@@ -38,11 +38,13 @@ WHY = {
     FloatReason.COMPUTED_DIVISOR: "divides by a tensor computed at run time: XNNPACK has no int8 DIV and TFLite's "
                                   "int8 DIV stops on a divisor that quantizes to its zero point; float DIV runs in "
                                   "XNNPACK between DEQUANTIZE and QUANTIZE",
-    FloatReason.DIVISOR_GUARD: "the constant that keeps a float divisor away from zero (x + eps, max(x, eps)): "
-                               "eps rounds away at the divisor's int8 scale",
+    FloatReason.DIVISOR_GUARD: "keeps a float divisor away from zero (x + eps, max(x, eps), and what only "
+                               "reshapes or broadcasts it on the way): eps rounds away at the divisor's int8 scale",
 }
 
 _GUARDS = ("Add", "Max", "Clip")
+# ops that only move or broadcast the divisor between its guard and the Div (F.normalize's expand_as)
+_CARRIERS = ("Expand", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Transpose")
 
 
 @dataclass(frozen=True)
@@ -55,20 +57,23 @@ class FloatOp:
     onnx_output: str
     reason: FloatReason
     tflite_ops: tuple[str, ...] = ()
+    guards: tuple[str, ...] = ()  # DIVISOR_GUARD: the ONNX outputs of the Divs whose divisor it produces
 
     @property
     def why(self) -> str:
         return WHY[self.reason]
 
     def to_json(self) -> dict:
-        return {"onnx_node": self.onnx_node, "onnx_op": self.onnx_op, "onnx_output": self.onnx_output,
-                "reason": self.reason.value, "why": self.why, "tflite_ops": list(self.tflite_ops)}
+        out = {"onnx_node": self.onnx_node, "onnx_op": self.onnx_op, "onnx_output": self.onnx_output,
+               "reason": self.reason.value, "why": self.why, "tflite_ops": list(self.tflite_ops)}
+        return {**out, "guards": list(self.guards)} if self.guards else out
 
 
 def int8_float_ops(model: onnx.ModelProto | OnnxGraph) -> list[FloatOp]:
-    """The nodes of `model` that its INT8 TFLite model keeps float, in graph order: every Div whose divisor is
-    computed, and the Add / Max / Clip with a constant that produces such a divisor when every reader of it is one
-    of those Divs."""
+    """The nodes of `model` that its INT8 TFLite model may keep float, in graph order: every Div whose divisor is
+    computed, and the Add / Max / Clip with one constant that produces such a divisor (directly or through ops that
+    only reshape or broadcast it) when all it feeds is those Divs. Which of them stay float is decided on the
+    converted model (`denylisted_nodes`)."""
     graph = model if isinstance(model, OnnxGraph) else OnnxGraph.from_model(model)
     known = const_names(graph)
     readers: dict[str, list[onnx.NodeProto]] = {}
@@ -80,22 +85,39 @@ def int8_float_ops(model: onnx.ModelProto | OnnxGraph) -> list[FloatOp]:
             producer[name] = node
     divs = [n for n in graph.nodes if n.op_type == "Div" and len(n.input) == 2 and n.input[1] not in known
             and n.output[0] not in known]
-    float_divs = {id(n) for n in divs}
     found: dict[int, FloatOp] = {id(n): _float_op(n, FloatReason.COMPUTED_DIVISOR) for n in divs}
     for div in divs:
-        guard = producer.get(div.input[1])
-        if guard is None or guard.op_type not in _GUARDS or div.input[1] in graph.outputs:
-            continue
-        data = [i for i in guard.input if i and i not in known]
-        if len(data) == 1 and all(id(r) in float_divs for r in readers.get(guard.output[0], [])):
-            found.setdefault(id(guard), _float_op(guard, FloatReason.DIVISOR_GUARD))
+        for node in _guard_chain(div, producer, readers, known, {id(n) for n in divs}, graph.outputs):
+            prev = found.get(id(node))
+            found[id(node)] = _float_op(node, FloatReason.DIVISOR_GUARD,
+                                        guards=(prev.guards if prev else ()) + (div.output[0],))
     order = {id(n): k for k, n in enumerate(graph.nodes)}
     return [found[k] for k in sorted(found, key=order.__getitem__)]
 
 
-def _float_op(node: onnx.NodeProto, reason: FloatReason) -> FloatOp:
+def _guard_chain(div, producer, readers, known, float_divs, graph_outputs) -> list[onnx.NodeProto]:
+    """[guard, carriers...] between a guard and `div`'s divisor, or [] when the divisor has no guard or a tensor on
+    the way is read by anything but the chain and the float Divs (or is a graph output)."""
+    chain, name = [], div.input[1]
+    while True:
+        node = producer.get(name)
+        if node is None or name in graph_outputs:
+            return []
+        inside = {id(n) for n in chain} | float_divs
+        if not all(id(r) in inside for r in readers.get(name, [])):
+            return []
+        data = [i for i in node.input if i and i not in known]
+        if node.op_type in _GUARDS and len(data) == 1 and len(data) < len([i for i in node.input if i]):
+            return [node, *chain]
+        if node.op_type not in _CARRIERS or len(data) != 1:
+            return []
+        chain.insert(0, node)
+        name = data[0]
+
+
+def _float_op(node: onnx.NodeProto, reason: FloatReason, guards: tuple[str, ...] = ()) -> FloatOp:
     return FloatOp(onnx_node=node.name or node.output[0], onnx_op=node.op_type, onnx_output=node.output[0],
-                   reason=reason)
+                   reason=reason, guards=guards)
 
 
 def _scope(tensor_name: str) -> str:
@@ -123,9 +145,21 @@ def tflite_ops_of(model: bytes, float_ops: list[FloatOp],
 
 
 def denylisted_nodes(calibrated: bytes, float_ops: list[FloatOp], scope_to_onnx: dict[str, str]) -> list[str]:
-    """The names TensorFlow's quantizer knows the float ops' TFLite ops by (`mlir_quantize(denylisted_nodes=...)`:
-    an op's location is its first output tensor's name)."""
-    return [tensor for ops in tflite_ops_of(calibrated, float_ops, scope_to_onnx).values() for _, tensor in ops]
+    """The TFLite ops to keep float, by the names TensorFlow's quantizer knows them by (`mlir_quantize(
+    denylisted_nodes=...)`: an op's location is its first output tensor's name): the DIV ops of the computed-divisor
+    Divs, and the ops of the guards of those Divs. A Div that TensorFlow rewrote into an op with an int8 kernel
+    (x / sqrt(v) becomes x * RSQRT(v)) is left to the quantizer, and so is its guard."""
+    ops = tflite_ops_of(calibrated, float_ops, scope_to_onnx)
+    divs = {f.onnx_output for f in float_ops if f.reason is FloatReason.COMPUTED_DIVISOR
+            and any(name == "DIV" for name, _ in ops.get(f.onnx_output, []))}
+    keep = []
+    for f in float_ops:
+        found = ops.get(f.onnx_output, [])
+        if f.reason is FloatReason.COMPUTED_DIVISOR:
+            keep += [tensor for name, tensor in found if name == "DIV"]
+        elif divs & set(f.guards):
+            keep += [tensor for _, tensor in found]
+    return keep
 
 
 def kept_float(quantized: bytes, float_ops: list[FloatOp], scope_to_onnx: dict[str, str]) -> list[FloatOp]:
