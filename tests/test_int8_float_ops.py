@@ -169,3 +169,23 @@ def test_export_cli_and_report_say_which_ops_stay_float(tmp_path, capsys):
     text = " ".join(out.split())
     assert "tflite_int8: 2 ONNX ops stay float inside the INT8 model" in text
     assert "Div x1 (TFLite DIV): divides by a tensor computed at run time" in text
+
+
+def test_division_by_a_square_root_stays_int8(tmp_path):
+    """A decomposed LayerNorm's (x - mean) / sqrt(var + eps): TensorFlow writes it as x * RSQRT(v), which has an
+    int8 kernel, so nothing is kept float and the INT8 model is what it was before float ops existed."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 10])
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1]), helper.make_node("Sub", ["x", "m"], ["d"]),
+             helper.make_node("Mul", ["d", "d"], ["p"]), helper.make_node("ReduceMean", ["p"], ["v"], axes=[-1]),
+             helper.make_node("Add", ["v", "eps"], ["ve"]), helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Div", ["d", "sd"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "ln", [x], [y],
+                                                [numpy_helper.from_array(np.array(1e-5, np.float32), "eps")]),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    assert [f.onnx_op for f in int8_float_ops(model)] == ["Div"]  # a candidate ...
+    rng = np.random.default_rng(0)
+    calib = [{"x": rng.standard_normal((1, 6, 10), dtype=np.float32)} for _ in range(4)]
+    res = convert(model, out_dir=tmp_path, precisions=("int8",), calibration=calib, bias_correction_samples=0)
+    assert res.int8_float_ops == [] and "DIV" not in res.ops["int8"], res.ops["int8"]  # ... that stays int8
+    assert "DEQUANTIZE" not in res.ops["int8"]
