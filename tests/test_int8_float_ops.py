@@ -54,6 +54,8 @@ FACTORY = textwrap.dedent("""
         return LinearAttention().eval()
 """)
 SHAPE = (1, 3, 16, 16)
+# one worker builds the module fixture (pyproject's --dist loadgroup on main)
+pytestmark = pytest.mark.xdist_group("test_int8_float_ops")
 
 
 def _build():
