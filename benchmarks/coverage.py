@@ -40,13 +40,7 @@ NEAR_ZERO = 1e-4
 
 
 # Why a model fails, where the cause was traced (rendered under the table; a model not listed has no analysis yet)
-KNOWN_CAUSES = {
-    "timm_efficientvit_b0": "LiteMLA divides by a computed sum, `out[..., :-1] / (out[..., -1:] + eps)` (4 `Div` "
-    "nodes in stages 2-3). In full INT8 the denominator of tokens whose sum is near zero quantizes to its zero point "
-    "and TFLite's int8 DIV kernel refuses to run (`div.cc data[i] != zero_point`). fp32 is exact. Needs an INT8 "
-    "form for Div by a computed, non-negative divisor (e.g. keep that Div float, or a reciprocal whose range is "
-    "bounded away from zero).",
-}
+KNOWN_CAUSES: dict[str, str] = {}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -201,7 +195,8 @@ def measure_model(onnx_file: Path, manifest: dict, *, work: Path, photos: str = 
         stage = "int8"
         if int8_error is not None:
             raise RuntimeError(int8_error)
-        row["int8"] = int8_facts(result.artifacts["int8"], result.float_tensors.get("int8") or [], ref, x)
+        row["int8"] = int8_facts(result.artifacts["int8"], result.float_tensors.get("int8") or [], ref, x,
+                                 float_ops=result.int8_float_ops)
     except Exception as exc:  # noqa: BLE001  (recorded per model; the corpus goes on)
         row["failed_stage"] = stage
         row["error"] = _first_line(exc)
@@ -210,13 +205,16 @@ def measure_model(onnx_file: Path, manifest: dict, *, work: Path, photos: str = 
     return row
 
 
-def int8_facts(path: Path, float_tensors: list, ref: dict, x: np.ndarray) -> dict:
-    """Does the INT8 file run (XNNPACK delegate), does one XNNPACK delegate take the whole graph, which float
-    tensors stay, and (for information) how close it is to ONNX Runtime fp32."""
+def int8_facts(path: Path, float_tensors: list, ref: dict, x: np.ndarray, *, float_ops=()) -> dict:
+    """Does the INT8 file run (XNNPACK delegate), does one XNNPACK delegate take the whole graph, which TFLite ops
+    it leaves to the builtin kernels, which ops the converter kept float and why (float_ops.py), which float tensors
+    stay, and (for information) how close it is to ONNX Runtime fp32."""
     from edgeport.export.tflite import xnnpack_coverage
 
     cov = xnnpack_coverage(path)
-    facts = {"float_tensors": len(float_tensors), "xnnpack": str(cov), "xnnpack_complete": cov.complete}
+    facts = {"float_tensors": len(float_tensors), "xnnpack": str(cov), "xnnpack_complete": cov.complete,
+             "xnnpack_partitions": cov.partitions, "builtin_ops": cov.builtin_ops,
+             "float_ops": [f.to_json() for f in float_ops]}
     got = tflite_outputs(path, x)
     facts["runs"] = True
     facts["vs_onnx_fp32"] = {k: v for k, v in compare(ref, got).items() if k != "outputs"}
@@ -301,17 +299,85 @@ def _fmt_row(r: dict) -> str:
     err = f"{fp32['max_abs_err']:.1e}" if "max_abs_err" in fp32 else "–"
     if "max_rel_err" in fp32:
         err += f" ({fp32['max_rel_err']:.0e} of max)"
-    i8 = ("runs, XNNPACK " + int8["xnnpack"]) if int8.get("runs") else "–"
+    i8 = "–"
+    if int8.get("runs"):
+        parts = int8.get("xnnpack_partitions")
+        i8 = "runs, XNNPACK " + ("all" if int8.get("xnnpack_complete") else
+                                 f"{parts} partitions" if parts is not None else int8["xnnpack"])
     secs = r.get("convert_s") or {}
     t = " / ".join(f"{secs[k]:.1f}" for k in ("convert_fp32_s", "convert_int8_s", "total_s") if k in secs) or "–"
-    note = ""
+    note = _float_note(int8.get("float_ops") or [])
     if r.get("missing_ops"):
         note = "missing: " + ", ".join(r["missing_ops"])
     elif r.get("error"):
         note = r["error"].replace("|", "\\|")[:160]
     lt = r.get("layout_transposes")
     return (f"| {r['name']} | {r.get('library')} {r.get('version') or ''} | {r.get('kind')} | {r['status']} | {cos} | "
-            f"{err} | {i8} | {'–' if lt is None else lt} | {t} | {note} |")
+            f"{err} | {i8} | {_builtin_cell(int8)} | {'–' if lt is None else lt} | {t} | {note} |")
+
+
+def _counts(ops: dict) -> str:
+    return ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
+
+
+def _builtin_cell(int8: dict) -> str:
+    """The TFLite ops of the INT8 model that XNNPACK leaves to TFLite's builtin kernels ("none" when one delegate
+    runs the whole graph)."""
+    if not int8.get("runs"):
+        return "–"
+    if int8.get("xnnpack_complete"):
+        return "none"
+    return _counts(int8["builtin_ops"]) if int8.get("builtin_ops") else "?"
+
+
+def _float_note(float_ops: list[dict]) -> str:
+    """"float: Div x4, Add x4 (computed-divisor, divisor-guard)": the ops the converter kept float in INT8."""
+    if not float_ops:
+        return ""
+    ops: dict[str, int] = {}
+    for f in float_ops:
+        ops[f["onnx_op"]] = ops.get(f["onnx_op"], 0) + 1
+    reasons = sorted({f["reason"] for f in float_ops})
+    return f"INT8 keeps float: {_counts(ops)} ({', '.join(reasons)}; see below)"
+
+
+def builtin_summary(rows: list[dict]) -> list[str]:
+    """Markdown lines: per TFLite op type left to the builtin kernels, in how many INT8 models and which."""
+    by_op: dict[str, list[tuple[str, int]]] = {}
+    for r in rows:
+        for op, n in ((r.get("int8") or {}).get("builtin_ops") or {}).items():
+            by_op.setdefault(op, []).append((r["name"], n))
+    if not by_op:
+        return []
+    lines = ["## INT8 ops XNNPACK leaves to TFLite's builtin kernels", "",
+             "Per TFLite op type: the INT8 models in which ai-edge-litert's XNNPACK delegate did not take it "
+             "(between or after its partitions; `builtin_ops` in the JSON). Counts are ops in that model.", "",
+             "| TFLite op | models | ops | where |", "|---|---:|---:|---|"]
+    for op, where in sorted(by_op.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        lines.append(f"| {op} | {len(where)} | {sum(n for _, n in where)} | "
+                     f"{', '.join(f'{m} ({n})' for m, n in where)} |")
+    return lines + [""]
+
+
+def float_summary(rows: list[dict]) -> list[str]:
+    """Markdown lines: the ops edgeport keeps float inside INT8 models, per model, with the converter's reason."""
+    hits = [(r["name"], f) for r in rows for f in (r.get("int8") or {}).get("float_ops") or []]
+    if not hits:
+        return []
+    why: dict[str, str] = {}
+    per: dict[tuple[str, str, str], int] = {}
+    for name, f in hits:
+        why[f["reason"]] = f["why"]
+        key = (name, f["onnx_op"], "+".join(f["tflite_ops"]), f["reason"])
+        per[key] = per.get(key, 0) + 1
+    lines = ["## Ops kept float inside INT8 models", "",
+             "The converter leaves these ONNX ops float in the full-INT8 TFLite model (DEQUANTIZE / QUANTIZE around "
+             "them; export/tflite/float_ops.py); report.json lists them under `artifact_info.tflite_int8.float_ops` "
+             "and `edgeport export` / `run` print them.", "",
+             "| model | ONNX op | count | TFLite ops | reason |", "|---|---|---:|---|---|"]
+    lines += [f"| {m} | {op} | {n} | {tfl} | {reason} |" for (m, op, tfl, reason), n in per.items()]
+    lines += [""] + [f"- `{reason}`: {text}." for reason, text in sorted(why.items())] + [""]
+    return lines
 
 
 def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
@@ -325,7 +391,8 @@ def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
         "against ONNX Runtime on the original file; max err likewise. INT8: full-integer TFLite "
         f"({N_CALIBRATION} calibration photos, bias correction off), run on the XNNPACK delegate (`all` = one "
         "delegate runs the whole graph; otherwise the number of XNNPACK partitions, with builtin kernels between "
-        "them). OCR models are measured and calibrated on crops of scikit-image's text() and page() scans; a sample "
+        "them; `INT8 ops outside XNNPACK` names the TFLite ops those builtin kernels run, summed per op type in the "
+        "section under the table). OCR models are measured and calibrated on crops of scikit-image's text() and page() scans; a sample "
         f"whose reference output is all below {NEAR_ZERO} (a flat sigmoid map) is left out of the cosine and judged "
         "by its absolute error (`near_zero` in the JSON). ONNX files: torch.onnx.export (TorchScript exporter, "
         "opset 17; the dynamo exporter at opset 18 where that fails, see `exporter` in the JSON), Ultralytics' own "
@@ -334,13 +401,14 @@ def write_doc(rows: list[dict], path: Path, *, cpu: str) -> None:
         "loaded machine: noisy).", "",
         f"**{summary_line(rows)}**", "",
         f"CPU: {cpu}", "",
-        "| model | library | kind | status | fp32 cosine | fp32 max err | INT8 | transposes | convert s (fp32 / int8 / "
-        "total) | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | library | kind | status | fp32 cosine | fp32 max err | INT8 | INT8 ops outside XNNPACK | "
+        "transposes | convert s (fp32 / int8 / total) | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_fmt_row(r) for r in rows]
     failing = sorted({op for r in rows for op in r.get("missing_ops") or []})
     lines += ["", f"Ops without a lowering in the corpus: {', '.join(failing) or 'none'}.", ""]
+    lines += builtin_summary(rows) + float_summary(rows)
     bad = [r for r in rows if r["status"] != "pass"]
     if bad:
         lines += ["## Models that do not pass", ""]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeport.files import atomic_write_bytes, atomic_write_text
 from edgeport.recommend import missed_thresholds, recommend
-from edgeport.report import device_parity_entries, load_report
+from edgeport.report import device_parity_entries, float_op_groups, load_report
 
 TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
 PLOTS = ("latency", "tradeoff", "layers", "ops")
@@ -415,6 +415,11 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
             [a, str(sum(h.values())), str(len(h)), str(sum(v for k, v in h.items() if k in TRANSPOSE_OPS)),
              _fmt((info.get(a) or {}).get("layout")), _fmt((info.get(a) or {}).get("io_dtype"))]
             for a, h in ops.items()]))
+    floats = float_op_groups(data.get("artifact_info") or {})
+    if floats:
+        tables.append(("INT8 ops kept float (DEQUANTIZE / QUANTIZE around them)",
+                       ["artifact", "onnx op", "count", "tflite ops", "why"],
+                       [[a, op, str(n), "+".join(tfl) or "-", why] for a, op, tfl, n, why in floats]))
     gpu = _gpu_rows(data.get("artifact_info") or {})
     if gpu:
         tables.append(("GPU delegate readiness (ops the TFLite GPU delegate takes; the rest fall back to the CPU)",

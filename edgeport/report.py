@@ -269,6 +269,30 @@ def device_parity_entries(data: Mapping[str, Any]) -> list[DeviceParity]:
             for i, d in enumerate(data.get("device_parity") or [])]
 
 
+
+def float_op_groups(info: Mapping[str, Any]) -> list[tuple[str, str, list[str], int, str]]:
+    """(artifact, ONNX op, TFLite ops, count, why) per group of ops an INT8 model computes in float
+    (artifact_info.<artifact>.float_ops, written by the conversion: export/tflite/float_ops.py), in report order."""
+    groups: dict[tuple, int] = {}
+    for art, i in (info or {}).items():
+        for f in (i or {}).get("float_ops") or []:
+            key = (art, f["onnx_op"], tuple(f.get("tflite_ops") or ()), f.get("why") or f.get("reason", ""))
+            groups[key] = groups.get(key, 0) + 1
+    return [(art, op, list(tfl), n, why) for (art, op, tfl, why), n in groups.items()]
+
+
+def float_op_lines(info: Mapping[str, Any]) -> list[str]:
+    """What the terminal says of the ops an INT8 model keeps float: one line per artifact, one per group."""
+    lines, last = [], None
+    for art, op, tfl, n, why in float_op_groups(info):
+        if art != last:
+            total = len((info[art] or {}).get("float_ops") or [])
+            lines.append(f"{art}: {total} ONNX op{'s' if total != 1 else ''} stay float inside the INT8 model "
+                         "(DEQUANTIZE / QUANTIZE around them):")
+            last = art
+        lines.append(f"  {op} x{n} (TFLite {'+'.join(tfl) or '-'}): {why}")
+    return lines
+
 # ---- the schema -------------------------------------------------------------------------------------------------
 class Fold(str, enum.Enum):
     """How a step's value for a section is written: replace it, merge by key (dicts), or append (lists)."""

@@ -87,6 +87,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
         }
         if p is Precision.INT8 and result.bias_correction is not None:
             info[kind.value]["bias_correction"] = result.bias_correction
+        if p is Precision.INT8:  # the ops it computes in float, and why (export/tflite/float_ops.py)
+            info[kind.value]["float_ops"] = [f.to_json() for f in result.int8_float_ops]
         ops[kind.value] = result.ops[p.value] if p.value in result.ops else result.ops[prec]
     conversion = {f"tflite_{k}": round(v, 3) for k, v in result.timings.items()}
     calibration = None

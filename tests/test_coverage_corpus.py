@@ -86,6 +86,7 @@ def test_corpus_slice_through_the_benchmark_code(tmp_path, corpus_modules):
         assert row["status"] == "pass", (name, row.get("error"), row.get("traceback"))
         assert row["fp32"]["cosine_min"] >= coverage.COSINE_BAR and row["int8"]["runs"]
         assert row["missing_ops"] == [] and row["layout_transposes"] >= 0
+        assert isinstance(row["int8"]["builtin_ops"], dict) and row["int8"]["float_ops"] == []
     assert rows["ppocr_cls_mobile_v2"]["opset"] == 11  # an old-opset file through INT8
     assert rows["tiny_hybrid"]["int8"]["vs_onnx_fp32"]["cosine_min"] > 0.9
 
@@ -109,3 +110,30 @@ def test_status_is_a_closed_set(corpus_modules):
     assert coverage.status({"error": "x", "missing_ops": ["Foo"]}) == "unsupported-op"
     assert coverage.status({"error": "x", "failed_stage": "int8", "fp32": {"cosine_min": 1.0}}) == "int8-failed"
     assert coverage.status({"error": "x", "failed_stage": "convert", "missing_ops": []}) == "failed"
+
+
+def _row(name: str, int8: dict) -> dict:
+    return {"name": name, "library": "timm", "version": "1.0", "kind": "classifier", "status": "pass",
+            "fp32": {"cosine_min": 1.0, "max_abs_err": 1e-6, "max_rel_err": 1e-7}, "int8": {"runs": True, **int8}}
+
+
+def test_doc_names_the_int8_ops_outside_xnnpack_and_the_ones_kept_float(tmp_path, corpus_modules):
+    coverage, _ = corpus_modules
+    div = {"onnx_node": "/attn/Div_1", "onnx_op": "Div", "onnx_output": "d", "tflite_ops": ["DIV"],
+           "reason": "computed-divisor", "why": "divides by a tensor computed at run time"}
+    rows = [_row("vit", {"xnnpack_complete": False, "xnnpack_partitions": 11, "xnnpack": "11 partitions",
+                         "builtin_ops": {"BATCH_MATMUL": 8, "RELU": 4}, "float_ops": [div, div]}),
+            _row("cnn", {"xnnpack_complete": True, "xnnpack_partitions": 1, "xnnpack": "all", "builtin_ops": {},
+                         "float_ops": []}),
+            _row("v3", {"xnnpack_complete": False, "xnnpack_partitions": 2, "xnnpack": "2 partitions",
+                        "builtin_ops": {"RELU": 1}, "float_ops": []})]
+    doc = tmp_path / "coverage.md"
+    coverage.write_doc(rows, doc, cpu="test cpu")
+    text = doc.read_text()
+    assert "| vit | timm 1.0 | classifier | pass | 1.0000000 | 1.0e-06 (1e-07 of max) | runs, XNNPACK 11 partitions | " \
+           "BATCH_MATMUL x8, RELU x4 |" in text
+    assert "| cnn | timm 1.0 | classifier | pass | 1.0000000 | 1.0e-06 (1e-07 of max) | runs, XNNPACK all | none |" in text
+    assert "INT8 keeps float: Div x2 (computed-divisor; see below)" in text
+    assert "| RELU | 2 | 5 | vit (4), v3 (1) |" in text and "| BATCH_MATMUL | 1 | 8 | vit (8) |" in text
+    assert "| vit | Div | 2 | DIV | computed-divisor |" in text
+    assert "- `computed-divisor`: divides by a tensor computed at run time." in text

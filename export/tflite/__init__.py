@@ -7,9 +7,9 @@ TFLiteConverter writes fp32 / fp16 / dynamic-range / full-INT8 flatbuffers.
 """
 from .build import InputLayout, lower_graph
 from .lowerings import LOWERINGS, lowering, supported_ops
-from .convert import (ConversionResult, IODtype, Precision, XnnpackCoverage, artifact_filename, convert,
-                      op_histogram, xnnpack_coverage)
+from .convert import ConversionResult, IODtype, Precision, artifact_filename, convert, op_histogram
 from .tensor_map import TensorMapFile, TensorOrigin, load_tensor_map, tensor_map_path
+from .xnnpack import XnnpackCoverage, xnnpack_coverage
 
 __all__ = [
     "ConversionResult", "IODtype", "InputLayout", "LOWERINGS", "Precision", "TensorMapFile", "TensorOrigin",

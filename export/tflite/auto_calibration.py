@@ -68,9 +68,11 @@ def choose_calibration_method(
     nhwc_inputs: Sequence[np.ndarray],
     io_dtype: str = "int8",
     bias_samples: int = 8,
+    keep_float: Sequence[str] = (),
 ) -> AutoChoice:
     """Rank AUTO_CANDIDATES on the calibration hold-out. `calibration`: the protocol samples (NCHW);
-    `nhwc_inputs`: the same samples in the TFLite input layout (what the models are fed)."""
+    `nhwc_inputs`: the same samples in the TFLite input layout (what the models are fed); `keep_float`: the ops each
+    candidate keeps float, as the final model does (calibrated.quantize_calibrated)."""
     t0 = time.perf_counter()
     samples = list(calibration)
     hold_idx = [k for k in range(len(samples)) if k % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
@@ -86,7 +88,7 @@ def choose_calibration_method(
     for method in AUTO_CANDIDATES:
         t = time.perf_counter()
         ranged, _ = unify_same_scale_ranges(_fit_ranges(calibrated, method, fit))
-        int8 = quantize_calibrated(ranged, io_dtype=io_dtype)
+        int8 = quantize_calibrated(ranged, io_dtype=io_dtype, keep_float=keep_float)
         int8, _ = analytic_bias_correction(int8, float_model=calibrated,
                                            inputs=[nhwc_inputs[k] for k in fit_idx[:bias_samples]])
         y = _outputs(int8, hold_x)

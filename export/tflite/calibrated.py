@@ -114,12 +114,14 @@ def apply_calibration_method(
     return calibrate_ranges(calibrated, method=method, calibration=calibration, percentile=percentile)[0]
 
 
-def quantize_calibrated(calibrated: bytes, *, io_dtype: str = "int8", per_channel: bool = True) -> bytes:
+def quantize_calibrated(calibrated: bytes, *, io_dtype: str = "int8", per_channel: bool = True,
+                        keep_float: Iterable[str] = ()) -> bytes:
     """Calibrated float model -> full-integer TFLite (TensorFlow's MLIR quantizer; what TFLiteConverter runs after
-    calibration). `io_dtype`: int8 | uint8 | float32 (model input/output type)."""
+    calibration). `io_dtype`: int8 | uint8 | float32 (model input/output type). `keep_float`: ops (by their first
+    output tensor's name) the quantizer leaves float, with DEQUANTIZE / QUANTIZE around them (float_ops.py)."""
     import tensorflow as tf
     from tensorflow.lite.python.convert import mlir_quantize
 
     dt = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32, "float": tf.float32}[io_dtype]
     return mlir_quantize(calibrated, disable_per_channel=not per_channel, fully_quantize=True,
-                         input_data_type=dt, output_data_type=dt)
+                         input_data_type=dt, output_data_type=dt, denylisted_nodes=list(keep_float) or None)

@@ -29,6 +29,7 @@ from .auto_calibration import choose_calibration_method
 from .bias_correction import BiasCorrection
 from .build import InputLayout, Lowered, lower_graph
 from .calibrated import calibrate_ranges, quantize_calibrated
+from .float_ops import FloatOp, denylisted_nodes, int8_float_ops, kept_float
 from .graph import OnnxGraph
 from .int8_refine import refine_int8
 from .lowerings import NHWC
@@ -100,6 +101,8 @@ class ConversionResult:
     bias_correction: dict | None = None
     # what the INT8 range calibration chose: `tflite_method`, `per_tensor` (candidate counts), `auto` (the trials)
     calibration: dict | None = None
+    # ONNX ops the INT8 model computes in float (float_ops.py), with the TFLite ops that do and why
+    int8_float_ops: list[FloatOp] = field(default_factory=list)
 
 
 # ONNX ops whose lowering differs when tracing for the INT8 quantizer (LoweringContext.for_int8)
@@ -154,9 +157,11 @@ def _representative(lowered: Lowered, calibration, input_layout: InputLayout, li
 
 
 def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None, io_dtype=IODtype.INT8,
-                  calibration_method: str = "minmax", calibration=None, notes: dict | None = None) -> bytes:
+                  calibration_method: str = "minmax", calibration=None, notes: dict | None = None,
+                  float_ops: list[FloatOp] = ()) -> bytes:
     conv = tf.lite.TFLiteConverter.from_concrete_functions([lowered.function])
-    if precision is Precision.INT8 and io_dtype is not IODtype.INT8 and calibration_method == "minmax":
+    if (precision is Precision.INT8 and io_dtype is not IODtype.INT8 and calibration_method == "minmax"
+            and not float_ops):
         # float / uint8 I/O: TensorFlow's own path (the MLIR quantizer entry point used below only writes int8 I/O),
         # so same-scale groups are not unified here and a requantizing QUANTIZE may remain where their ranges differ
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -175,10 +180,12 @@ def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None
         conv._experimental_calibrate_only = True
         try:
             calibrated = conv.convert()
+            keep = denylisted_nodes(calibrated, list(float_ops), lowered.scope_to_onnx)
             calibrated = _calibrated_ranges(calibrated, method=calibration_method, calibration=calibration,
-                                            representative=representative, io_dtype=io_dtype, notes=notes)
+                                            representative=representative, io_dtype=io_dtype, notes=notes,
+                                            keep_float=keep)
             calibrated, _ = unify_same_scale_ranges(calibrated)
-            return quantize_calibrated(calibrated, io_dtype=io_dtype.value)
+            return quantize_calibrated(calibrated, io_dtype=io_dtype.value, keep_float=keep)
         except (CalibrationError, ExportError):
             raise
         except Exception as e:  # the TF converter raises ConverterError/RuntimeError/ValueError
@@ -197,14 +204,14 @@ def _tflite_bytes(lowered: Lowered, precision: Precision, *, representative=None
 
 
 def _calibrated_ranges(calibrated: bytes, *, method: str, calibration, representative, io_dtype: IODtype,
-                       notes: dict | None) -> bytes:
+                       notes: dict | None, keep_float: list[str]) -> bytes:
     """The calibrated model with the method's ranges (calibrated.py); AUTO first picks the method on the calibration
     hold-out (auto_calibration.py). What was chosen goes into `notes` (the report's calibration section)."""
     notes = {} if notes is None else notes
     if method == "auto":
         nhwc = [row[0] for row in representative()]
         choice = choose_calibration_method(calibrated, calibration=list(calibration)[:len(nhwc)], nhwc_inputs=nhwc,
-                                           io_dtype=io_dtype.value)
+                                           io_dtype=io_dtype.value, keep_float=keep_float)
         notes["auto"] = choice.as_dict()
         method = choice.method.value
     calibrated, summary = calibrate_ranges(calibrated, method=method, calibration=calibration)
@@ -229,64 +236,6 @@ def _histogram_of(interp) -> dict[str, int]:
 def op_histogram(tflite_path: str | os.PathLike) -> dict[str, int]:
     """{TFLite builtin op name: count} of the model's operators (read from the flatbuffer, no delegate)."""
     return _histogram_of(_interpreter(model_path=str(tflite_path)))
-
-
-@dataclass(frozen=True)
-class XnnpackCoverage:
-    """How ai-edge-litert's default XNNPACK delegate takes a model: `partitions` DELEGATE nodes; `complete` when one
-    delegate runs the whole graph (it produces the model's outputs: a partition count alone misses a trailing op left
-    to the builtin kernels); `builtin_ops` {op name: count} of the ops XNNPACK left to TFLite's builtin kernels."""
-
-    partitions: int
-    complete: bool
-    builtin_ops: dict[str, int] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        if self.complete:
-            return "all"
-        left = ", ".join(f"{op} x{n}" for op, n in self.builtin_ops.items())
-        return f"{self.partitions} partitions + builtin ops" + (f" ({left})" if left else "")
-
-
-def _builtin_ops(ops: list[dict], graph_outputs: set[int]) -> dict[str, int]:
-    """{op name: count} of the ops no DELEGATE node took. The interpreter lists every original op beside the DELEGATE
-    nodes; an op is delegated iff its outputs are inside a delegate: a tensor a delegate produces, or one consumed
-    only by delegated ops. So an op is builtin when it feeds a delegate or a graph output that no delegate produces,
-    or feeds a builtin op (a fixed point from the graph's ends)."""
-    delegates = [d for d in ops if d["op_name"] == "DELEGATE"]
-    real = [d for d in ops if d["op_name"] != "DELEGATE"]
-    produced = {int(t) for d in delegates for t in d["outputs"]}
-    ends = {int(t) for d in delegates for t in d["inputs"]} | graph_outputs
-    consumers: dict[int, list[int]] = {}
-    for op in real:
-        for t in op["inputs"]:
-            consumers.setdefault(int(t), []).append(op["index"])
-    builtin: set[int] = set()
-    grew = True
-    while grew:
-        grew = False
-        for op in real:
-            outs = {int(t) for t in op["outputs"]}
-            if op["index"] in builtin or outs & produced:
-                continue
-            if outs & ends or any(c in builtin for t in outs for c in consumers.get(t, ())):
-                builtin.add(op["index"])
-                grew = True
-    return dict(sorted(Counter(op["op_name"] for op in real if op["index"] in builtin).items()))
-
-
-def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
-    """Load the model with the default delegates (XNNPACK, 1 thread) and report what XNNPACK runs."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(tflite_path), num_threads=1)
-    it.allocate_tensors()  # raises for a model XNNPACK cannot prepare
-    ops = it._get_ops_details()
-    delegates = [d for d in ops if d["op_name"] == "DELEGATE"]
-    outputs = {d["index"] for d in it.get_output_details()}
-    complete = len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs
-    return XnnpackCoverage(partitions=len(delegates), complete=complete,
-                           builtin_ops={} if complete else _builtin_ops(ops, outputs))
 
 
 def _calibration_inputs(lowered: Lowered, calibration, input_layout: InputLayout, num: int) -> list[np.ndarray]:
@@ -387,24 +336,26 @@ def _shuffle_pass(model: onnx.ModelProto, *, grouped_form, piece_form) -> tuple[
 
 
 def _lowerings(model: onnx.ModelProto, precs: list[Precision], *, input_layout: InputLayout,
-               output_layout: InputLayout) -> tuple[Lowered, Lowered]:
-    """(the float lowering, the one the INT8 model is traced from): the INT8 one is a second lowering only where an
-    op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object; it is traced from the graph with
-    the hard activations' 1/6 moved into the weights that read them (act_scale_fold.py)."""
+               output_layout: InputLayout) -> tuple[Lowered, Lowered, list[FloatOp]]:
+    """(the float lowering, the one the INT8 model is traced from, the ops INT8 keeps float): the INT8 one is a
+    second lowering only where an op's XNNPACK-friendly INT8 form differs (HardSwish, ...), else the same object; it
+    is traced from the graph with the hard activations' 1/6 moved into the weights that read them
+    (act_scale_fold.py)."""
     graph = OnnxGraph.from_model(model)
+    float_ops = int8_float_ops(graph) if Precision.INT8 in precs else []
     lowered = lower_graph(graph, input_layout=input_layout, output_layout=output_layout)
     lowered_int8 = lowered
     if Precision.INT8 in precs and any(n.op_type in _INT8_FORMS for n in graph.nodes):
         folded, _ = fold_hard_activation_scales(graph.model)
         lowered_int8 = lower_graph(OnnxGraph.from_model(folded), input_layout=input_layout, for_int8=True,
                                    output_layout=output_layout)
-    return lowered, lowered_int8
+    return lowered, lowered_int8, float_ops
 
 
 def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtype: IODtype,
                   input_layout: InputLayout, max_calibration_samples: int | None, calibration_method: str,
-                  timings: dict[str, float], notes: dict | None = None,
-                  on_stage: OnStage | None = None) -> tuple[dict[Precision, bytes], int]:
+                  timings: dict[str, float], notes: dict | None = None, on_stage: OnStage | None = None,
+                  float_ops: list[FloatOp] = ()) -> tuple[dict[Precision, bytes], int]:
     """({precision: TFLite flatbuffer}, calibration samples used), each conversion timed into `timings`."""
     blobs: dict[Precision, bytes] = {}
     n_cal = 0
@@ -417,7 +368,8 @@ def _tflite_blobs(lowered_for: dict[Precision, Lowered], *, calibration, io_dtyp
             if p is Precision.INT8:
                 rep, n_cal = _representative(lowered, calibration, input_layout, max_calibration_samples)
             blobs[p] = _tflite_bytes(lowered, p, representative=rep, io_dtype=io_dtype,
-                                     calibration_method=calibration_method, calibration=calibration, notes=notes)
+                                     calibration_method=calibration_method, calibration=calibration, notes=notes,
+                                     float_ops=float_ops if p is Precision.INT8 else ())
     return blobs, n_cal
 
 
@@ -542,7 +494,8 @@ def convert(
                                                             piece_form=shuffle_piece_form)
         t = time.perf_counter()
         output_layout = input_layout if output_layout is None else InputLayout(output_layout)
-        lowered, lowered_int8 = _lowerings(model, precs, input_layout=input_layout, output_layout=output_layout)
+        lowered, lowered_int8, float_ops = _lowerings(model, precs, input_layout=input_layout,
+                                                      output_layout=output_layout)
         lowered_for = {p: lowered_int8 if p is Precision.INT8 else lowered for p in precs}
         timings["lower_s"] = time.perf_counter() - t
     timings["passes_s"] -= timings["lower_s"]
@@ -550,13 +503,14 @@ def convert(
     blobs, n_cal = _tflite_blobs(lowered_for, calibration=calibration, io_dtype=io_dtype, input_layout=input_layout,
                                  max_calibration_samples=max_calibration_samples,
                                  calibration_method=calibration_method, timings=timings, notes=notes,
-                                 on_stage=on_stage)
+                                 on_stage=on_stage, float_ops=float_ops)
     refined = _refine(blobs, lowered, lowered_int8, calibration=calibration, input_layout=input_layout, n_cal=n_cal,
                       kind=kind, bias_samples=bias_correction_samples, rounding=rounding,
                       rounding_samples=rounding_samples, timings=timings, notes=notes, on_stage=on_stage)
 
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
         blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
+        float_ops = kept_float(blobs[Precision.INT8], float_ops, lowered_int8.scope_to_onnx)
 
     with timed_stage(on_stage, "write + tensor maps", timings, "write_s"):
         written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
@@ -570,4 +524,4 @@ def convert(
         channel_permutations=channel_perms, shuffle_pass_applied=True, shuffle_pass=shuffle_stats,
         layout_transposes=lowered.transposes, boundary_transposes=lowered.boundary_transposes,
         calibration_samples=n_cal, bias_correction=refined.bias_correction if refined else None,
-        calibration=notes or None, output_layout=output_layout)
+        calibration=notes or None, output_layout=output_layout, int8_float_ops=float_ops)
