@@ -345,7 +345,6 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
     (a tiny CNN, end to end, ~15 s)."""
     import numpy as np
 
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "device"))
     from tiny_models import FACTORY
 
     (tmp_path / "tiny.py").write_text(FACTORY)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+
+from tiny_models import TWO_OUTPUT_FACTORY, two_input_model
 
 from edgeport.calibration import InputSpec, MissingInputs, load_samples
 from edgeport.cli import main
@@ -25,28 +26,8 @@ from edgeport.models import get_spec
 from edgeport.validation import OutputKind, combine, compare_outputs, output_kind, validate_dir
 from edgeport.validation.validate_cli import parity_rows
 
-
-def two_input_model(ids_type=TensorProto.FLOAT, *, gather: bool = False) -> onnx.ModelProto:
-    """images (N, 3, 16, 16) float and ids (N, 4) -> y = images * 2 (a 4-D map) and z (N, 4): ids * 2 (Cast first for
-    an integer input), or with `gather` an embedding lookup of int64 ids in a 10-row table, summed over the ids."""
-    if gather:
-        table = helper.make_tensor("table", TensorProto.FLOAT, [10, 4], np.linspace(-1, 1, 40).tolist())
-        ids_nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"], axis=0),
-                     helper.make_node("ReduceSum", ["emb", "axes1"], ["idsf"], keepdims=0)]
-        inits = [table, helper.make_tensor("axes1", TensorProto.INT64, [1], [1])]
-    else:
-        ids_nodes = ([helper.make_node("Cast", ["ids"], ["idsf"], to=1)] if ids_type != TensorProto.FLOAT
-                     else [helper.make_node("Identity", ["ids"], ["idsf"])])
-        inits = []
-    g = helper.make_graph(
-        [helper.make_node("Mul", ["images", "two"], ["y"]), *ids_nodes,
-         helper.make_node("Mul", ["idsf", "two"], ["z"])],
-        "two", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16]),
-                helper.make_tensor_value_info("ids", ids_type, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 16, 16]),
-         helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]), *inits])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
+pytestmark = pytest.mark.xdist_group("test_outputs")
 
 
 def report(out: Path) -> dict:
@@ -199,43 +180,10 @@ def test_small_folder_without_a_number_uses_what_it_has(tmp_path, capsys):
 
 # ---- several outputs, several inputs, int64 inputs: real exports (slow) -------------------------------------
 
-FACTORY = '''
-import torch
-import torch.nn as nn
-
-# its module-scoped fixtures build once: pytest-xdist (--dist loadgroup) keeps the module on one worker
-pytestmark = pytest.mark.xdist_group("test_outputs")
-
-
-class SegAndClasses(nn.Module):
-    """conv features -> a 4-class segmentation map (N, 4, H, W) and 10 logits (N, 10)."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
-        self.seg = nn.Conv2d(8, 4, 1)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        f = self.features(x)
-        return self.seg(f), self.fc(f.mean((2, 3)))
-
-
-class SegOnly(SegAndClasses):
-    def forward(self, x):
-        return self.seg(self.features(x))
-
-
-def build(seg_only=False):
-    torch.manual_seed(0)
-    return (SegOnly() if seg_only else SegAndClasses()).eval()
-'''
-
-
 @pytest.fixture(scope="module")
 def factory_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("user") / "segnet.py"
-    path.write_text(textwrap.dedent(FACTORY))
+    path.write_text(TWO_OUTPUT_FACTORY)
     return path
 
 
@@ -251,7 +199,7 @@ def _tflite_output_shapes(path: Path) -> list[list[int]]:
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_output_layout_and_every_output_compared(factory_file, tmp_path, capsys, layout, seg_only):
     out = tmp_path / "out"
-    args = ["export", f"{factory_file}:build", "--input-shape", "3,16,16", "--precision", "fp32", "--out", str(out),
+    args = ["export", f"{factory_file}:make", "--input-shape", "3,16,16", "--precision", "fp32", "--out", str(out),
             "--output-layout", layout] + (["--arg", "seg_only=true"] if seg_only else [])
     assert main(args) == 0, capsys.readouterr().err
     rep = report(out)

@@ -11,28 +11,26 @@ import importlib.util
 import inspect
 import json
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "device"))
-from tiny_models import SHAPE_NCHW, cached_bench_dir, cached_two_output_dir, copy_bench_dir  # noqa: E402
+from tiny_models import SHAPE_NCHW, cached_bench_dir, cached_two_output_dir, copy_bench_dir
 
-from edgeport.cli import main  # noqa: E402
-from edgeport.errors import TargetError  # noqa: E402
-from edgeport.metrics import device_parity_metrics  # noqa: E402
-from edgeport.runtime import (ENGINES, LATENCY_FIELDS, BenchSettings, EngineKind, bench, open_engine,  # noqa: E402
+from edgeport.cli import main
+from edgeport.errors import TargetError
+from edgeport.metrics import device_parity_metrics
+from edgeport.runtime import (ENGINES, LATENCY_FIELDS, BenchSettings, EngineKind, bench, open_engine,
                               parse_target, run)
-from edgeport.runtime.device import job as runner_job  # noqa: E402
-from edgeport.runtime.device import machine, timing  # noqa: E402
-from edgeport.runtime.device.protocol import RunnerError  # noqa: E402
-from edgeport.runtime.benchmark_model import benchmark_command, parse_benchmark_output  # noqa: E402
-from edgeport.runtime.layout import to_artifact_layout  # noqa: E402
-from edgeport.runtime.results import latency_table  # noqa: E402
-from edgeport.runtime.targets import LocalTarget  # noqa: E402
+from edgeport.runtime.device import job as runner_job
+from edgeport.runtime.device import machine, timing
+from edgeport.runtime.device.protocol import RunnerError
+from edgeport.runtime.benchmark_model import benchmark_command, parse_benchmark_output
+from edgeport.runtime.layout import to_artifact_layout
+from edgeport.runtime.results import latency_table
+from edgeport.runtime.targets import LocalTarget
 
 
 @pytest.fixture(scope="session")

@@ -1,12 +1,14 @@
-"""Small real artifacts for the runtime tests, made by the project's own export (`edgeport export`).
+"""The tiny models the tests share, made by the project's own export (`edgeport export`), each defined once here.
 
 `make_bench_dir(path)` runs `edgeport export tiny.py:make --input-shape 3,16,16 --precision fp32,int8` on a tiny
 CNN (conv-BN-ReLU, depthwise, pointwise, global pool, linear; 10 classes), calibrated on 16 random NCHW arrays. The
 folder then holds exactly what a user's export holds: model.onnx (NCHW), model_fp32.tflite and model_int8.tflite
 (NHWC, int8 input/output), model_int8.onnx (QDQ) and a report.json that lists them.
 
-`cached_two_output_dir` exports a model with two outputs the same way (a 4-class map and 10 logits): what device
-parity must compare output by output.
+`TWO_OUTPUT_FACTORY` is a user-style factory file with two outputs from one input (a 4-class map and 10 logits;
+`make(seg_only=True)` returns the map alone); `cached_two_output_dir` exports it the same way: what validation and
+device parity must compare output by output. `two_input_model()` is an ONNX model with two inputs (an image and a
+second tensor, float or int64): what calibration, validation and device parity must feed input by input.
 
 Kept tiny on purpose: under qemu-user emulation every inference is 300-600x slower than on x86.
 """
@@ -36,13 +38,16 @@ def make():
 '''
 
 
-# Two outputs from one input: a 4-class map (N, 4, 16, 16) and 10 logits (N, 10), both off shared features.
+# Two outputs from one input: a 4-class map (N, 4, 16, 16) and 10 logits (N, 10), both off shared features;
+# `make(seg_only=True)`: the map alone.
 TWO_OUTPUT_FACTORY = '''
 import torch
 import torch.nn as nn
 
 
-class SegAndLogits(nn.Module):
+class SegAndClasses(nn.Module):
+    """conv features -> a 4-class segmentation map (N, 4, H, W) and 10 logits (N, 10)."""
+
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
@@ -54,10 +59,42 @@ class SegAndLogits(nn.Module):
         return self.seg(f), self.fc(f.mean((2, 3)))
 
 
-def make():
+class SegOnly(SegAndClasses):
+    def forward(self, x):
+        return self.seg(self.features(x))
+
+
+def make(seg_only=False):
     torch.manual_seed(0)
-    return SegAndLogits().eval()
+    return (SegOnly() if seg_only else SegAndClasses()).eval()
 '''
+
+
+def two_input_model(ids_type=None, *, gather: bool = False):
+    """An onnx.ModelProto: images (N, 3, 16, 16) float and ids (N, 4) -> y = images * 2 (a 4-D map) and z (N, 4):
+    ids * 2 (Cast first for an integer input), or with `gather` an embedding lookup of int64 ids in a 10-row table,
+    summed over the ids. `ids_type`: an onnx.TensorProto element type (default FLOAT)."""
+    from onnx import TensorProto, helper
+
+    ids_type = TensorProto.FLOAT if ids_type is None else ids_type
+    if gather:
+        table = helper.make_tensor("table", TensorProto.FLOAT, [10, 4], np.linspace(-1, 1, 40).tolist())
+        ids_nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"], axis=0),
+                     helper.make_node("ReduceSum", ["emb", "axes1"], ["idsf"], keepdims=0)]
+        inits = [table, helper.make_tensor("axes1", TensorProto.INT64, [1], [1])]
+    else:
+        ids_nodes = ([helper.make_node("Cast", ["ids"], ["idsf"], to=1)] if ids_type != TensorProto.FLOAT
+                     else [helper.make_node("Identity", ["ids"], ["idsf"])])
+        inits = []
+    g = helper.make_graph(
+        [helper.make_node("Mul", ["images", "two"], ["y"]), *ids_nodes,
+         helper.make_node("Mul", ["idsf", "two"], ["z"])],
+        "two", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16]),
+                helper.make_tensor_value_info("ids", ids_type, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 16, 16]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]), *inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def make_bench_dir(path: Path, *, factory: str = FACTORY) -> Path:
