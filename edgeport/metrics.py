@@ -24,7 +24,16 @@ Definitions (the key each one is written under):
   agreement over the other samples (1.0 when every sample is a near-tie).
 - accuracy: fraction of samples whose argmax is the label.
 
-Task-level checks, for outputs whose shape says what they are (edgeport.validation.outputs decides):
+Output kinds (`output_kind`, from an output's shape in the reference layout, batch first; validation picks each
+output's task-level check by it and the exporter names outputs by it):
+- `classes`: 2-D (N, C) with C > 1: a class vector; top1_agreement and top5_overlap are computed for it only.
+- `dense_map`: 4-D (N, C, H, W) with C > 1 and H * W > 1 (segmentation logits, a detection or OCR probability map
+  with several channels).
+- `detection`: 3-D (N, 4 + K, A) with K >= 1 and A > 4 + K (YOLOv5u/v8/11 raw predictions: box centre, size, one
+  score per class, A anchors).
+- `other`: anything else (a one-channel map, embeddings, box regressions).
+
+Task-level checks, for outputs whose kind says what they are:
 - pixel_agreement (a dense map (S, C, H, W), C > 1, e.g. segmentation logits): fraction of the S*H*W positions
   whose argmax over the channel axis is the same.
 - box_agreement (YOLO-style predictions (S, 4 + K, A): rows 0-3 box centre x, y, width, height, rows 4.. one
@@ -37,6 +46,7 @@ Task-level checks, for outputs whose shape says what they are (edgeport.validati
 """
 from __future__ import annotations
 
+import enum
 import math
 
 import numpy as np
@@ -47,6 +57,31 @@ HIGHER_IS_BETTER = {
     "top1_decisive": True, "accuracy": True, "pixel_agreement": True, "box_agreement": True,
     "max_abs_err": False, "mean_abs_err": False, "max_abs_rel": False, "accuracy_drop": False,
 }
+
+
+class OutputKind(str, enum.Enum):
+    """What an output is, from its shape (see the module docstring)."""
+
+    CLASSES = "classes"
+    DENSE_MAP = "dense_map"
+    DETECTION = "detection"
+    OTHER = "other"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def output_kind(shape: tuple[int, ...]) -> OutputKind:
+    """The kind of an output of `shape` (reference layout, batch first); see the module docstring."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2 and shape[1] > 1:
+        return OutputKind.CLASSES
+    if len(shape) == 4 and shape[1] > 1 and shape[2] * shape[3] > 1:
+        return OutputKind.DENSE_MAP
+    if len(shape) == 3 and shape[1] >= 5 and shape[2] > shape[1]:
+        return OutputKind.DETECTION
+    return OutputKind.OTHER
+
 
 # A sample whose reference top-1 leads the runner-up by less than this fraction of its logit range is a near-tie.
 NEAR_TIE_FRACTION = 0.05

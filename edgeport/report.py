@@ -315,7 +315,8 @@ SECTIONS: dict[str, Section] = {s.name: s for s in (
     Section("schema_version", int, Fold.SET, doc="the schema version of this file"),
     Section("tool", dict, Fold.SET, str, "versions of the tools that wrote it"),
     Section("source", dict, Fold.SET, None, "what was exported: kind, name, checkpoint, sha256, arguments"),
-    Section("model", dict, Fold.SET, None, "name, family, input_shape, num_classes, mean, std, params, macs"),
+    Section("model", dict, Fold.SET, None, "name, family, input_shape, num_classes, mean, std, params, macs, outputs "
+            "(name, shape, kind)"),
     Section("artifacts", dict, Fold.MERGE, dict, "artifact -> {file, size, sha256[, tensor_map]}"),
     Section("artifact_info", dict, Fold.MERGE, dict, "artifact -> precision, layout, io dtype, converter details"),
     Section("ops", dict, Fold.MERGE, dict, "artifact -> {op type: count}"),

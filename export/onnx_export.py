@@ -26,10 +26,11 @@ import torch.nn as nn
 
 from edgeport.errors import ExportError, InputShapeError, ParityError
 from edgeport.files import current_umask
-from edgeport.metrics import cosine_per_sample
+from edgeport.metrics import OutputKind, cosine_per_sample, output_kind
 
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+CLASSES_NAME = "logits"  # a class vector's name; a spatial map is MAP_NAME, anything else output_<i>
+MAP_NAME = "map"
 DEFAULT_OPSET = 18
 MAX_INPUT_ELEMENTS = 3 * 4096 * 4096  # one input tensor; larger shapes are typos (and would allocate >200 MB each)
 
@@ -78,6 +79,34 @@ def check_input_shape(shape) -> tuple[int, ...]:
     return dims
 
 
+def output_names(shapes: list[tuple[int, ...]]) -> list[str]:
+    """What the exported model's outputs are called, by what each is (its shape, batch first; the same kinds that
+    validation judges them by, edgeport.metrics.output_kind): a class vector (N, K) is `logits`, a spatial map
+    (N, C, H, W) with H * W > 1 (segmentation logits, a detection or text probability map) is `map`, anything else
+    `output_<i>`. A name that several outputs would share gets each output's index: `map_0`, `map_1`."""
+    names = []
+    for i, shape in enumerate(shapes):
+        shape = tuple(int(d) for d in shape)
+        if output_kind(shape) is OutputKind.CLASSES:
+            names.append(CLASSES_NAME)
+        elif len(shape) == 4 and shape[2] * shape[3] > 1:
+            names.append(MAP_NAME)
+        else:
+            names.append(f"output_{i}")
+    return [f"{n}_{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def _tensors(value) -> list:
+    """The tensors of a module's output in the order the exporters flatten it (tuples, lists, dict values)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
 @contextlib.contextmanager
 def quiet_exporters():
     """Silence the exporters' progress prints and warnings (they go to stdout/stderr and logging)."""
@@ -115,7 +144,8 @@ def export_onnx(
     dynamic_batch: bool = False,
     simplify: bool = True,
 ) -> onnx.ModelProto:
-    """Export `model` (eval mode) to `path`: one input "input" (N,C,H,W float32), one output "logits".
+    """Export `model` (eval mode) to `path`: one input "input" (N,C,H,W float32), its outputs named by what they
+    are (`output_names`: `logits` for a class vector, `map` for a spatial map).
 
     Static batch 1 unless `dynamic_batch`. The graph is simplified with onnxsim and checked with onnx.checker
     before it is written (atomically: `path` is either the finished model or absent). Returns the written model.
@@ -131,20 +161,21 @@ def export_onnx(
         raw = Path(tmp) / "raw.onnx"
         try:
             with quiet_exporters(), torch.no_grad():
+                names = output_names([tuple(t.shape) for t in _tensors(model(example))])
                 if exporter is Exporter.DYNAMO:
                     kwargs = {}
                     if dynamic_batch:
                         kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1024)},)
                     prog = torch.onnx.export(
                         model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                        output_names=[OUTPUT_NAME], external_data=False, verbose=False, **kwargs,
+                        output_names=names, external_data=False, verbose=False, **kwargs,
                     )
                     prog.save(str(raw))
                 else:
                     torch.onnx.export(
                         model, (example,), str(raw), dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                        output_names=[OUTPUT_NAME], do_constant_folding=True,
-                        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
+                        output_names=names, do_constant_folding=True,
+                        dynamic_axes={n: {0: "batch"} for n in (INPUT_NAME, *names)} if dynamic_batch else None,
                     )
         except Exception as exc:  # the exporters raise many types; report them as one typed error
             other = Exporter.LEGACY if exporter is Exporter.DYNAMO else Exporter.DYNAMO

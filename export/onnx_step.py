@@ -18,6 +18,7 @@ from edgeport.export.checkpoint import LoadedSource, SourceKind
 from edgeport.export.onnx_export import DEFAULT_OPSET, Exporter, export_onnx, simplify_onnx, verify_onnx
 from edgeport.models.layers import count_params
 from edgeport.files import prepare_out_dir
+from edgeport.metrics import output_kind
 from edgeport.report import ArtifactEntry, ArtifactKind
 
 ONNX_NAME = "model.onnx"
@@ -31,6 +32,18 @@ def verification_inputs(spec, *, n: int = 4, seed: int = 20181) -> list[np.ndarr
     """
     rng = np.random.default_rng(seed)
     return [rng.standard_normal((1, *spec.input_shape), dtype=np.float32) for _ in range(n)]
+
+
+def output_entries(model: onnx.ModelProto) -> list[dict]:
+    """report.json `model.outputs`: each ONNX output's name (what the TFLite signature calls it too), its shape
+    without the batch (None for a dynamic dimension) and its kind (edgeport.metrics.output_kind)."""
+    out = []
+    for o in model.graph.output:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+        known = all(d is not None for d in dims[1:])
+        out.append({"name": o.name, "shape": dims[1:],
+                    "kind": str(output_kind((1, *dims[1:]))) if known and dims else "other"})
+    return out
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,7 @@ def export_step(
         "num_classes": spec.num_classes, "mean": list(spec.mean), "std": list(spec.std),
         "channel_order": str(spec.channel_order),
         "params": count_params(source.module) if source.module is not None else None, "macs": macs,
+        "outputs": output_entries(model),
     }
     info = {"precision": "fp32", "layout": "nchw", "io_dtype": "float32", "opset": _opset(model),
             "exporter": str(Exporter(exporter)) if source.onnx_path is None else "user",

@@ -16,7 +16,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tiny_models import TWO_OUTPUT_FACTORY, two_input_model
+from tiny_models import FACTORY, TWO_OUTPUT_FACTORY, two_input_model
 
 from edgeport.calibration import InputSpec, MissingInputs, load_samples
 from edgeport.cli import main
@@ -77,6 +77,43 @@ def test_cosine_of_a_negligible_row_is_not_noise():
     assert cosine_per_sample(ref, out).tolist() == [pytest.approx(1.0), 1.0, 0.0]
     tiny = ref[1:2] * 1e-3  # a set whose only row is small is not negligible: the floor is relative
     assert cosine_per_sample(tiny, tiny[:, ::-1].copy())[0] == 0.0
+
+
+@pytest.mark.parametrize("shapes, names", [
+    ([(1, 1000)], ["logits"]), ([(1, 4, 16, 16), (1, 10)], ["map", "logits"]), ([(1, 1, 160, 160)], ["map"]),
+    ([(1, 21, 8, 8), (1, 21, 4, 4)], ["map_0", "map_1"]), ([(1, 84, 8400)], ["output_0"]),
+    ([(1, 10), (1, 1), (1, 32, 1, 1)], ["logits", "output_1", "output_2"]), ([(1, 10), (1, 5)], ["logits_0", "logits_1"]),
+])
+def test_outputs_are_named_by_what_they_are(shapes, names):
+    from edgeport.export.onnx_export import output_names
+
+    assert output_names(shapes) == names
+
+
+@pytest.mark.parametrize("factory, args, names", [(FACTORY, {}, ["logits"]),
+                                                  (TWO_OUTPUT_FACTORY, {}, ["map", "logits"]),
+                                                  (TWO_OUTPUT_FACTORY, {"seg_only": True}, ["map"])],
+                         ids=["classifier", "map_and_logits", "map_only"])
+def test_exported_output_names_are_the_tflite_names_and_signature(tmp_path, factory, args, names):
+    """The exporter names a torch model's outputs by what they are (a classifier keeps `logits`, a map is `map`);
+    the TFLite models name their output tensors the same and carry a serving_default signature over those names."""
+    from edgeport.export.onnx_export import export_onnx
+    from edgeport.export.tflite import convert
+    from edgeport.runtime.engines import open_engine
+
+    ns: dict = {}
+    exec(factory, ns)
+    model = export_onnx(ns["make"](**args), input_shape=(3, 16, 16), path=tmp_path / "m.onnx", exporter="legacy")
+    assert [o.name for o in model.graph.output] == names
+    cal = [{"input": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)} for i in range(4)]
+    res = convert(tmp_path / "m.onnx", out_dir=tmp_path, precisions=("fp32", "int8"), calibration=cal,
+                  bias_correction_samples=0)
+    for precision, path in res.artifacts.items():
+        eng = open_engine("tflite", path, threads=1)
+        assert eng.output_names() == names, precision
+        sig = eng.interpreter.get_signature_list()
+        assert list(sig) == ["serving_default"] and sig["serving_default"]["inputs"] == ["input"], sig
+        assert sorted(sig["serving_default"]["outputs"]) == sorted(names), sig
 
 
 def test_summary_is_the_worst_output_and_names_it():

@@ -22,6 +22,7 @@ from tiny_models import SHAPE_NCHW, cached_bench_dir, cached_two_output_dir, cop
 from edgeport.cli import main
 from edgeport.errors import TargetError
 from edgeport.metrics import device_parity_metrics
+from edgeport.report import load_report
 from edgeport.runtime import (ENGINES, LATENCY_FIELDS, BenchSettings, EngineKind, bench, open_engine,
                               parse_target, run)
 from edgeport.runtime.device import job as runner_job
@@ -356,7 +357,7 @@ def test_device_parity_compares_every_output_of_a_two_output_model(two_output_di
         local = open_engine(p.engine, two_output_dir / {"onnx": "model.onnx", "onnx_int8": "model_int8.onnx",
                                                          "tflite_fp32": "model_fp32.tflite",
                                                          "tflite_int8": "model_int8.tflite"}[p.artifact])
-        assert [o.name for o in p.outputs] == local.output_names() and len(p.outputs) == 2
+        assert [o.name for o in p.outputs] == local.output_names() == ["map", "logits"]  # named alike
         assert [o.index for o in p.outputs] == [0, 1] and p.samples == 8
         for o in p.outputs:  # the runner process vs this one, same machine: the same numbers
             assert o.ok and o.cosine_min > 0.999999 and o.sqnr_db > 100 and o.max_abs < 1e-5, (p.artifact, o)
@@ -364,6 +365,8 @@ def test_device_parity_compares_every_output_of_a_two_output_model(two_output_di
     saved = json.loads((two_output_dir / "report.json").read_text())["device_parity"]
     assert saved == [p.to_json() for p in outcome.device_parity]
     assert all(len(d["outputs"]) == 2 and d["ok"] for d in saved)
+    assert load_report(two_output_dir).get("model")["outputs"] == [
+        {"name": "map", "shape": [4, 16, 16], "kind": "dense_map"}, {"name": "logits", "shape": [10], "kind": "classes"}]
 
 
 class _SecondOutputSkewed(LocalTarget):
@@ -380,7 +383,6 @@ def test_one_disagreeing_output_fails_device_parity_bench_and_recommendation(two
     """The first output agrees, the second does not: each artifact's parity fails and names the second output,
     `edgeport bench` exits 1 and says which output disagrees, and the recommendation excludes the configurations."""
     from edgeport.recommend import Check, recommend
-    from edgeport.report import load_report
 
     monkeypatch.setattr("edgeport.runtime.cli.parse_target", lambda url: _SecondOutputSkewed())
     assert main(["bench", str(two_output_dir), "--runs", "2", "--warmup", "0", "--no-rss"]) == 1

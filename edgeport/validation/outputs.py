@@ -3,14 +3,10 @@
     >>> per = compare_outputs(ref_outputs, artifact_outputs, names=["seg", "logits"], reference_name="onnx")
     >>> summary = combine(per)      # report.json parity.<artifact>: worst value per metric + `outputs` (one per output)
 
-Kinds (`OutputKind`, from the output's shape in the reference layout, batch first):
-- `classes`: 2-D (N, C) with C > 1: a class vector; top1_agreement and top5_overlap are computed for it only.
-- `dense_map`: 4-D (N, C, H, W) with C > 1 and H * W > 1 (segmentation logits, a detection or OCR probability map
-  with several channels): per-pixel argmax agreement over the channel axis (`pixel_agreement`).
-- `detection`: 3-D (N, 4 + K, A) with K >= 1 and A > 4 + K (YOLOv5u/v8/11 raw predictions: box centre, size, one
-  score per class, A anchors): anchor-aligned box agreement above a score threshold (`box_agreement`,
-  edgeport.metrics.box_agreement).
-- `other`: anything else (a one-channel map, embeddings, box regressions): cosine, SQNR and errors only.
+Kinds (`OutputKind`, from the output's shape: edgeport.metrics.output_kind, which the exporter also names outputs
+by): `classes` gets top1_agreement and top5_overlap, `dense_map` per-pixel argmax agreement over the channel axis
+(`pixel_agreement`), `detection` anchor-aligned box agreement above a score threshold (`box_agreement`), `other`
+(a one-channel map, embeddings, box regressions) cosine, SQNR and errors only.
 
 Cosine, SQNR and the error metrics are computed for every output. The artifact's summary takes, for each metric, the
 worst value over the outputs that have it (so a threshold on the summary holds for every output) and names the
@@ -18,38 +14,15 @@ output with the lowest cosine_mean (`worst_output`).
 """
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
-from edgeport.metrics import HIGHER_IS_BETTER, box_agreement, parity_metrics, pixel_agreement
-
-
-class OutputKind(str, enum.Enum):
-    CLASSES = "classes"
-    DENSE_MAP = "dense_map"
-    DETECTION = "detection"
-    OTHER = "other"
-
-    def __str__(self) -> str:
-        return self.value
+from edgeport.metrics import (HIGHER_IS_BETTER, OutputKind, box_agreement, output_kind, parity_metrics,
+                              pixel_agreement)
 
 
 # the task-level metric each kind adds, and where its value comes from
 TASK_METRIC = {OutputKind.CLASSES: "top1_agreement", OutputKind.DENSE_MAP: "pixel_agreement",
                OutputKind.DETECTION: "box_agreement"}
-
-
-def output_kind(shape: tuple[int, ...]) -> OutputKind:
-    """The kind of an output of `shape` (reference layout, batch first); see the module docstring."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 2 and shape[1] > 1:
-        return OutputKind.CLASSES
-    if len(shape) == 4 and shape[1] > 1 and shape[2] * shape[3] > 1:
-        return OutputKind.DENSE_MAP
-    if len(shape) == 3 and shape[1] >= 5 and shape[2] > shape[1]:
-        return OutputKind.DETECTION
-    return OutputKind.OTHER
 
 
 def output_metrics(reference: np.ndarray, output: np.ndarray, *, name: str, reference_name: str) -> dict:

@@ -35,6 +35,7 @@ from .int8_refine import refine_int8
 from .lowerings import NHWC
 from .pad_unshare import unshare_conv_pads
 from .scale_unify import unify_same_scale_ranges
+from .signature import name_io
 from .shuffle import GroupedShuffleForm, PieceForm, remove_channel_shuffles_with_stats
 from .stages import OnStage, timed_stage
 from .tensor_map import TensorOrigin, save_tensor_map, tensor_map_path
@@ -292,10 +293,11 @@ def output_origins(interp, lowered: Lowered, channel_perms: Mapping[str, list[in
 
 
 def full_tensor_map(interp, lowered: Lowered, channel_perms: Mapping[str, list[int]]) -> dict[str, TensorOrigin]:
-    """`tensor_map` plus the graph outputs it cannot name by scope (`output_origins`): what the saved map holds."""
+    """`tensor_map` plus the graph outputs (`output_origins`, which win: an output tensor carries the ONNX output's
+    name (signature.py), so its scope would give the layout inside the graph, not the output's): what the saved map
+    holds."""
     tmap = tensor_map(interp, lowered, channel_perms)
-    for name, origin in output_origins(interp, lowered, channel_perms).items():
-        tmap.setdefault(name, origin)
+    tmap.update(output_origins(interp, lowered, channel_perms))
     return tmap
 
 
@@ -456,7 +458,8 @@ def convert(
 
     Inputs of the TFLite models: 4-D inputs NHWC float32 (or NCHW with `input_layout="nchw"`); int8/uint8 for
     `int8` unless `io_dtype="float"`. Outputs: logits in ONNX layout; 4-D outputs in `output_layout` (nchw: the
-    source model's layout, one TRANSPOSE each; nhwc; default: the input layout).
+    source model's layout, one TRANSPOSE each; nhwc; default: the input layout), named as the ONNX
+    model names them, with a `serving_default` signature over the ONNX names (signature.py).
     `calibration` (needed for int8): an iterable with len() of {input_name: float32 NCHW array (batch 1)}.
     `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
@@ -511,6 +514,8 @@ def convert(
     if Precision.INT8 in blobs:  # after bias correction: it pairs INT8 and float tensors by name and position
         blobs[Precision.INT8], _ = unshare_conv_pads(blobs[Precision.INT8])
         float_ops = kept_float(blobs[Precision.INT8], float_ops, lowered_int8.scope_to_onnx)
+    blobs = {p: name_io(b, input_names=lowered_for[p].input_names, output_names=lowered_for[p].output_names)
+             for p, b in blobs.items()}
 
     with timed_stage(on_stage, "write + tensor maps", timings, "write_s"):
         written = _write_artifacts(Path(out_dir), blobs, lowered_for, channel_perms=channel_perms, io_dtype=io_dtype,
