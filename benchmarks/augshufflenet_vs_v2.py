@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"timing {n} configurations interleaved on {target.url}: {args.warmup} + {args.runs} rounds ...",
               flush=True)
         t0 = time.perf_counter()
-        outcome = bench_artifacts(artifacts=artifacts, nchw_shape=None, target=target,
+        outcome = bench_artifacts(artifacts=artifacts, target=target,
                                   options=TargetOptions(timeout_s=3600),
                         settings=BenchSettings(engines=engines, threads=(args.threads,), warmup=args.warmup,
                                                runs=args.runs, parity=target.url != "local", rss=False))

@@ -82,7 +82,7 @@ def tflite_outputs(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     map (which ONNX output each TFLite output holds, and the permutation between their layouts)."""
     from edgeport.export.tflite import load_tensor_map, tensor_map_path
     from edgeport.runtime import open_engine, run_batches
-    from edgeport.validation.artifacts import artifact_inputs
+    from edgeport.runtime.layout import artifact_inputs
 
     engine = open_engine("tflite", path, threads=1)
     ys = run_batches(engine, [artifact_inputs(engine, x, artifact=path.name)])

@@ -336,8 +336,9 @@ def _validate_step(runner: Runner, plan: RunPlan, k_convert: str) -> None:
 
 
 def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
-    from edgeport.runtime.bench import BenchSettings, bench
+    from edgeport.runtime.bench import PARITY_SAMPLES, BenchSettings, bench
     from edgeport.runtime.targets import TargetOptions
+    from edgeport.validation.validate import held_out_samples
 
     out, b = runner.out, plan.bench
     settings = BenchSettings(threads=tuple(b.threads), runs=b.runs, warmup=b.warmup, min_seconds=b.min_seconds,
@@ -346,8 +347,9 @@ def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
                  **({"min_seconds": b.min_seconds} if b.min_seconds else {})})
 
     def do_bench() -> list[str]:
+        held = held_out_samples(out, num=PARITY_SAMPLES, trust=plan.trust)  # validate's samples, every input
         with captured_native_output():
-            outcome = bench(out_dir=out, target=target, settings=settings,
+            outcome = bench(out_dir=out, target=target, settings=settings, parity_inputs=held.arrays(),
                             options=TargetOptions(timeout_s=b.timeout, ssh_config=b.ssh_config))
         rep = load_report(out)  # replace this target's earlier entries, keep the other targets'
         for sec in ("latency", "device_parity"):

@@ -4,6 +4,12 @@ Data flow: report.json `artifacts` -> a job folder (job.json, artifacts, parity.
 runner JSON -> `latency` entries (appended to report.json) + `device_parity` (the target's outputs vs the same
 artifact run here with the same engine: every output of the model, each against the bar below; an entry passes only
 when all of its outputs do).
+
+Parity samples: `parity_inputs`, every input of the model by name in the reference layout (images float32 NCHW,
+other inputs in their own dtype), given to each artifact through runtime.layout.artifact_feed. `edgeport bench` and
+`edgeport run` pass the held-out set `edgeport validate` uses (edgeport.validation.held_out_samples: the same input
+contract, the same .npz keyed by input name); without it (artifacts outside an export folder) each artifact gets
+seeded random data for every input, of that input's shape and dtype.
 """
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -18,8 +25,9 @@ from edgeport.errors import EdgeportError, OutputDirError, TargetError
 from edgeport.metrics import device_parity_metrics
 from edgeport.native import captured_native_output
 from edgeport.report import DEVICE_PARITY_METRICS, DeviceParity, OutputParity, Report, load_report
-from edgeport.runtime.engines import ENGINES, EngineKind, open_engine, run
-from edgeport.runtime.layout import to_artifact_layout
+from edgeport.runtime.engines import ENGINES, EngineKind, open_engine, run_batches
+from edgeport.runtime.device.timing import random_inputs
+from edgeport.runtime.layout import artifact_feed
 from edgeport.runtime.results import describe_machine, make_entry
 from edgeport.runtime.targets import Target, TargetOptions
 
@@ -102,48 +110,43 @@ def select_artifacts(report: Report, names: tuple[str, ...] | None, engines) -> 
     return chosen
 
 
-def _nchw_shape(model_shape, engine) -> tuple[int, ...]:
-    if model_shape:
-        return tuple(int(s) for s in model_shape)
-    return engine.input_specs()[0][1]  # no spec: the artifact's own layout is used as is
+def parity_feed(engine, *, artifact: str, parity_inputs: Mapping[str, np.ndarray] | None,
+                seed: int) -> list[np.ndarray]:
+    """One artifact's parity samples: one array (S, ...) per input, in the engine's order and layout. From
+    `parity_inputs` ({model input name: (S, ...)} in the reference layout), else PARITY_SAMPLES of seeded random
+    data of each input's shape and dtype (runtime.device.timing.random_inputs)."""
+    if parity_inputs is not None:
+        return artifact_feed(engine, parity_inputs, artifact=artifact)
+    return random_inputs([(n, (PARITY_SAMPLES, *shape[1:]), dt) for n, shape, dt in engine.input_specs()], seed)
 
 
-def build_job(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None, job_dir: Path,
-              settings: BenchSettings) -> dict[str, ParityReference]:
-    """Write job.json, artifacts and parity.npz into job_dir. Returns {"artifact|engine": this machine's outputs}."""
+def build_job(*, artifacts: dict[str, Path], job_dir: Path, settings: BenchSettings,
+              parity_inputs: Mapping[str, np.ndarray] | None = None) -> dict[str, ParityReference]:
+    """Write job.json, artifacts and parity.npz (key `<artifact>:<input index>`) into job_dir. Returns
+    {"artifact|engine": this machine's outputs on the parity samples}."""
     engines = bench_engines(settings)
-    arts = artifacts
-    rng = np.random.default_rng(settings.seed + 20181)
-    parity_inputs, references = {}, {}
-    for name, path in arts.items():
+    feeds: dict[str, list[np.ndarray]] = {}
+    references = {}
+    for name, path in artifacts.items():
         (job_dir / path.name).write_bytes(path.read_bytes())
         if not settings.parity:
             continue
-        usable = [e for e in engines if path.suffix in ENGINES.get(e).suffixes]
-        local = None
-        for engine_name in usable:
+        for engine_name in [e for e in engines if path.suffix in ENGINES.get(e).suffixes]:
             try:
                 local = open_engine(engine_name, path, threads=1)
             except TargetError:
                 continue
-            nchw = _nchw_shape(nchw_shape, local)
-            art_shape = local.input_specs()[0][1]
-            if name not in parity_inputs:
-                if len(nchw) == 4 and tuple(nchw) != tuple(art_shape):
-                    samples = rng.standard_normal((PARITY_SAMPLES, *nchw[1:]), dtype=np.float32)
-                    parity_inputs[name] = to_artifact_layout(samples, artifact_shape=art_shape, nchw_shape=nchw,
-                                                             artifact=name)
-                else:
-                    parity_inputs[name] = rng.standard_normal((PARITY_SAMPLES, *art_shape[1:]), dtype=np.float32)
-            outs = [run(local, [s[None]]) for s in parity_inputs[name]]
+            if name not in feeds:
+                feeds[name] = parity_feed(local, artifact=name, parity_inputs=parity_inputs,
+                                          seed=settings.seed + 20181)
             references[f"{name}|{engine_name}"] = ParityReference(
-                names=tuple(local.output_names()), outputs=tuple(np.concatenate(o) for o in zip(*outs)))
-    if parity_inputs:
-        np.savez(job_dir / "parity.npz", **parity_inputs)
-    job = {"artifacts": [{"name": n, "file": p.name} for n, p in arts.items()], "engines": engines,
+                names=tuple(local.output_names()), outputs=tuple(run_batches(local, feeds[name])))
+    if feeds:
+        np.savez(job_dir / "parity.npz", **{f"{n}:{i}": x for n, xs in feeds.items() for i, x in enumerate(xs)})
+    job = {"artifacts": [{"name": n, "file": p.name} for n, p in artifacts.items()], "engines": engines,
            "threads": [int(t) for t in settings.threads], "warmup": settings.warmup, "runs": settings.runs,
            "time_budget_s": settings.time_budget_s, "pin": settings.pin,
-           "parity_inputs": "parity.npz" if parity_inputs else None, "rss": settings.rss, "seed": settings.seed,
+           "parity_inputs": "parity.npz" if feeds else None, "rss": settings.rss, "seed": settings.seed,
            "min_seconds": settings.min_seconds, "cooldown_s": settings.cooldown_s, "max_temp_c": settings.max_temp_c}
     (job_dir / "job.json").write_text(json.dumps(job, indent=1))
     return references
@@ -154,27 +157,30 @@ def bench_engines(settings: BenchSettings) -> list[str]:
 
 
 def bench(*, out_dir: str | Path, target: Target, settings: BenchSettings = BenchSettings(),
-          options: TargetOptions = TargetOptions(), save: bool = True) -> BenchOutcome:
+          options: TargetOptions = TargetOptions(), save: bool = True,
+          parity_inputs: Mapping[str, np.ndarray] | None = None) -> BenchOutcome:
     """The bench step on DIR: its report's (verified) artifacts timed on `target`; with `save`, the outcome's
-    `latency` and `device_parity` entries are appended to DIR/report.json."""
+    `latency` and `device_parity` entries are appended to DIR/report.json. `parity_inputs`: see the module
+    docstring (`edgeport bench` passes edgeport.validation.held_out_samples(DIR).arrays())."""
     report = load_report(out_dir)
     artifacts = select_artifacts(report, settings.artifacts, bench_engines(settings))
-    outcome = bench_artifacts(artifacts=artifacts, nchw_shape=(report.get("model") or {}).get("input_shape"),
-                              target=target, settings=settings, options=options)
+    outcome = bench_artifacts(artifacts=artifacts, parity_inputs=parity_inputs, target=target, settings=settings,
+                              options=options)
     if save:
         load_report(out_dir).apply(outcome).save()
     return outcome
 
 
-def bench_artifacts(*, artifacts: dict[str, Path], nchw_shape: tuple[int, ...] | None, target: Target,
-                    settings: BenchSettings = BenchSettings(), options: TargetOptions = TargetOptions()
-                    ) -> BenchOutcome:
+def bench_artifacts(*, artifacts: dict[str, Path], target: Target, settings: BenchSettings = BenchSettings(),
+                    options: TargetOptions = TargetOptions(),
+                    parity_inputs: Mapping[str, np.ndarray] | None = None) -> BenchOutcome:
     """Time `artifacts` ({name: .onnx/.tflite path}) on `target` and compare the target's outputs with this
-    machine's. `nchw_shape`: the model's (1, C, H, W) when known (parity inputs are drawn in it)."""
+    machine's on the parity samples (`parity_inputs`: see the module docstring)."""
     with tempfile.TemporaryDirectory(prefix="edgeport-job-") as tmp:
         job_dir = Path(tmp)
         with captured_native_output():  # the interpreters' own log lines (e.g. "Created ... XNNPACK delegate")
-            references = build_job(artifacts=artifacts, nchw_shape=nchw_shape, job_dir=job_dir, settings=settings)
+            references = build_job(artifacts=artifacts, job_dir=job_dir, settings=settings,
+                                   parity_inputs=parity_inputs)
         data = target.run_job(job_dir, options=options)
     machine = describe_machine(data["machine"])
     device = target.device_name(machine)
@@ -221,4 +227,4 @@ def compare_outputs(*, target: str, artifact: str, device: list, reference: Pari
 
 
 __all__ = ["BenchSettings", "BenchOutcome", "ParityReference", "bench", "bench_artifacts", "build_job",
-           "compare_outputs", "select_artifacts", "EdgeportError"]
+           "compare_outputs", "parity_feed", "select_artifacts", "EdgeportError"]

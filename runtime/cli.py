@@ -12,7 +12,7 @@ from edgeport.errors import EdgeportError
 from edgeport.options import BenchOptions
 from edgeport.recommend import refresh_recommendation
 from edgeport.report import DeviceParity
-from edgeport.runtime.bench import BenchSettings, bench
+from edgeport.runtime.bench import PARITY_SAMPLES, BenchSettings, bench
 from edgeport.runtime.engines import ENGINES
 from edgeport.runtime.results import conditions_lines, latency_table, noisy_lines
 from edgeport.runtime.targets import TARGETS, TargetOptions, parse_target
@@ -39,6 +39,18 @@ def _parity_numbers(m: dict) -> str:
     near = f", near-ties {m['near_ties']}" if m.get("near_ties") else ""
     return (f"cosine {m['cosine_min']:.7f}, SQNR {m['sqnr_db']:.1f} dB, max abs {m['max_abs']:.3g}, "
             f"top-1 {m['top1_agreement']:.0%}{near}")
+
+
+def parity_samples_line(held) -> str:
+    """What device parity fed the model: the held-out set of `edgeport validate` (a SampleSet), every input."""
+    info = held.info()
+    line = (f"parity samples: {len(held)} held-out samples of {info['source']} (seed {info['seed']}), the set "
+            f"`edgeport validate` uses")
+    if held.extras:
+        line += f"; inputs {', '.join(held.extras)}: " + (
+            "seeded random data of their shape and dtype (pass --samples FILE.npz keyed by input name for real "
+            "data)" if held.extras_source == "random" else f"from {held.extras_source}")
+    return line
 
 
 def parity_lines(entries: list[DeviceParity]) -> list[str]:
@@ -84,6 +96,12 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    help="parent folder for the temp folder on the device (an absolute path; default: $TMPDIR or "
                         "/tmp over ssh, /data/local/tmp over adb)")
     p.add_argument("--no-parity", action="store_true", help="skip the device-vs-this-machine output check")
+    p.add_argument("--samples", default=None,
+                   help="parity samples: default, digits, a folder, or an .npz keyed by input name (several-input "
+                        "models); default: the held-out set `edgeport validate` uses")
+    p.add_argument("--trust-checkpoint", dest="trust", action="store_true",
+                   help="allow checkpoints that carry code (pickled modules, TorchScript) when the model's input "
+                        "contract is rebuilt for the parity samples")
     p.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
     p.set_defaults(func=cmd_bench)
     return p
@@ -106,7 +124,13 @@ def cmd_bench(args, con=None) -> int:
                              parity=not args.no_parity, rss=not args.no_rss)
     options = TargetOptions(timeout_s=args.timeout, python=args.device_python, ssh_config=args.ssh_config,
                             remote_tmp=args.remote_dir, benchmark_binary=args.benchmark_binary)
-    outcome = bench(out_dir=args.dir, target=target, settings=settings, options=options)
+    held = None
+    if settings.parity:
+        from edgeport.validation.validate import held_out_samples  # torch: only when the command runs
+
+        held = held_out_samples(args.dir, num=PARITY_SAMPLES, samples=args.samples, trust=args.trust)
+    outcome = bench(out_dir=args.dir, target=target, settings=settings, options=options,
+                    parity_inputs=held.arrays() if held is not None else None)
     rich = getattr(con, "rich", None) or Console(width=None if sys.stdout.isatty() else 200, highlight=False)
     quiet = getattr(con, "quiet", False)
     m = outcome.machine
@@ -122,6 +146,8 @@ def cmd_bench(args, con=None) -> int:
         for sk in outcome.skipped:  # the device has no runtime for these: say so, and why
             rich.print(f"skipped {sk['artifact']} ({sk['engine']}, {sk['threads']} thr) on {target.url}: "
                        f"{sk['reason']}", markup=False, style="yellow")
+        if held is not None and outcome.device_parity:
+            rich.print(parity_samples_line(held), markup=False)
         for line in parity_lines(outcome.device_parity):
             rich.print(line)
     decision = refresh_recommendation(args.dir)  # `run`'s recommendation, redone with these latencies
@@ -131,5 +157,5 @@ def cmd_bench(args, con=None) -> int:
             rich.print(line, markup=False)
     if con is not None and getattr(con, "json_mode", False):
         con.emit_json({"latency": outcome.entries, "device_parity": [p.to_json() for p in outcome.device_parity],
-                       "skipped": outcome.skipped})
+                       "skipped": outcome.skipped, "parity_samples": held.info() if held is not None else None})
     return 0 if outcome.parity_ok else 1

@@ -254,7 +254,7 @@ def test_loaded_machine_is_flagged_and_cpu_time_still_repeats(tmp_path, busy_cpu
                              parity=False)
     entries = []
     for _ in range(2):
-        outcome = bench_artifacts(artifacts={"onnx": model}, nchw_shape=None, target=parse_target("local"),
+        outcome = bench_artifacts(artifacts={"onnx": model}, target=parse_target("local"),
                                   settings=settings)
         [e] = outcome.entries
         entries.append(e)

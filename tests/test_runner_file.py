@@ -138,7 +138,7 @@ def test_the_runner_file_runs_a_job_end_to_end_without_edgeport(tmp_path):
     job_dir.mkdir()
     two_output_onnx(job_dir / "m.onnx")
     samples = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
-    np.savez(job_dir / "parity.npz", onnx=samples)
+    np.savez(job_dir / "parity.npz", **{"onnx:0": samples})
     (job_dir / "job.json").write_text(json.dumps({
         "artifacts": [{"name": "onnx", "file": "m.onnx"}], "engines": ["onnxruntime"], "threads": [1],
         "warmup": 1, "runs": 3, "parity_inputs": "parity.npz", "rss": True, "seed": 0}))

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tiny_models import SHAPE_NCHW, cached_bench_dir, cached_two_output_dir, copy_bench_dir
+from tiny_models import SHAPE_NCHW, cached_bench_dir, cached_two_output_dir, copy_bench_dir, two_input_model
 
 from edgeport.cli import main
 from edgeport.errors import TargetError
@@ -401,6 +401,79 @@ def test_one_disagreeing_output_fails_device_parity_bench_and_recommendation(two
     assert all(f"disagree with this machine's: {e['outputs'][1]['name']}" in c.why
                for c, e in zip(sorted(local.excluded, key=lambda c: c.artifact),
                                sorted(entries, key=lambda e: e["artifact"])))
+
+
+# ---- device parity of a model with two inputs: every input fed, from validate's samples ------------------------------
+
+@pytest.fixture(scope="module")
+def two_input_export(tmp_path_factory) -> tuple[Path, Path]:
+    """(export dir, data.npz): the fp32 export (model.onnx, model_fp32.tflite) of an ONNX model with two inputs,
+    images (1, 3, 16, 16) -> y = 2 images and ids (1, 4) -> z = 2 ids, and 16 samples of both keyed by input name."""
+    root = tmp_path_factory.mktemp("two-input")
+    import onnx
+
+    onnx.save(two_input_model(), str(root / "two.onnx"))
+    rng = np.random.default_rng(3)
+    np.savez(root / "data.npz", images=rng.standard_normal((16, 3, 16, 16)).astype(np.float32),
+             ids=rng.standard_normal((16, 4)).astype(np.float32))
+    assert main(["--quiet", "export", str(root / "two.onnx"), "--precision", "fp32", "--out", str(root / "out")]) == 0
+    return root / "out", root / "data.npz"
+
+
+class _KeepingParity(LocalTarget):
+    """The local target, keeping the parity samples of the job it ran ({npz key: array})."""
+
+    kept: dict = {}
+
+    def run_job(self, job_dir, *, options):
+        with np.load(Path(job_dir) / "parity.npz") as z:
+            type(self).kept = {k: z[k] for k in z.files}
+        return super().run_job(job_dir, options=options)
+
+
+@pytest.mark.parametrize("from_npz", [True, False], ids=["npz", "validate_default"])
+def test_device_parity_feeds_every_input_the_samples_validate_uses(two_input_export, tmp_path, monkeypatch, capsys,
+                                                                    from_npz):
+    """`edgeport bench` on a two-input model: each artifact gets both inputs (the ONNX file NCHW, the TFLite file
+    NHWC), row for row the held-out set `edgeport validate` builds (edgeport.validation.held_out_samples): from the
+    .npz keyed by input name with --samples, else the default photos and seeded random ids, as validate says."""
+    from edgeport.validation import held_out_samples, validate_dir
+
+    exported, npz = two_input_export
+    out = copy_bench_dir(exported, tmp_path / "out")
+    monkeypatch.setattr("edgeport.runtime.cli.parse_target", lambda url: _KeepingParity())
+    args = ["--samples", str(npz)] if from_npz else []
+    assert main(["bench", str(out), "--runs", "2", "--warmup", "0", "--no-rss", *args]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    held = held_out_samples(out, num=8, samples=str(npz) if from_npz else None)
+    want = held.arrays()
+    assert list(want) == ["images", "ids"] and len(want["ids"]) == 8
+    kept = _KeepingParity.kept
+    assert sorted(kept) == ["onnx:0", "onnx:1", "tflite_fp32:0", "tflite_fp32:1"]
+    np.testing.assert_array_equal(kept["onnx:0"], want["images"])
+    np.testing.assert_array_equal(kept["tflite_fp32:0"], want["images"].transpose(0, 2, 3, 1))
+    for key in ("onnx:1", "tflite_fp32:1"):
+        np.testing.assert_array_equal(kept[key], want["ids"])
+    ids_rows = {tuple(r) for r in np.load(npz)["ids"]}
+    assert all(tuple(r) in ids_rows for r in kept["onnx:1"]) is from_npz  # the .npz rows, or made-up ones
+    assert validate_dir(out, num=8, samples=str(npz) if from_npz else None, save=False).samples == held.info()
+    saved = load_report(out).get("device_parity")
+    assert sorted(d["artifact"] for d in saved) == ["onnx", "tflite_fp32"]
+    for d in saved:
+        assert d["ok"] and [o["name"] for o in d["outputs"]] == ["y", "z"] and d["samples"] == 8, d
+    source = f"inputs ids: from {npz}" if from_npz else "inputs ids: seeded random data"
+    assert "parity samples: 8 held-out samples of" in printed and source in printed, printed
+
+
+def test_bench_without_samples_feeds_every_input_random_data(two_input_export, tmp_path):
+    """Artifacts benched outside `edgeport bench` (no parity samples given): every input of each artifact gets
+    seeded random data of its shape, not only the first."""
+    out = copy_bench_dir(two_input_export[0], tmp_path / "out")
+    outcome = bench(out_dir=out, target=_KeepingParity(), settings=BenchSettings(runs=2, warmup=0, rss=False),
+                    save=False)
+    assert {k: v.shape for k, v in _KeepingParity.kept.items()} == {
+        "onnx:0": (8, 3, 16, 16), "onnx:1": (8, 4), "tflite_fp32:0": (8, 16, 16, 3), "tflite_fp32:1": (8, 4)}
+    assert outcome.parity_ok and all(len(p.outputs) == 2 for p in outcome.device_parity)
 
 
 def test_bad_artifact_selection_is_exit_2(bench_dir, tmp_path, capsys):

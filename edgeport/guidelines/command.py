@@ -137,7 +137,7 @@ def _time_all(args, con: Console, *, built: list[Built], columns: list[str], tar
     if status:
         status.start()
     try:
-        return bench_artifacts(artifacts=artifacts, nchw_shape=None, target=target, settings=settings,
+        return bench_artifacts(artifacts=artifacts, target=target, settings=settings,
                                options=TargetOptions(timeout_s=args.timeout, ssh_config=args.ssh_config,
                                                      python=args.device_python))
     finally:

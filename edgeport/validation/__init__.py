@@ -17,6 +17,7 @@ import importlib
 # torch through `validate` -> `edgeport.models`.
 _EXPORTS = {
     "ValidationResult": "validate", "choose_validation_samples": "validate", "validate_dir": "validate",
+    "held_out_samples": "validate",
     "ARTIFACT_ORDER": "thresholds", "ARTIFACT_PRECISION": "thresholds", "default_thresholds": "thresholds",
     "parse_threshold_overrides": "thresholds",
     "run_artifact": "artifacts", "run_reference": "artifacts", "run_artifact_outputs": "artifacts",

@@ -6,52 +6,20 @@
 
 Inputs are one array per model input, samples on axis 0: the image input float32 (N, C, H, W), other inputs in
 their own shape and dtype (token ids stay int64). Artifacts run one sample per invoke on their default engine
-(onnxruntime for .onnx, the TFLite interpreter with its default delegate for .tflite), one thread; TFLite inputs are
-matched by name and brought to the artifact's layout (NHWC), and 4-D outputs of an artifact whose `output_layout`
-is nhwc are brought back to NCHW. Integer I/O is quantized inside the engine (edgeport.runtime.engines).
+(onnxruntime for .onnx, the TFLite interpreter with its default delegate for .tflite), one thread; inputs are
+matched by name and brought to the artifact's layout (NHWC for TFLite) by edgeport.runtime.layout.artifact_feed,
+and 4-D outputs of an artifact whose `output_layout` is nhwc are brought back to NCHW. Integer I/O is quantized inside the engine (edgeport.runtime.engines).
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from edgeport.runtime.engines import EngineKind, default_engine, open_engine, run_batches
-from edgeport.runtime.layout import feature_maps_to_nchw, to_artifact_layout
+from edgeport.runtime.layout import artifact_feed, feature_maps_to_nchw
 
 REFERENCE_BATCH = 32
-
-
-def artifact_inputs(engine, samples: np.ndarray, *, artifact: str = "artifact", index: int = 0) -> np.ndarray:
-    """float32 (N, C, H, W) samples -> the layout of the engine's input `index`: NHWC for a TFLite model that takes
-    it, unchanged otherwise (ONNX takes NCHW; non-image inputs pass as they are)."""
-    if engine.kind != EngineKind.TFLITE or np.ndim(samples) != 4 or not np.issubdtype(samples.dtype, np.floating):
-        return samples
-    samples = np.asarray(samples, np.float32)
-    shape = engine.input_specs()[index][1]
-    return to_artifact_layout(samples, artifact_shape=shape, nchw_shape=(1, *samples.shape[1:]), artifact=artifact)
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
-
-
-def _feed(engine, inputs: dict[str, np.ndarray], artifact: str) -> list[np.ndarray]:
-    """The engine's inputs in its own order: matched by name (exactly, then ignoring case and punctuation, which
-    TFLite's signature names drop), by position when names do not match."""
-    specs = engine.input_specs()
-    names = list(inputs)
-    if len(names) != len(specs):
-        from edgeport.errors import InputShapeError
-
-        raise InputShapeError(f"{artifact}: takes {len(specs)} inputs ({', '.join(s[0] for s in specs)}); "
-                              f"{len(names)} given ({', '.join(names)})")
-    by_key = {_key(n): n for n in names}
-    order = [n if n in inputs else by_key.get(_key(n)) for n, _, _ in specs]
-    if None in order or len(set(order)) != len(order):
-        order = names
-    return [artifact_inputs(engine, inputs[n], artifact=artifact, index=i) for i, n in enumerate(order)]
 
 
 def run_artifact_outputs(path: str | Path, inputs: dict[str, np.ndarray] | np.ndarray, *,
@@ -64,7 +32,7 @@ def run_artifact_outputs(path: str | Path, inputs: dict[str, np.ndarray] | np.nd
     engine = open_engine(default_engine(path), path, threads=1)
     if not isinstance(inputs, dict):
         inputs = {engine.input_specs()[0][0]: inputs}
-    ys = run_batches(engine, _feed(engine, inputs, path.name))
+    ys = run_batches(engine, artifact_feed(engine, inputs, artifact=path.name))
     if engine.kind == EngineKind.TFLITE and output_layout == "nhwc":
         ys = [feature_maps_to_nchw(y) for y in ys]
     return ys

@@ -198,6 +198,29 @@ def choose_validation_samples(
     return held, calib
 
 
+def _held_out(report, reference: Reference, *, samples: str | None, num: int | None,
+              seed: int | None) -> SampleSet:
+    """The held-out set for every input of the reference's model (choose_validation_samples)."""
+    image = reference.image
+    held, _ = choose_validation_samples(
+        report, spec=reference.spec, samples=samples, num=num, seed=seed,
+        input_name=image.name if image is not None else "input",
+        other_inputs=[i for i in reference.inputs if i is not image])
+    return held
+
+
+def held_out_samples(out_dir: str | Path, *, num: int | None = None, samples: str | None = None,
+                     seed: int | None = None, trust: bool = False) -> SampleSet:
+    """The samples `validate_dir` compares DIR's artifacts on, every input of the model: the image input under the
+    model's input contract (report.json source, rebuilt like the reference), the other inputs from the same .npz
+    keyed by input name, else seeded random data (`extras_source` "random"). `edgeport bench` feeds the first `num`
+    of them to device parity (`.arrays()`), so a device is checked on what validation checked."""
+    report = load_report(out_dir)
+    onnx_path = report.artifact_path("onnx") if "onnx" in report.artifact_names() else None
+    reference = load_reference(report, onnx_path=onnx_path, trust=trust)
+    return _held_out(report, reference, samples=samples, num=num, seed=seed)
+
+
 def output_layout(report, artifact: str) -> str:
     """The layout a TFLite artifact's 4-D outputs were written in: report.json artifact_info.<a>.output_layout;
     exports from before that key had them in the input layout (`layout`)."""
@@ -346,11 +369,7 @@ def validate_dir(
         raise EdgeportError("--layers needs tflite_int8 and onnx artifacts in DIR")
     artifacts = {n: report.artifact_path(n) for n in names}
     reference = load_reference(report, onnx_path=artifacts.get("onnx"), trust=trust)
-    image = reference.image
-    held, _ = choose_validation_samples(
-        report, spec=reference.spec, samples=samples, num=num, seed=seed,
-        input_name=image.name if image is not None else "input",
-        other_inputs=[i for i in reference.inputs if i is not image])
+    held = _held_out(report, reference, samples=samples, num=num, seed=seed)
     x = held.arrays()
     ref = reference.run(x)
     parity, used, failures, outputs = _compare_artifacts(report, artifacts, reference, ref, x, thresholds or {})

@@ -78,15 +78,28 @@ def _load_all(job: dict, root: str) -> tuple[list[dict], list[dict], dict]:
     return loaded, skipped, runtimes
 
 
+def parity_samples(npz) -> dict:
+    """parity.npz -> {artifact: [one (S, ...) array per input, in the artifact's input order]} (keys
+    `<artifact>:<input index>`)."""
+    grouped = {}
+    for key in npz.files:
+        artifact, _, index = key.rpartition(":")
+        grouped.setdefault(artifact, {})[int(index)] = npz[key]
+    return {artifact: [xs[i] for i in sorted(xs)] for artifact, xs in grouped.items()}
+
+
 def _parity_outputs(loaded: list[dict], parity: dict) -> dict:
-    """"artifact|engine" -> per output, the float outputs of each parity sample (first configuration of the pair)."""
+    """"artifact|engine" -> per output, the float outputs of each parity sample (first configuration of the pair);
+    sample s feeds row s of every input."""
     outputs = {}
     for item in loaded:
         cfg, engine = item["cfg"], item["engine"]
         key = f"{cfg['artifact']}|{cfg['engine']}"
         if cfg["artifact"] in parity and key not in outputs:
             stage(step="running", file=os.path.basename(cfg["path"]), artifact=cfg["artifact"], engine=cfg["engine"])
-            outs = [engine.decode(engine.invoke(engine.prepare([x[None]]))) for x in parity[cfg["artifact"]]]
+            xs = parity[cfg["artifact"]]
+            outs = [engine.decode(engine.invoke(engine.prepare([x[s:s + 1] for x in xs])))
+                    for s in range(len(xs[0]))]
             outputs[key] = [[o[i].tolist() for o in outs] for i in range(len(outs[0]))] if outs else None
     return outputs
 
@@ -97,7 +110,7 @@ def run_job(job: dict, root: str, *, rss_probe=None) -> dict:
     (cpus, pin_reason), warmup, parity = _pin(job), int(job.get("warmup", 5)), {}
     if job.get("parity_inputs"):
         with np.load(os.path.join(root, job["parity_inputs"])) as npz:
-            parity = {k: npz[k] for k in npz.files}
+            parity = parity_samples(npz)
     loaded, skipped, runtimes = _load_all(job, root)
     cooldown = cool_down(max_temp_c=job.get("max_temp_c"), cooldown_s=job.get("cooldown_s"))
     for r in range(warmup):  # warm-up, interleaved like the timed rounds

@@ -12,8 +12,10 @@ JOB.json (paths relative to the job file's folder):
      "engines": ["tflite", "onnxruntime"], "threads": [1, 2], "warmup": 5, "runs": 50, "time_budget_s": null,
      "pin": "0,1" | "big" | null, "parity_inputs": "parity.npz" | null, "rss": true, "seed": 0,
      "min_seconds": null, "cooldown_s": null, "max_temp_c": null}
-parity.npz holds, per artifact name, float32 samples stacked on a leading axis (S, *input_shape) in the
-artifact's own layout; the result carries each configuration's float outputs for them (every output).
+parity.npz holds, per artifact and input, the samples of that input stacked on a leading axis (S, *input_shape) in
+the artifact's own layout (key `<artifact>:<input index>`, inputs in the artifact's order; floats, or an integer
+input's own dtype); sample s feeds row s of every input. The result carries each configuration's float outputs for
+them (every output).
 
 Timing: every configuration is loaded first, then timed in rounds: each round runs one inference of every
 configuration, in an order rotated per round, so slow drift (thermal, other load) hits all configurations alike.
