@@ -82,7 +82,8 @@ def test_cosine_of_a_negligible_row_is_not_noise():
 @pytest.mark.parametrize("shapes, names", [
     ([(1, 1000)], ["logits"]), ([(1, 4, 16, 16), (1, 10)], ["map", "logits"]), ([(1, 1, 160, 160)], ["map"]),
     ([(1, 21, 8, 8), (1, 21, 4, 4)], ["map_0", "map_1"]), ([(1, 84, 8400)], ["output_0"]),
-    ([(1, 10), (1, 1), (1, 32, 1, 1)], ["logits", "output_1", "output_2"]), ([(1, 10), (1, 5)], ["logits_0", "logits_1"]),
+    ([(1, 10), (1, 1), (1, 32, 1, 1)], ["logits", "output_1", "output_2"]),
+    ([(1, 10), (1, 5)], ["logits_0", "logits_1"]),
 ])
 def test_outputs_are_named_by_what_they_are(shapes, names):
     from edgeport.export.onnx_export import output_names
@@ -280,8 +281,14 @@ def test_two_input_models_export_validate_and_int8_from_npz(tmp_path, capsys, id
                  str(out8)]) == 0, capsys.readouterr().err
     rep = report(out8)
     assert rep["calibration"]["calibration"]["other_inputs"]["ids"]["from"] == str(data)
-    res = validate_dir(out8, num=8, save=False)
+    res = validate_dir(out8, num=8, save=False, layers=True, layers_plot=False)
     assert set(res.parity) == {"tflite_fp32", "tflite_int8", "onnx_int8"}
+    # per-layer attribution feeds both inputs to both models: the tensors of each input's branch are compared
+    rows = {r["onnx_tensor"]: r for r in res.layers["layers"]}
+    assert {"y", "z"} <= set(rows) and res.layers["n_samples"] == 8, sorted(rows)
+    parity = {o["name"]: o["sqnr_db"] for o in res.parity["tflite_int8"]["outputs"]}  # the same samples, both inputs
+    assert all(abs(rows[n]["sqnr_db"] - parity[n]) < 0.5 and rows[n]["sqnr_db"] > 10 for n in "yz"), (rows, parity)
+    assert not any("--layers" in n for n in res.notes), res.notes
     for name in ("tflite_int8", "onnx_int8"):
         assert [o["name"] for o in res.parity[name]["outputs"]] == ["y", "z"]
         assert res.parity[name]["cosine_mean"] > 0.99, (name, res.parity[name])

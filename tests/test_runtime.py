@@ -366,7 +366,20 @@ def test_device_parity_compares_every_output_of_a_two_output_model(two_output_di
     assert saved == [p.to_json() for p in outcome.device_parity]
     assert all(len(d["outputs"]) == 2 and d["ok"] for d in saved)
     assert load_report(two_output_dir).get("model")["outputs"] == [
-        {"name": "map", "shape": [4, 16, 16], "kind": "dense_map"}, {"name": "logits", "shape": [10], "kind": "classes"}]
+        {"name": "map", "shape": [4, 16, 16], "kind": "dense_map"},
+        {"name": "logits", "shape": [10], "kind": "classes"}]
+
+
+def test_layers_compare_every_output_of_a_two_output_model(two_output_dir):
+    """The TFLite outputs carry the ONNX output names and their tensor-map entries say which layout each output is
+    in (the map NCHW here), so per-layer attribution compares both outputs, the map and the logits."""
+    from edgeport.validation import attribute_layers
+
+    layers = attribute_layers(onnx_path=two_output_dir / "model.onnx", samples=_samples(4),
+                              tflite_path=two_output_dir / "model_int8.tflite")
+    rows = {r["onnx_tensor"]: r for r in layers["layers"]}
+    assert {"map", "logits"} <= set(rows) and not layers["skipped"], (sorted(rows), layers["skipped"])
+    assert rows["map"]["op_type"] == "Conv" and rows["logits"]["op_type"] == "Gemm"
 
 
 class _SecondOutputSkewed(LocalTarget):

@@ -8,7 +8,8 @@ Inputs are one array per model input, samples on axis 0: the image input float32
 their own shape and dtype (token ids stay int64). Artifacts run one sample per invoke on their default engine
 (onnxruntime for .onnx, the TFLite interpreter with its default delegate for .tflite), one thread; inputs are
 matched by name and brought to the artifact's layout (NHWC for TFLite) by edgeport.runtime.layout.artifact_feed,
-and 4-D outputs of an artifact whose `output_layout` is nhwc are brought back to NCHW. Integer I/O is quantized inside the engine (edgeport.runtime.engines).
+and 4-D outputs of an artifact whose `output_layout` is nhwc are brought back to NCHW. Integer I/O is quantized
+inside the engine (edgeport.runtime.engines).
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ TFLite model runs on the engine layer's builtin-kernel interpreter with every in
 
 SQNR per layer = 10 log10(sum ref^2 / sum (int8 - ref)^2) over all samples. It measures the error ACCUMULATED up
 to that tensor (inputs of both models are the same image, not the same intermediate), so a sharp drop between
-consecutive layers points at the layer that loses information.
+consecutive layers points at the layer that loses information. A model with several inputs (an image and a second
+tensor, int64 ids) gets every input on both sides, each sample the same row of each.
 """
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
 from edgeport.calibration.onnx_taps import TappedSession
 from edgeport.export.tflite import load_tensor_map, tensor_map_path
 from edgeport.files import atomic_write_bytes
+from edgeport.errors import InputShapeError
 from edgeport.runtime.engines import open_engine, run_batches
+from edgeport.runtime.layout import artifact_feed
 
-from .artifacts import artifact_inputs
 
 WORST = 10
 LAYER_SAMPLES = 16  # held-out samples validate --layers runs through both models
@@ -183,13 +186,15 @@ def attribute_layers(
     *,
     onnx_path: str | Path,
     tflite_path: str | Path,
-    samples: np.ndarray,
+    samples: np.ndarray | Mapping[str, np.ndarray],
     tensor_map: str | Path | None = None,
     plot_path: str | Path | None = None,
     worst: int = WORST,
     title: str | None = None,
 ) -> dict:
-    """samples: float32 (N, C, H, W), preprocessed. `tensor_map`: the converter's saved map for `tflite_path`
+    """samples: {model input name: (N, ...)} for every input of the model (images float32 (N, C, H, W), others in
+    their own dtype), or one float32 (N, C, H, W) array for a one-input model; preprocessed. InputShapeError when
+    an input of the ONNX model has no samples. `tensor_map`: the converter's saved map for `tflite_path`
     (default: the file beside it, tensor_map_path(tflite_path); ExportError when it is missing or corrupt).
     Returns {"layers": [...in depth order], "worst": [...], "n_layers", "n_samples", "unmapped", "plot"} with
     per-layer `onnx_tensor`, `node`, `op_type`, `depth`, `tflite_tensor`, `sqnr_db`, `channel_perm` (bool)."""
@@ -201,22 +206,38 @@ def attribute_layers(
     match = match_tensors(interp, saved.tensors, tapped)
     details = {d["index"]: d for d in interp.get_tensor_details()}
     acc = SqnrAccumulator(match.chosen, details)
-    feed_name = tapped.input_names[0]
-    run_batches(engine, [artifact_inputs(engine, samples, artifact=tflite_path.name)],
-                on_sample=lambda i, eng: acc.add(eng.interpreter, tapped.run({feed_name: samples[i:i + 1]})))
+    inputs = _model_inputs(samples, tapped.input_names, artifact=onnx_path.name)
+    run_batches(engine, artifact_feed(engine, inputs, artifact=tflite_path.name),
+                on_sample=lambda i, eng: acc.add(eng.interpreter,
+                                                 tapped.run({k: v[i:i + 1] for k, v in inputs.items()})))
     rows = _layer_rows(match, acc, tapped, details)
     finite = [r for r in rows if r["op_type"] != "Input"]
     plot = None
     if plot_path is not None and rows:
         plot = str(_plot(rows, Path(plot_path), title=f"INT8 TFLite vs float ONNX: {title or onnx_path.parent.name}"))
     unmapped = [n for n in tapped.order if n not in match.chosen and tapped.op_types.get(n) != "Input"]
-    return {"n_layers": len(rows), "n_samples": int(len(samples)), "unmapped": len(unmapped),
+    return {"n_layers": len(rows), "n_samples": int(len(next(iter(inputs.values())))), "unmapped": len(unmapped),
             "unmapped_onnx": unmapped, "tflite_tensors": len(match.tflite_map),
             "tflite_tensors_mapped": sum(1 for t in match.tflite_map if t["node"] is not None),
             "skipped": sorted(acc.skipped), "tflite_map": match.tflite_map,
             "shuffle_permuted": len(saved.channel_permutations), "layers": rows,
             "worst": sorted(finite, key=lambda r: r["sqnr_db"])[:worst], "plot": plot,
             "definition": "SQNR (dB) of the dequantized INT8 TFLite tensor vs the float ONNX tensor, accumulated error"}
+
+
+def _model_inputs(samples, names: list[str], *, artifact: str) -> dict[str, np.ndarray]:
+    """{ONNX input name: samples} in the model's input order, from a dict of every input or one array for a
+    one-input model."""
+    if not isinstance(samples, Mapping):
+        if len(names) != 1:
+            raise InputShapeError(f"{artifact}: takes {len(names)} inputs ({', '.join(names)}); give samples for "
+                                  f"each by name")
+        return {names[0]: np.asarray(samples)}
+    missing = [n for n in names if n not in samples]
+    if missing:
+        raise InputShapeError(f"{artifact}: no samples for input {', '.join(missing)} (given: "
+                              f"{', '.join(samples)})")
+    return {n: np.asarray(samples[n]) for n in names}
 
 
 def _plot(rows: list[dict], path: Path, *, title: str) -> Path:

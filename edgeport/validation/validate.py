@@ -305,17 +305,19 @@ def _labelled_accuracy(report, *, artifacts: dict[str, Path], reference: Referen
             "artifacts": {k: {"accuracy": v, "drop_points": round(100.0 * (base - v), 4)} for k, v in rows.items()}}
 
 
-def _layers(report, *, artifacts: dict[str, Path], x: np.ndarray, plot: bool = True) -> dict:
-    """Per-layer attribution of the INT8 TFLite model, through the converter's tensor map that report.json lists
-    beside it (verified like the artifact; an export without one falls back to the file beside the model).
-    `plot`: also draw DIR/layers_sqnr.png (`validate --layers`; `run` draws the report's own plot instead)."""
+def _layers(report, *, artifacts: dict[str, Path], x: dict[str, np.ndarray], plot: bool = True) -> dict:
+    """Per-layer attribution of the INT8 TFLite model on the held-out samples of every input (`x`, by input name),
+    through the converter's tensor map that report.json lists beside it (verified like the artifact; an export
+    without one falls back to the file beside the model). `plot`: also draw DIR/layers_sqnr.png
+    (`validate --layers`; `run` draws the report's own plot instead)."""
     from .layers import LAYER_SAMPLES, attribute_layers  # TensorFlow, through edgeport.export.tflite: only here
 
     layers = attribute_layers(onnx_path=artifacts["onnx"], tflite_path=artifacts["tflite_int8"],
-                              samples=x[:LAYER_SAMPLES], tensor_map=report.tensor_map_path("tflite_int8"),
+                              samples={k: v[:LAYER_SAMPLES] for k, v in x.items()},
+                              tensor_map=report.tensor_map_path("tflite_int8"),
                               plot_path=report.out_dir / "layers_sqnr.png" if plot else None,
                               title=(report.get("model") or {}).get("name"))
-    layers.update(artifact="tflite_int8", reference="onnx", n_validation_samples=int(len(x)))
+    layers.update(artifact="tflite_int8", reference="onnx", n_validation_samples=int(len(next(iter(x.values())))))
     return _with_modules(artifacts["onnx"], layers)
 
 
@@ -333,13 +335,11 @@ def _with_modules(onnx_path: Path, layers: dict) -> dict:
     return layers
 
 
-def _notes(reference: Reference, held: SampleSet, *, layers_skipped: bool) -> list[str]:
+def _notes(reference: Reference, held: SampleSet) -> list[str]:
     notes = list(RANDOM_INIT_NOTES) if reference.random_init else []
     if held.extras_source == "random":
         notes.append(f"inputs {', '.join(held.extras)}: seeded random data of their shape and dtype (fp32 parity "
                      f"holds for any input); pass --samples FILE.npz keyed by input name to validate on real data")
-    if layers_skipped:
-        notes.append("--layers: per-layer attribution feeds one image input; skipped for this several-input model")
     return notes
 
 
@@ -375,11 +375,9 @@ def validate_dir(
     parity, used, failures, outputs = _compare_artifacts(report, artifacts, reference, ref, x, thresholds or {})
     acc = _labelled_accuracy(report, artifacts=artifacts, reference=reference, held=held, ref=ref, outputs=outputs,
                              labels=labels)
-    layers_skipped = layers and bool(held.extras)
     result = ValidationResult(parity=parity, thresholds=used, failures=failures, samples=held.info(), accuracy=acc,
-                              layers=_layers(report, artifacts=artifacts, x=held.array(), plot=layers_plot)
-                              if layers and not layers_skipped else None,
-                              notes=_notes(reference, held, layers_skipped=layers_skipped),
+                              layers=_layers(report, artifacts=artifacts, x=x, plot=layers_plot) if layers else None,
+                              notes=_notes(reference, held),
                               random_weights=(report.get("source") or {}).get("name") if reference.random_init
                               else None)
     if save:
