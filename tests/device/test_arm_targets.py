@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_models import cached_bench_dir, cached_two_output_dir, copy_bench_dir
+from tiny_models import cached_bench_dir, cached_two_output_dir, copy_bench_dir, two_input_model
 from watch import record_commands, until_empty
 
 from edgeport.cli import main
@@ -147,6 +147,31 @@ def test_ssh_device_parity_compares_every_output(arm, tmp_path_factory, tmp_path
             if d["artifact"] == "tflite_int8":
                 assert o["max_abs"] == 0.0, (d["artifact"], o)
     assert out.count("agrees (worst of 2 outputs") == 4 and "DISAGREES" not in out
+    assert device_leftovers(arm, "/tmp") == []
+
+
+def test_ssh_device_parity_feeds_every_input(arm, tmp_path, capsys):
+    """A model with two inputs (an image and a second tensor) on the emulated Pi: both inputs reach the device, the
+    samples `validate` uses from the .npz keyed by input name, and both outputs (2 x each input) come back exactly
+    as on x86 (a wrong or missing second input would change z)."""
+    import numpy as np
+    import onnx
+
+    onnx.save(two_input_model(), str(tmp_path / "two.onnx"))
+    rng = np.random.default_rng(5)
+    np.savez(tmp_path / "data.npz", images=rng.standard_normal((8, 3, 16, 16)).astype(np.float32),
+             ids=rng.standard_normal((8, 4)).astype(np.float32))
+    out_dir = tmp_path / "out"
+    assert main(["--quiet", "export", str(tmp_path / "two.onnx"), "--precision", "fp32", "--out", str(out_dir)]) == 0
+    rc, out, err = edgeport(capsys, "bench", out_dir, "--target", arm["ARM_SSH_TARGET"], "--ssh-config",
+                            arm["ARM_SSH_CONFIG"], "--samples", tmp_path / "data.npz", "--no-rss", *QUICK)
+    assert rc == 0, err
+    assert f"inputs ids: from {tmp_path / 'data.npz'}" in " ".join(out.split())
+    saved = json.loads((out_dir / "report.json").read_text())["device_parity"]
+    assert sorted(d["artifact"] for d in saved) == ["onnx", "tflite_fp32"]
+    for d in saved:
+        assert d["device_arch"] == "aarch64" and d["ok"] and [o["name"] for o in d["outputs"]] == ["y", "z"], d
+        assert all(o["max_abs"] == 0.0 for o in d["outputs"]), d
     assert device_leftovers(arm, "/tmp") == []
 
 
