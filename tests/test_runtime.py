@@ -444,6 +444,10 @@ class _KeepingParity(LocalTarget):
         return super().run_job(job_dir, options=options)
 
 
+TWO_INPUT = pytest.mark.xdist_group("two_input_export")  # one worker builds the module fixture once
+
+
+@TWO_INPUT
 @pytest.mark.parametrize("from_npz", [True, False], ids=["npz", "validate_default"])
 def test_device_parity_feeds_every_input_the_samples_validate_uses(two_input_export, tmp_path, monkeypatch, capsys,
                                                                     from_npz):
@@ -478,6 +482,7 @@ def test_device_parity_feeds_every_input_the_samples_validate_uses(two_input_exp
     assert "parity samples: 8 held-out samples of" in printed and source in printed, printed
 
 
+@TWO_INPUT
 def test_bench_without_samples_feeds_every_input_random_data(two_input_export, tmp_path):
     """Artifacts benched outside `edgeport bench` (no parity samples given): every input of each artifact gets
     seeded random data of its shape, not only the first."""
