@@ -19,8 +19,16 @@ sweep until no flip helps. So on the calibration inputs a layer's output error i
   few samples), or when its weight buffer is shared with another tensor; the report says which and why.
 - Only int8 weight bytes change, in place: scales, zero points, biases and the graph stay as TensorFlow made them.
 
+Sequential rounding (sequential_rounding) visits the layers in execution order and fits each one to the input the
+INT8 model, with the layers before it already rounded, feeds it (xq, one INT8 inference per layer and sample)
+against the float layer on the float input xf: the objective becomes q^T H q - 2 q^T C u with H = Cov(xq),
+C = Cov(xq, xf), so a layer also absorbs the part of the upstream error that is correlated with its input, and its
+bias is refitted to the mean error left (the only case where a bias changes here). docs/calibration.md has the
+derivation and the measurements.
+
     >>> int8, rep = adaptive_rounding(int8_bytes, float_model=fp32_bytes, inputs=[x0, x1, ...])  # NHWC float32
     >>> rep.as_dict()["changed_weights"]
+    >>> int8, rep = sequential_rounding(int8_bytes, float_model=fp32_bytes, inputs=[x0, x1, ...], fit_bias=True)
 """
 from __future__ import annotations
 
@@ -47,7 +55,8 @@ MIN_ROWS_PER_WEIGHT = 8  # fewer input rows than this per weight of a channel: t
 
 class WeightRounding(str, enum.Enum):
     """How INT8 weights are rounded to their grid: NEAREST (TensorFlow's quantizer), ADAPTIVE (up or down per weight,
-    by the layer-output error on calibration inputs: this module)."""
+    by the layer-output error on calibration inputs: this module), SEQUENTIAL (the same, layer by layer on the
+    inputs the already rounded INT8 model feeds each layer, biases refitted with the weights)."""
 
     NEAREST = "nearest"
     ADAPTIVE = "adaptive"
