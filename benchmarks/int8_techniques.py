@@ -17,7 +17,7 @@ Checkpoints (real or trained weights only):
 
 Techniques: range method (minmax, percentile, per-tensor, auto) x bias correction (empirical, analytic, none) x
 cross-layer equalization (`equalize=True`: conv -> [ReLU] -> conv pairs, export/equalization.py) x weight rounding
-(nearest, adaptive: export/tflite/weight_rounding.py), each
+(nearest, adaptive, sequential: export/tflite/weight_rounding.py), each
 a `convert(...)` of the same ONNX file with the same samples. Figures: top-1 agreement with the reference, output
 SQNR, INT8 conversion time (TensorFlow calibration + ranges + quantizer + bias correction; noisy on a shared
 machine: the CPU line is printed with them). Results: benchmarks/results/int8_techniques.json and the table between
@@ -45,7 +45,8 @@ TECHNIQUES = [("minmax", "empirical", False, "nearest"), ("minmax", "none", Fals
               ("auto", "analytic", False, "nearest"), ("minmax", "empirical", True, "nearest"),
               ("per-tensor", "analytic", True, "nearest"), ("auto", "analytic", True, "nearest"),
               ("minmax", "empirical", False, "adaptive"), ("percentile", "empirical", False, "adaptive"),
-              ("minmax", "none", False, "adaptive")]
+              ("minmax", "none", False, "adaptive"), ("minmax", "empirical", False, "sequential"),
+              ("percentile", "empirical", False, "sequential"), ("minmax", "none", False, "sequential")]
 CALIB_WORDS = ("edge", "quantize", "model", "tensor", "phone", "convert", "layer", "kernel", "ARM", "latency",
                "photo", "camera", "Invoice 2024", "TOTAL 18.40", "receipt", "street", "open", "Monday")
 VALID_WORDS = ("hello world", "shuffle", "network", "Pixel", "batch", "integer", "bias", "scale", "north",
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeport_int8_techniques"))
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/calibration.md")
-    ap.add_argument("--rounding", choices=["nearest", "adaptive"],
+    ap.add_argument("--rounding", choices=["nearest", "adaptive", "sequential"],
                     help="run only the techniques with this weight rounding; their rows replace the same rows of the "
                          "saved results (benchmarks/results/int8_techniques.json), the others are kept")
     args = ap.parse_args(argv)

@@ -11,7 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from edgeport.console import parse_csv, parse_shape, parse_thread_counts
-from edgeport.errors import ModelBuildError
+from edgeport.errors import ExportError, ModelBuildError
 
 # Closed choices as the CLI spells them; the steps turn them into their enums (Precision, IODtype, Exporter, ...).
 PRECISIONS = ("fp32", "int8", "fp16", "dynamic")
@@ -20,7 +20,7 @@ INPUT_LAYOUTS = ("nhwc", "nchw")
 OUTPUT_LAYOUTS = ("nchw", "nhwc")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "per-tensor", "auto")
 BIAS_CORRECTIONS = ("empirical", "analytic", "none")
-WEIGHT_ROUNDINGS = ("nearest", "adaptive")
+WEIGHT_ROUNDINGS = ("nearest", "adaptive", "sequential")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
 EXPORTERS = ("dynamo", "legacy")
 ORT_INT8_SCHEMES = ("u8u8", "s8s8", "s8s8-7bit")
@@ -32,6 +32,16 @@ PREPROCESS_PRESETS = {
     "zero-one": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # x / 255
     "none": ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)),  # raw 0-255 pixel values
 }
+
+
+def check_int8_refinement(*, weight_rounding: str, bias_correction: str) -> None:
+    """Raise ExportError for refinement passes that contradict each other (plain strings: the CLI checks this before
+    any work): sequential weight rounding refits every rounded layer's bias to its measured mean error, and the
+    analytic correction, which predicts that error from float statistics alone, would then remove it a second time
+    (measured on EfficientNet-Lite0: 23.9 dB -> 18.4 dB). The empirical correction measures what is left instead."""
+    if str(weight_rounding) == "sequential" and str(bias_correction) == "analytic":
+        raise ExportError("--weight-rounding sequential refits the biases itself; --bias-correction analytic would "
+                          "correct the same mean error twice", hint="use --bias-correction empirical or none")
 
 
 def parse_floats(text: str) -> tuple[float, ...]:
@@ -198,9 +208,11 @@ class ConvertOptions(_Options):
              "analytic (one float pass); ONNX Runtime INT8: each layer's own shift, one pass, unless none")})
     weight_rounding: str = field(default="nearest", metadata={"cli": _flag(
         "--weight-rounding", choices=WEIGHT_ROUNDINGS,
-        help="TFLite INT8 weights: nearest (TensorFlow's rounding) or adaptive (each weight rounded up or down by "
+        help="TFLite INT8 weights: nearest (TensorFlow's rounding), adaptive (each weight rounded up or down by "
              "its layer's output error on calibration inputs, AdaRound's objective; costs a float pass and a few "
-             "seconds per layer)")})
+             "seconds per layer) or sequential (the same, layer by layer on the inputs the already rounded INT8 "
+             "model feeds each layer, biases refitted with it; one INT8 inference per layer and sample; not with "
+             "--bias-correction analytic)")})
     equalize: bool = field(default=False, metadata={"cli": _flag(
         "--equalize", action="store_true",
         help="cross-layer equalization of conv -> [ReLU] -> conv pairs before calibration (exact; ReLU6 pairs "

@@ -22,7 +22,8 @@ from edgeport.errors import CalibrationError, CheckpointError, EdgeportError, Ex
 from edgeport.console import plain
 from edgeport.files import check_out_dir, out_dir_lock, prepare_out_dir, sha256_file
 from edgeport.native import captured_native_output
-from edgeport.options import PRECISIONS, BenchOptions, ConvertOptions, SourceOptions, ValidateOptions
+from edgeport.options import (PRECISIONS, BenchOptions, ConvertOptions, SourceOptions, ValidateOptions,
+                              check_int8_refinement)
 from edgeport.recommend import missed_thresholds, recommend
 from edgeport.report import ArtifactKind, Report, load_report, remove_owned_files, tool_versions
 
@@ -193,7 +194,8 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
 def check_conversion_options(options: ConvertOptions) -> None:
     """The conversion checks that need neither the model nor torch / TensorFlow (each bad value fails in about a
     second, before the source is loaded): known precisions; for int8 a parsable --calibration, a positive
-    --num-calibration, and a calibration method that can keep the requested I/O type."""
+    --num-calibration, a calibration method that can keep the requested I/O type, and refinement passes that go
+    together."""
     for p in options.precisions:  # the CLI's spelling of the converter's Precision (no TensorFlow import here)
         if p not in PRECISIONS:
             raise ExportError(f"unknown precision {p!r}; valid: {', '.join(PRECISIONS)}")
@@ -204,6 +206,7 @@ def check_conversion_options(options: ConvertOptions) -> None:
             raise CalibrationError(f"--num-calibration {options.num_calibration}: INT8 needs at least one sample")
         check_int8_io(calibration_method=tflite_calibration_method(options.calibration_method),
                       io_dtype=options.io_dtype)
+        check_int8_refinement(weight_rounding=options.weight_rounding, bias_correction=options.bias_correction)
         calibration_fingerprint(options.calibration)  # parse errors (the calibration sources import torch)
 
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 
-from .flatbuffer import pack as _pack, schema as _schema, unpack as _unpack
+from .flatbuffer import unpack as _unpack
 from .int8_layers import (Geometry, Layer, buffer_offsets, correctable_layers, feed, float_interpreter,
-                          layer_geometries)
+                          layer_geometries, unshare_biases)
 
 
 class BiasCorrection(str, enum.Enum):
@@ -71,24 +70,6 @@ def _float_reference(float_model: bytes, layers: list[Layer], inputs: Sequence[n
         for ly in wanted:
             ref[ly.name].append(fref.get_tensor(fidx[ly.name]).astype(np.float32))
     return wanted, ref
-
-
-def _unshared(model, int8_model: bytes, wanted: list[Layer]) -> bytes:
-    """TensorFlow stores identical constants once (e.g. two all-zero biases): give every shared bias its own copy,
-    then repack once; from here on a correction patches the bias bytes in place (same size, no repacking)."""
-    sg = model.subgraphs[0]
-    users = Counter(t.buffer for g in model.subgraphs for t in g.tensors)
-    cloned = False
-    for ly in wanted:
-        bias_t = sg.tensors[ly.bias_tensor]
-        if users[bias_t.buffer] > 1:
-            users[bias_t.buffer] -= 1
-            clone = _schema().BufferT()
-            clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
-            model.buffers.append(clone)
-            bias_t.buffer = len(model.buffers) - 1
-            cloned = True
-    return _pack(model) if cloned else int8_model
 
 
 @dataclass
@@ -199,7 +180,7 @@ def correct_biases(
     if not layers or not inputs:
         return int8_model, rep
     wanted, ref = _float_reference(float_model, layers, inputs)
-    current = bytearray(_unshared(model, int8_model, wanted))
+    current = bytearray(unshare_biases(model, int8_model, wanted))
     where = buffer_offsets(current, [sg.tensors[ly.bias_tensor].buffer for ly in wanted])
     for n, ly in enumerate(wanted):
         if progress is not None:
@@ -275,7 +256,7 @@ def analytic_bias_correction(
             m, mq = _tap_stats(g, fref.get_tensor(fidx[g.input_name]))
             acc = sums.setdefault(g.layer.name, [0.0, 0.0])
             acc[0], acc[1] = acc[0] + m, acc[1] + mq
-    current = bytearray(_unshared(model, int8_model, [g.layer for g in geoms]))
+    current = bytearray(unshare_biases(model, int8_model, [g.layer for g in geoms]))
     where = buffer_offsets(current, [sg.tensors[g.layer.bias_tensor].buffer for g in geoms])
     for g in geoms:
         m, mq = (a / len(inputs) for a in sums[g.layer.name])

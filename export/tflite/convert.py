@@ -23,6 +23,7 @@ from edgeport.calibration.samples import (check_int8_io, ort_calibration_method,
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.equalization import equalize_model
 from edgeport.files import atomic_write_bytes
+from edgeport.options import check_int8_refinement
 
 from .act_scale_fold import fold_hard_activation_scales
 from .auto_calibration import choose_calibration_method
@@ -383,13 +384,13 @@ def _refine(blobs: dict[Precision, bytes], lowered: Lowered, lowered_int8: Lower
     if Precision.INT8 not in blobs:
         return None
     if len(lowered_int8.input_names) != 1:  # single-input models only; the report says so
-        if rounding is WeightRounding.ADAPTIVE:
+        if rounding is not WeightRounding.NEAREST:
             notes["weight_rounding"] = {"method": rounding.value, "applied": False,
                                         "reason": "models with several inputs keep TensorFlow's nearest rounding"}
         return None
     # the float reference must come from the same lowering as the INT8 model (tensor names must match)
     float_ref = blobs.get(Precision.FP32) if lowered_int8 is lowered else None
-    num = max(bias_samples, rounding_samples if rounding is WeightRounding.ADAPTIVE else 0)
+    num = max(bias_samples, rounding_samples if rounding is not WeightRounding.NEAREST else 0)
     refined = refine_int8(
         blobs[Precision.INT8], inputs=_calibration_inputs(lowered_int8, calibration, input_layout, min(num, n_cal)),
         float_model=lambda: float_ref or _tflite_bytes(lowered_int8, Precision.FP32), bias_correction=kind,
@@ -465,9 +466,10 @@ def convert(
     clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off); `bias_correction` chooses how (BiasCorrection:
-    analytic from float statistics, empirical per layer, none). `weight_rounding`: nearest (TensorFlow's) or adaptive
+    analytic from float statistics, empirical per layer, none). `weight_rounding`: nearest (TensorFlow's), adaptive
     (each weight up or down by its layer's output error on `rounding_samples` calibration inputs, before bias
-    correction: weight_rounding.py). `equalize`: cross-layer equalization of conv pairs
+    correction: weight_rounding.py) or sequential (the same layer by layer on the INT8 model's own inputs, biases
+    refitted with the weights; not with analytic bias correction). `equalize`: cross-layer equalization of conv pairs
     before everything else (export/equalization.py; exact in real arithmetic, every precision gets it).
     `grouped_shuffle_form`: the exact form kept for a
     channel shuffle that feeds a grouped conv (ShuffleNetV1): transpose | slices | dense (shuffle.GroupedShuffleForm).
@@ -484,6 +486,7 @@ def convert(
         calibration=calibration)
     kind = _choice(BiasCorrection, bias_correction, "bias correction")
     rounding = _choice(WeightRounding, weight_rounding, "weight rounding")
+    check_int8_refinement(weight_rounding=rounding.value, bias_correction=kind.value)
     timings: dict[str, float] = {}
     notes: dict = {}
     model = load_onnx_model(onnx_model_or_path)

@@ -8,12 +8,13 @@ int8 weights). Every pass pairs an INT8 op with the float op of the same lowerin
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .flatbuffer import FUSED_ACTIVATION_RANGE, op_names, schema as _schema
+from .flatbuffer import FUSED_ACTIVATION_RANGE, op_names, pack, schema as _schema
 
 # ops whose int32 bias (input 2) and int8 weights (input 1) the passes edit
 CORRECTABLE_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -65,6 +66,25 @@ def correctable_layers(model) -> list[Layer]:
         act = FUSED_ACTIVATION_RANGE.get(getattr(opts, "fusedActivationFunction", 0))
         out.append(Layer(i, op.outputs[0], op.inputs[2], sg.tensors[op.outputs[0]].name.decode(), act))
     return out
+
+
+def unshare_biases(model, int8_model: bytes, wanted: list[Layer]) -> bytes:
+    """TensorFlow stores identical constants once (e.g. two all-zero biases): give every shared bias of the `wanted`
+    layers its own copy in `model` (unpacked `int8_model`) and repack once; from here on a pass patches the bias
+    bytes in place (same size, no repacking). Returns `int8_model` itself when nothing was shared."""
+    sg = model.subgraphs[0]
+    users = Counter(t.buffer for g in model.subgraphs for t in g.tensors)
+    cloned = False
+    for ly in wanted:
+        bias_t = sg.tensors[ly.bias_tensor]
+        if users[bias_t.buffer] > 1:
+            users[bias_t.buffer] -= 1
+            clone = _schema().BufferT()
+            clone.data = np.array(model.buffers[bias_t.buffer].data, dtype=np.uint8, copy=True)
+            model.buffers.append(clone)
+            bias_t.buffer = len(model.buffers) - 1
+            cloned = True
+    return pack(model) if cloned else int8_model
 
 
 def buffer_offsets(blob: bytearray, buffers: Sequence[int]) -> dict[int, tuple[int, int]]:

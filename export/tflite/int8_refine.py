@@ -1,6 +1,6 @@
-"""The passes that refine a full-integer model after TensorFlow's quantizer, in order: adaptive weight rounding
-(weight_rounding.py, when asked), then bias correction (bias_correction.py). Both compare the INT8 model with a float
-model of the same lowering on calibration inputs and edit constants in place; neither changes the graph.
+"""The passes that refine a full-integer model after TensorFlow's quantizer, in order: adaptive or sequential weight
+rounding (weight_rounding.py, when asked), then bias correction (bias_correction.py). Both compare the INT8 model with
+a float model of the same lowering on calibration inputs and edit constants in place; neither changes the graph.
 
     >>> r = refine_int8(int8, float_model=lambda: fp32, inputs=xs, bias_correction=BiasCorrection.EMPIRICAL,
     ...                 bias_samples=8, weight_rounding=WeightRounding.ADAPTIVE, rounding_samples=16, timings={})
@@ -15,7 +15,7 @@ import numpy as np
 
 from .bias_correction import BiasCorrection, analytic_bias_correction, correct_biases
 from .stages import OnStage, timed_stage
-from .weight_rounding import WeightRounding, adaptive_rounding
+from .weight_rounding import WeightRounding, adaptive_rounding, sequential_rounding
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,19 @@ def refine_int8(
         return ref[0]
 
     n_round = min(rounding_samples, len(inputs))
-    if weight_rounding is WeightRounding.ADAPTIVE and n_round > 0:
-        with timed_stage(on_stage, f"int8 adaptive weight rounding ({n_round} samples)", timings, "weight_rounding_s"):
-            centred = bias_correction is not BiasCorrection.NONE and bias_samples > 0
-            model, rep = adaptive_rounding(model, float_model=reference(), inputs=inputs[:n_round], centred=centred)
+    if weight_rounding is not WeightRounding.NEAREST and n_round > 0:
+        name = f"int8 {weight_rounding.value} weight rounding ({n_round} samples)"
+        with timed_stage(on_stage, name, timings, "weight_rounding_s"):
+            # bias correction runs next: the rounding leaves it the mean error (adaptive: the objective is the
+            # error's variance; sequential: each bias is refitted with its weights, and the empirical correction
+            # then measures what is left)
+            corrected = bias_correction is not BiasCorrection.NONE and bias_samples > 0
+            if weight_rounding is WeightRounding.SEQUENTIAL:
+                model, rep = sequential_rounding(model, float_model=reference(), inputs=inputs[:n_round],
+                                                 fit_bias=corrected)
+            else:
+                model, rep = adaptive_rounding(model, float_model=reference(), inputs=inputs[:n_round],
+                                               centred=corrected)
             wr = rep.as_dict()
     n_bias = min(bias_samples, len(inputs))
     if bias_correction is not BiasCorrection.NONE and n_bias > 0:
