@@ -172,7 +172,6 @@ class _Reader:
 
 def _constants_to_initializers(model):
     """Constant nodes -> initializers (exact): ORT's quantizer only quantizes initializer weights and biases."""
-    import onnx
     from onnx import numpy_helper
 
     keep = []

@@ -12,13 +12,14 @@ import json
 import textwrap
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from edgeport.export.tflite import convert, xnnpack_coverage
 from edgeport.export.tflite.float_ops import FloatReason, int8_float_ops
+from edgeport.metrics import cosine_per_sample
+from edgeport.validation import run_artifact
 
 FACTORY = textwrap.dedent("""
     import torch
@@ -62,35 +63,6 @@ def _build():
     ns: dict = {}
     exec(FACTORY, ns)
     return ns["build"]()
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-def _run_int8(path, xs: np.ndarray) -> np.ndarray:
-    """The INT8 model (int8 or float I/O) on NCHW float inputs, outputs dequantized."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    ind, outd = it.get_input_details()[0], it.get_output_details()[0]
-    ys = []
-    for x in xs:
-        x = x[None].transpose(0, 2, 3, 1)
-        if ind["dtype"] != np.float32:
-            s, z = ind["quantization"]
-            info = np.iinfo(ind["dtype"])
-            x = np.clip(np.round(x / s + z), info.min, info.max).astype(ind["dtype"])
-        it.set_tensor(ind["index"], x)
-        it.invoke()
-        y = it.get_tensor(outd["index"]).astype(np.float32)
-        if outd["dtype"] != np.float32:
-            s, z = outd["quantization"]
-            y = (y - z) * s
-        ys.append(y[0])
-    return np.stack(ys)
 
 
 def test_computed_divisors_and_their_guards_are_found():
@@ -146,8 +118,8 @@ def test_linear_attention_int8_keeps_the_division_float(linear_attention, tmp_pa
     assert "XNNPACK has no int8 DIV" in res.int8_float_ops[1].why
     assert res.ops["int8"]["DIV"] == 1 and res.ops["int8"]["DEQUANTIZE"] >= 2
 
-    got = _run_int8(res.artifacts["int8"], xs)  # before: RuntimeError from div.cc on these inputs
-    cos = _cosines(ref, got)
+    got = run_artifact(res.artifacts["int8"], xs)  # before: RuntimeError from div.cc on these inputs
+    cos = cosine_per_sample(ref, got)
     assert cos.min() > 0.98, cos  # measured 0.9928 (int8 I/O, bias correction on, 16 random inputs)
     cov = xnnpack_coverage(res.artifacts["int8"])
     # the float island runs in XNNPACK; what stays on builtin kernels is the int8 attention itself

@@ -19,7 +19,7 @@ import onnx
 import pytest
 
 from edgeport.errors import EdgeportError, ExportError
-from edgeport.metrics import HIGHER_IS_BETTER, parity_metrics, passes
+from edgeport.metrics import parity_metrics, passes
 from edgeport.models import Tolerances, get_spec
 from edgeport.report import ArtifactKind
 from edgeport.validation import ARTIFACT_PRECISION, default_thresholds, parse_threshold_overrides, validate_dir

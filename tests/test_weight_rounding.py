@@ -84,17 +84,25 @@ def test_tap_patches_reproduce_the_convolution(kernel, stride, same):
 def _conv_net(path: Path, *, cin: int = 16, cout: int = 8) -> None:
     """One 3x3 conv (16 -> 8 channels, 12x12), no activation: each output channel has one weight 15x the others, so
     its int8 step is coarse for the rest and the rounding choices decide the output error."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(5)
     w = rng.standard_normal((cout, cin, 3, 3)) * 0.1
     flat = w.reshape(cout, -1)
     flat[np.arange(cout), rng.integers(0, flat.shape[1], cout)] = 1.5
     inits = {"w": w, "b": rng.standard_normal(cout) * 0.1}
-    g = helper.make_graph([helper.make_node("Conv", ["input", "w", "b"], ["y"], pads=[1, 1, 1, 1])], "conv",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, cin, 12, 12])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, 12, 12])],
+    _save_convs(path, [helper.make_node("Conv", ["input", "w", "b"], ["y"], pads=[1, 1, 1, 1])], inits,
+                (cin, cout, 12))
+
+
+def _save_convs(path, nodes, inits: dict, shape: tuple[int, int, int]) -> None:
+    """An opset-17 graph of `nodes` from "input" (1, cin, hw, hw) to "y" (1, cout, hw, hw), `inits` as float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    cin, cout, hw = shape
+    g = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, cin, hw, hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, hw, hw])],
                           initializer=[numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -247,22 +255,15 @@ def test_sequential_objective_absorbs_the_upstream_error():
 def _two_conv_net(path: Path, *, cin: int = 16, cout: int = 8) -> None:
     """Two 1x1 convs (16 -> 16 -> 8 channels, 8x8), no activation, built like the rows above: every row of both
     has a large weight on a (nearly) dead channel, so both int8 grids are coarse."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper
 
     rng = np.random.default_rng(5)
     w1, w2 = rng.standard_normal((cin, cin)) * 0.3, rng.standard_normal((cout, cin)) * 0.3
     w1[:, 0], w1[0, 1:], w2[:, 0] = 3.0, 0.0, 6.0  # conv 1's channel 0 reads only the dead input channel
     inits = {"w1": w1[:, :, None, None], "b1": rng.standard_normal(cin) * 0.1, "w2": w2[:, :, None, None],
              "b2": rng.standard_normal(cout) * 0.1}
-    g = helper.make_graph([helper.make_node("Conv", ["input", "w1", "b1"], ["h"]),
-                           helper.make_node("Conv", ["h", "w2", "b2"], ["y"])], "two_convs",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, cin, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, 8, 8])],
-                          initializer=[numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
+    _save_convs(path, [helper.make_node("Conv", ["input", "w1", "b1"], ["h"]),
+                       helper.make_node("Conv", ["h", "w2", "b2"], ["y"])], inits, (cin, cout, 8))
 
 
 def _dead_channel_maps(n: int, seed: int, cin: int = 16) -> list[dict]:
