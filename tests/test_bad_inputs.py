@@ -345,10 +345,10 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
     (a tiny CNN, end to end, ~15 s)."""
     import numpy as np
 
-    from tiny_models import FACTORY
+    from tiny_models import FACTORY, photo_calibration
 
     (tmp_path / "tiny.py").write_text(FACTORY)
-    np.save(tmp_path / "calib.npy", np.random.default_rng(1).standard_normal((16, 3, 16, 16)).astype(np.float32))
+    np.save(tmp_path / "calib.npy", photo_calibration(16))
     rc = main(["run", f"{tmp_path / 'tiny.py'}:make", "--input-shape", "3,16,16", "--exporter", "legacy",
                "--precision", "fp32,int8", "--calibration", str(tmp_path / "calib.npy"), "--num-calibration", "16",
                "--runs", "2", "--warmup", "0", "--num-validation", "4", "--no-layers", "--out", str(tmp_path / "o")])

@@ -3,7 +3,8 @@
 `make_bench_dir(path)` runs `edgeport export tiny.py:make --input-shape 3,16,16 --precision fp32,int8` on a tiny
 CNN (conv-BN-ReLU, depthwise, pointwise, global pool, linear; 10 classes), calibrated on 16 random NCHW arrays. The
 folder then holds exactly what a user's export holds: model.onnx (NCHW), model_fp32.tflite and model_int8.tflite
-(NHWC, int8 input/output), model_int8.onnx (QDQ) and a report.json that lists them.
+(NHWC, int8 input/output), model_int8.onnx (QDQ) and a report.json that lists them. Its calibration .npy holds
+bundled photos (`photo_calibration`), the distribution validation checks on.
 
 `TWO_OUTPUT_FACTORY` is a user-style factory file with two outputs from one input (a 4-class map and 10 logits;
 `make(seg_only=True)` returns the map alone); `cached_two_output_dir` exports it the same way: what validation and
@@ -97,6 +98,18 @@ def two_input_model(ids_type=None, *, gather: bool = False):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def photo_calibration(num: int) -> np.ndarray:
+    """`num` NCHW calibration arrays (3x16x16) from the bundled photos under the ImageNet contract a factory model
+    gets by default: what a user saves as `calib.npy`, drawn from the distribution `validate`'s held-out photos come
+    from (random-normal arrays would calibrate INT8 ranges for data the model is never checked on)."""
+    from edgeport.calibration import Split, load_samples
+    from edgeport.export.checkpoint import user_spec
+
+    spec = user_spec("tiny", SHAPE_NCHW[1:])
+    return load_samples("default", model_spec=spec, input_shape=SHAPE_NCHW[1:], split=Split.CALIBRATION, num=num,
+                        seed=0).array().astype(np.float32)
+
+
 def make_bench_dir(path: Path, *, factory: str = FACTORY) -> Path:
     """`edgeport export` of the tiny CNN (or another `factory` source with a `make()`, input 3x16x16) into `path`
     (fp32 + INT8). Raises AssertionError if the export fails."""
@@ -106,8 +119,7 @@ def make_bench_dir(path: Path, *, factory: str = FACTORY) -> Path:
     work = path.parent / (path.name + "-src")
     work.mkdir(parents=True, exist_ok=True)
     (work / "tiny.py").write_text(factory)
-    rng = np.random.default_rng(1)
-    np.save(work / "calib.npy", rng.standard_normal((16, *SHAPE_NCHW[1:])).astype(np.float32))
+    np.save(work / "calib.npy", photo_calibration(16))
     rc = main(["--quiet", "export", f"{work / 'tiny.py'}:make", "--input-shape", "3,16,16", "--out", str(path),
                "--exporter", "legacy", "--precision", "fp32,int8", "--calibration", str(work / "calib.npy"),
                "--num-calibration", "16"])
