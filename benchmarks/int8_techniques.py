@@ -8,10 +8,14 @@ Checkpoints (real or trained weights only):
   photographs' calibration split (64 crops), validated on 128 crops of the *other* photos; reference: torch.
 - `ppocr_cls`: PaddleOCR's direction classifier (ch_ppocr_mobile_v2.0_cls_infer.onnx in rapidocr-onnxruntime 1.4.4),
   input 3x48x192 with PaddleOCR's cls preprocessing (resize to height 48 keeping the aspect ratio, width at most
-  192, (x/255 - 0.5)/0.5, zero padding to width 192). Calibration: line crops of scikit-image's `page()` scan and
-  text rendered with PIL from one word list; validation: crops of `text()` and text rendered from a disjoint word
-  list at other sizes; half of each set is turned 180 degrees (what the classifier detects). Reference: the ONNX
-  file in ONNX Runtime (outputs are the two class probabilities).
+  192, (x/255 - 0.5)/0.5, zero padding to width 192). It sees what PaddleOCR feeds it: printed text-line boxes from
+  the detector. Calibration: strips of the upper part of scikit-image's `page()` scan and words rendered with PIL's
+  default font; validation: the text lines PP-OCR's own detector (ch_PP-OCRv4_det in the same wheel) finds in the
+  lower part of `page()` (whole and halved), and phrases from a disjoint word list rendered in the 8 fonts
+  matplotlib ships, at other sizes, with scan/photo noise (blur, tilt, contrast, inverted); half of each set is
+  turned 180 degrees, so the true orientation is known (the task accuracy is reported beside the agreement).
+  Reference: the ONNX file in ONNX Runtime (outputs are the two class probabilities). `text()` (handwritten
+  formulas at a slant, which the float model itself reads at chance) is measured as a separate probe.
 - `shufflenet_v2_cifar_x0_5`: trained on scikit-learn digits (calibration/checkpoints), 64 calibration digits from
   the train split, all 540 held-out digits; reference: torch.
 
@@ -63,8 +67,9 @@ def _digits_model(work: Path):
                          builder_args={"num_classes": 10})
     export_onnx(src.module.eval(), input_shape=(1, *src.spec.input_shape), path=work / "model.onnx")
     cal = load_samples("digits", model_spec=src.spec, split=Split.CALIBRATION, num=64, seed=0)
-    val = load_samples("digits", model_spec=src.spec, split=Split.VALIDATION, num=None, seed=0)
-    return cal, val.array(), _torch_ref(src, val.array()), "digits-trained, 64 train / 540 held-out digits"
+    val = load_samples("digits", model_spec=src.spec, split=Split.VALIDATION, num=None, seed=0, labelled=True)
+    return (cal, val.array(), _torch_ref(src, val.array()), "digits-trained, 64 train / 540 held-out digits",
+            np.asarray(val.labels), {})
 
 
 def _torch_ref(src, x):
@@ -84,7 +89,8 @@ def _lite0_model(work: Path):
     export_onnx(src.module.eval(), input_shape=(1, *src.spec.input_shape), path=work / "model.onnx")
     cal = load_samples("default", model_spec=src.spec, split=Split.CALIBRATION, num=64, seed=0)
     val = load_samples("default", model_spec=src.spec, split=Split.VALIDATION, num=128, seed=0)
-    return cal, val.array(), _torch_ref(src, val.array()), "ImageNet checkpoint, 64 / 128 held-out photo crops"
+    return (cal, val.array(), _torch_ref(src, val.array()), "ImageNet checkpoint, 64 / 128 held-out photo crops",
+            None, {})
 
 
 def _cls_input(gray: np.ndarray) -> np.ndarray:
@@ -115,6 +121,71 @@ def _rendered(words, sizes, seed: int) -> list[np.ndarray]:
     return crops
 
 
+FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Italic.ttf",
+         "DejaVuSansMono.ttf", "cmr10.ttf", "cmss10.ttf", "STIXGeneral.ttf")
+
+
+def _rendered_lines(phrases, sizes, seed: int) -> list[np.ndarray]:
+    """Each phrase in each of matplotlib's shipped FONTS, one size per crop, with what a scan or a photo adds:
+    uneven background, blur, a small tilt, noise; one crop in six light text on dark."""
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    rng = np.random.default_rng(seed)
+    crops = []
+    for k, (phrase, font_file) in enumerate((p, f) for p in phrases for f in FONTS):
+        size = int(sizes[k % len(sizes)])
+        font = ImageFont.truetype(str(fonts / font_file), size)
+        left, top, right, bottom = font.getbbox(phrase)
+        pad = int(rng.integers(3, 10))
+        bg, fg = int(rng.integers(170, 256)), int(rng.integers(0, 90))
+        if k % 6 == 5:
+            bg, fg = 255 - bg, 255 - fg
+        img = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), bg)
+        ImageDraw.Draw(img).text((pad - left, pad - top), phrase, fill=fg, font=font)
+        img = img.rotate(float(rng.uniform(-3, 3)), resample=Image.BILINEAR, expand=True, fillcolor=bg)
+        img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
+        a = np.asarray(img, np.float32)
+        a = a + np.linspace(0, rng.uniform(-25, 25), a.shape[1])[None] + rng.normal(0, rng.uniform(2, 9), a.shape)
+        crops.append(np.clip(a, 0, 255).astype(np.uint8))
+    return crops
+
+
+def _detected_lines(gray: np.ndarray, *, min_row: int) -> list[np.ndarray]:
+    """The text-line boxes PP-OCR's detector (ch_PP-OCRv4_det in rapidocr-onnxruntime) finds in `gray` below
+    `min_row`, each whole and halved: PaddleOCR's det preprocessing (ImageNet mean/std, sides a multiple of 32),
+    probability map > 0.3, each connected region's box grown by its area * 1.5 / perimeter (DBNet's unclip)."""
+    import importlib.util
+
+    from PIL import Image
+    from scipy import ndimage
+
+    from edgeport.validation import run_artifact
+
+    det = Path(importlib.util.find_spec("rapidocr_onnxruntime").origin).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+    h, w = gray.shape
+    hh, ww = int(np.ceil(h / 32) * 32), int(np.ceil(w / 32) * 32)
+    rgb = np.asarray(Image.fromarray(gray).convert("RGB").resize((ww, hh), Image.BILINEAR), np.float32) / 255
+    x = ((rgb - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)[None].astype(np.float32)
+    prob = np.asarray(run_artifact(det, x))[0, 0]
+    labels, _ = ndimage.label(prob > 0.3)
+    crops = []
+    for sl in ndimage.find_objects(labels):
+        y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+        if y1 - y0 < 3 or x1 - x0 < 6:
+            continue
+        grow = (y1 - y0) * (x1 - x0) * 1.5 / (2 * ((y1 - y0) + (x1 - x0)))
+        top, bot = max(0, int((y0 - grow) * h / hh)), min(h, int(np.ceil((y1 + grow) * h / hh)))
+        left, right = max(0, int((x0 - grow) * w / ww)), min(w, int(np.ceil((x1 + grow) * w / ww)))
+        if top < min_row:
+            continue
+        line = gray[top:bot, left:right]
+        mid = line.shape[1] // 2
+        crops += [line, line[:, :mid], line[:, mid:]]
+    return crops
+
+
 def _scan_crops(gray: np.ndarray, *, height: int, step: int, width: int) -> list[np.ndarray]:
     out = []
     for y in range(0, gray.shape[0] - height, step):
@@ -138,20 +209,26 @@ def _ppocr_cls_model(work: Path):
     src = resolve_source(str(path), input_shape=(1, 3, 48, 192))
     onnx.save(simplify_onnx(src.onnx_model()), str(work / "model.onnx"))
     page, text = skimage.data.page(), skimage.data.text()
-    cal_crops = (_scan_crops(page, height=28, step=10, width=130) + _scan_crops(page, height=40, step=20, width=200)
+    upper = page[:92]  # calibration; the detected lines below row 95 are held out
+    cal_crops = (_scan_crops(upper, height=28, step=8, width=130) + _scan_crops(upper, height=40, step=16, width=200)
                  + _rendered([w for w in CALIB_WORDS for _ in (22, 30, 38)], (22, 30, 38), seed=0))
-    val_crops = (_scan_crops(text, height=60, step=14, width=220) + _scan_crops(text, height=44, step=14, width=150)
-                 + _rendered([w for w in VALID_WORDS for _ in (18, 26, 34, 44)], (18, 26, 34, 44), seed=1))
+    phrases = [" ".join(VALID_WORDS[(3 * k + j) % len(VALID_WORDS)] for j in range(1 + k % 3)) for k in range(24)]
+    page_lines = _detected_lines(page, min_row=95)
+    val_crops = page_lines + _rendered_lines(phrases, (20, 28, 36, 48), seed=1)
 
-    def arrays(crops):  # every other crop turned 180 degrees
+    def arrays(crops):  # every other crop turned 180 degrees: label 1
         return np.stack([_cls_input(c[::-1, ::-1] if k % 2 else c) for k, c in enumerate(crops)])
 
     xc, xv = arrays(cal_crops), arrays(val_crops)
+    labels = np.arange(len(xv)) % 2
     name = onnx.load(str(work / "model.onnx")).graph.input[0].name
     cal = [{name: x[None]} for x in xc]
     ref = run_artifact(work / "model.onnx", xv)
-    return cal, xv, ref, (f"PaddleOCR direction classifier, {len(xc)} calibration crops (page() + rendered), "
-                          f"{len(xv)} held-out (text() + other rendered words)")
+    probe = arrays(_scan_crops(text, height=60, step=14, width=220) + _scan_crops(text, height=44, step=14, width=150))
+    extra = {"text() handwriting": (probe, run_artifact(work / "model.onnx", probe), np.arange(len(probe)) % 2)}
+    return cal, xv, ref, (f"PaddleOCR direction classifier, {len(xc)} calibration crops (upper page() + rendered), "
+                          f"{len(xv)} held-out printed lines ({len(page_lines)} detected in lower page(), "
+                          f"{len(xv) - len(page_lines)} rendered in 8 fonts), half turned 180°"), labels, extra
 
 
 MODELS = {"efficientnet_lite0": _lite0_model, "ppocr_cls": _ppocr_cls_model,
@@ -164,20 +241,30 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
     from edgeport.validation import run_artifact
 
     work.mkdir(parents=True, exist_ok=True)
-    cal, xv, ref, desc = MODELS[name](work)
+    cal, xv, ref, desc, labels, probes = MODELS[name](work)
     row = {"model": name, "data": desc, "num_calibration": len(cal), "num_validation": int(len(xv)), "rows": []}
+    if labels is not None:
+        row["reference_accuracy"] = _accuracy(ref, labels)
     for method, bc, cle, rounding in techniques:
         t = time.perf_counter()
         res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}_{cle}_{rounding}", precisions=["int8"],
                       calibration=cal, calibration_method=method, bias_correction=bc,
                       bias_correction_samples=0 if bc == "none" else 8, equalize=cle, weight_rounding=rounding)
         seconds = time.perf_counter() - t
-        m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))
+        m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))  # the one definition of each metric
         r = {"method": method, "bias_correction": bc, "equalize": cle, "weight_rounding": rounding,
              "top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"], "convert_s": round(seconds, 1),
              "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
              "weight_rounding_s": round(res.timings.get("weight_rounding_s", 0.0), 1),
              "calibration": res.calibration}
+        y = run_artifact(res.artifacts["int8"], xv)
+        if labels is not None:
+            r["accuracy"] = _accuracy(y, labels)
+        for probe, (xp, refp, lp) in probes.items():
+            mp = parity_metrics(refp, run_artifact(res.artifacts["int8"], xp))
+            r.setdefault("probes", {})[probe] = {
+                "top1_agreement": mp["top1_agreement"], "sqnr_db": mp["sqnr_db"], "reference_accuracy":
+                _accuracy(refp, lp), "accuracy": _accuracy(run_artifact(res.artifacts["int8"], xp), lp)}
         row["rows"].append(r)
         log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} {rounding:<8} "
             f"top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
@@ -185,19 +272,34 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
     return row
 
 
+def _accuracy(outputs, labels) -> float:
+    """Share of samples whose top class (the first output) is the label."""
+    y = np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
+    return float((y.reshape(len(y), -1).argmax(1) == np.asarray(labels)).mean())
+
+
 def markdown(rows: list[dict], cpu: str) -> str:
     lines = ["| checkpoint | range method | bias correction | CLE | weight rounding | top-1 agreement % | "
-             "output SQNR dB | INT8 conversion s |", "|---|---|---|---|---|---:|---:|---:|"]
+             "output SQNR dB | task accuracy % (float) | INT8 conversion s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         best = max(r["rows"], key=lambda x: (round(x["sqnr_db"], 1), x["top1_agreement"]))
         for x in r["rows"]:
             method = x["method"] + (f" → {x['calibration']['tflite_method']}" if x["method"] == "auto" else "")
             cle = f"{x['calibration']['equalization']['pairs']} pairs" if x["equalize"] else "-"
             cells = [r["model"], method, x["bias_correction"], cle, x.get("weight_rounding", "nearest"),
-                     f"{100 * x['top1_agreement']:.1f}", f"{x['sqnr_db']:.1f}", f"{x['convert_s']:.1f}"]
+                     f"{100 * x['top1_agreement']:.1f}", f"{x['sqnr_db']:.1f}",
+                     f"{100 * x['accuracy']:.1f} ({100 * r['reference_accuracy']:.1f})" if "accuracy" in x else "-",
+                     f"{x['convert_s']:.1f}"]
             if x is best:
                 cells[1:7] = [f"**{c}**" for c in cells[1:7]]
             lines.append("| " + " | ".join(cells) + " |")
+    for r in rows:
+        for probe in sorted({k for x in r["rows"] for k in x.get("probes", {})}):
+            got = [x["probes"][probe] for x in r["rows"] if probe in x.get("probes", {})]
+            agree = [g["top1_agreement"] for g in got]
+            lines += ["", f"Probe, {r['model']} on {probe} (not a target: the float model's own accuracy there is "
+                          f"{100 * got[0]['reference_accuracy']:.1f} %): top-1 agreement {100 * min(agree):.1f}–"
+                          f"{100 * max(agree):.1f} % over the {len(got)} techniques."]
     lines += ["", "Data: " + "; ".join(f"{r['model']}: {r['data']}" for r in rows) + ".",
               f"Machine: {cpu} (shared by several jobs: conversion times are indicative). **Bold**: the best output "
               "SQNR per checkpoint."]
@@ -205,7 +307,8 @@ def markdown(rows: list[dict], cpu: str) -> str:
 
 
 def _merged(saved: list[dict], new: list[dict]) -> list[dict]:
-    """The saved per-model rows with the newly measured techniques replaced (or added), in TECHNIQUES order."""
+    """The saved per-model rows with the newly measured techniques replaced (or added), in TECHNIQUES order; a
+    re-measured model's data description and reference figures are the new ones."""
     def key(x):
         return x["method"], x["bias_correction"], x["equalize"], x.get("weight_rounding", "nearest")
 
@@ -213,8 +316,10 @@ def _merged(saved: list[dict], new: list[dict]) -> list[dict]:
     out = []
     for r in saved:
         if r["model"] in fresh:
-            rows = {key(x): x for x in r["rows"]} | {key(x): x for x in fresh.pop(r["model"])["rows"]}
-            r = {**r, "rows": [rows[k] for k in TECHNIQUES if k in rows]}
+            new_r = fresh.pop(r["model"])
+            kept = r["rows"] if r.get("data") == new_r["data"] else []  # never mix rows of two held-out sets
+            rows = {key(x): x for x in kept} | {key(x): x for x in new_r["rows"]}
+            r = {**r, **new_r, "rows": [rows[k] for k in TECHNIQUES if k in rows]}
         out.append(r)
     return out + list(fresh.values())
 
@@ -238,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/calibration.md")
     ap.add_argument("--rounding", choices=["nearest", "adaptive", "sequential"],
                     help="run only the techniques with this weight rounding; their rows replace the same rows of the "
-                         "saved results (benchmarks/results/int8_techniques.json), the others are kept")
+                         "saved results (benchmarks/results/int8_techniques.json), the others are kept (so do the "
+                         "models not named in --models)")
     args = ap.parse_args(argv)
     host = cpu_features()
     feats = host.to_dict()
@@ -248,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     print(cpu, flush=True)
     techniques = [x for x in TECHNIQUES if args.rounding in (None, x[3])]
     rows = [run_model(m, work=args.work / m, techniques=techniques) for m in args.models]
-    if args.rounding is not None and RESULTS.exists():
+    if RESULTS.exists() and (args.rounding is not None or set(args.models) != set(MODELS)):
         rows = _merged(json.loads(RESULTS.read_text())["models"], rows)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"cpu": host.to_dict(), "models": rows}, indent=1, default=str) + "\n")
