@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from edgeport.console import EXIT_OK, Console, plain, random_weights_line, step_progress
 from edgeport.options import ConvertOptions, SourceOptions, add_source_argument
-from edgeport.report import Report, float_op_lines, new_report
+from edgeport.report import Report, float_op_lines, new_report, xnnpack_lines
 
 
 # ---- models -----------------------------------------------------------------------------------------------------
@@ -124,6 +124,8 @@ def print_export_summary(report: Report, con: Console) -> None:
     if (info.get("onnx") or {}).get("exporter_note"):
         con.print(plain(info["onnx"]["exporter_note"]))
     for line in float_op_lines(info):
+        con.print(plain(line))
+    for line in xnnpack_lines(info):
         con.print(plain(line))
     sp = next((i.get("shuffle_pass_stats") for i in info.values() if (i.get("shuffle_pass_stats") or {}).get("found")),
               None)

@@ -420,6 +420,13 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
         tables.append(("INT8 ops kept float (DEQUANTIZE / QUANTIZE around them)",
                        ["artifact", "onnx op", "count", "tflite ops", "why"],
                        [[a, op, str(n), "+".join(tfl) or "-", why] for a, op, tfl, n, why in floats]))
+    xnn = [[a, str(x.get("partitions")), "yes" if x.get("complete") else "NO",
+            ", ".join(f"{op} x{n}" for op, n in (x.get("builtin_ops") or {}).items()) or x.get("error") or "-",
+            x.get("runtime") or "-"]
+           for a, x in ((a, (i or {}).get("xnnpack")) for a, i in (data.get("artifact_info") or {}).items()) if x]
+    if xnn:
+        tables.append(("XNNPACK coverage (the default CPU delegate; ops it leaves run on TFLite's builtin kernels)",
+                       ["artifact", "partitions", "whole graph", "left to builtin kernels", "runtime"], xnn))
     gpu = _gpu_rows(data.get("artifact_info") or {})
     if gpu:
         tables.append(("GPU delegate readiness (ops the TFLite GPU delegate takes; the rest fall back to the CPU)",

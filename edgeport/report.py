@@ -293,6 +293,23 @@ def float_op_lines(info: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {op} x{n} (TFLite {'+'.join(tfl) or '-'}): {why}")
     return lines
 
+def xnnpack_lines(info: Mapping[str, Any]) -> list[str]:
+    """What the terminal says of a TFLite artifact that XNNPACK does not run whole (artifact_info.<a>.xnnpack, written
+    by the conversion): one line each, naming the ops left to the builtin kernels and why; nothing when it does."""
+    lines = []
+    for art, i in (info or {}).items():
+        x = (i or {}).get("xnnpack")
+        if not x or x.get("complete"):
+            continue
+        if x.get("error"):
+            lines.append(f"{art}: XNNPACK cannot prepare it: {x['error']}")
+            continue
+        left = ", ".join(f"{op} x{n}" for op, n in (x.get("builtin_ops") or {}).items()) or "-"
+        lines.append(f"{art}: XNNPACK runs it in {x['partitions']} partitions, not whole; left to TFLite's builtin "
+                     f"kernels: {left} ({x.get('why', '')})")
+    return lines
+
+
 # ---- the schema -------------------------------------------------------------------------------------------------
 class Fold(str, enum.Enum):
     """How a step's value for a section is written: replace it, merge by key (dicts), or append (lists)."""

@@ -84,6 +84,8 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
             "layout_transposes": result.layout_transposes,
             "boundary_transposes": result.boundary_transposes,
             "gpu": gpu_readiness(out / Path(path).name).to_json(),
+            # what the default CPU delegate runs, and the ops it leaves to the builtin kernels (export/tflite/xnnpack.py)
+            "xnnpack": _xnnpack(out / Path(path).name),
         }
         if p is Precision.INT8 and result.bias_correction is not None:
             info[kind.value]["bias_correction"] = result.bias_correction
@@ -109,6 +111,17 @@ def tflite_step(*, onnx_path: str | Path, source: LoadedSource, options: Convert
                        "onnx_int8_method": ort_method.value, **(result.calibration or {})}
     return ConvertStepResult(artifacts=artifacts, info=info, ops=ops, conversion=conversion, calibration=calibration,
                              shuffle_pass=result.shuffle_pass or {})
+
+
+def _xnnpack(path: Path) -> dict:
+    """artifact_info.<tflite artifact>.xnnpack: what XNNPACK runs (export/tflite/xnnpack.py); a model the delegate
+    cannot prepare is recorded with the interpreter's message (validation then runs it and says what fails)."""
+    from edgeport.export.tflite.xnnpack import xnnpack_coverage
+
+    try:
+        return xnnpack_coverage(path).to_json()
+    except (RuntimeError, ValueError) as exc:
+        return {"partitions": 0, "complete": False, "builtin_ops": {}, "error": str(exc).splitlines()[0][:300]}
 
 
 def _announcer(on_stage):

@@ -111,6 +111,14 @@ def test_ppocr_cls_opset11_fp32_and_int8(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "report.json").read_text())
     assert rep["artifact_info"]["onnx_int8"]["opset_upgraded"] == {"from": 11, "to": 13}
+    # the default CPU delegate does not run this INT8 model whole: report.json and the terminal name what it leaves
+    xnn = rep["artifact_info"]["tflite_int8"]["xnnpack"]
+    assert not xnn["complete"] and xnn["partitions"] > 1 and xnn["builtin_ops"].get("HARD_SWISH", 0) > 0, xnn
+    assert "builtin kernels" in xnn["why"] and xnn["runtime"].startswith("ai-edge-litert ")
+    assert rep["artifact_info"]["tflite_fp32"]["xnnpack"] == {**rep["artifact_info"]["tflite_fp32"]["xnnpack"],
+                                                              "complete": True, "builtin_ops": {}}
+    assert f"tflite_int8: XNNPACK runs it in {xnn['partitions']} partitions, not whole" in r.stdout
+    assert "HARD_SWISH x" in r.stdout and "tflite_fp32: XNNPACK" not in r.stdout
     result = validate_dir(out, num=16)
     assert result.parity["tflite_fp32"]["cosine_mean"] > 0.99999 and not result.failures
     assert result.parity["onnx_int8"]["cosine_mean"] > 0.95 and result.parity["tflite_int8"]["cosine_mean"] > 0.95

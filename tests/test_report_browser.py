@@ -108,6 +108,8 @@ def test_report_renders_with_every_plot_and_table_and_no_request(report_dir, tmp
         assert tid in ids and ids[tid]["rows"] >= 2, (tid, sorted(ids))
     assert ids["table-summary"]["rows"] == 1 + 4  # header + four artifacts
     assert any(t.startswith("table-accuracy") for t in ids)
+    xnn = next(t for t in ids if t.startswith("table-xnnpack"))  # one row per TFLite artifact
+    assert ids[xnn]["rows"] == 1 + 2, (xnn, ids[xnn])
     # self-contained: no external reference in the DOM, no request made by the page
     assert all(u.startswith(("data:", "#")) for u in dom.links), dom.links
     assert "url(http" not in dom_text

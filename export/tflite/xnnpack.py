@@ -17,6 +17,19 @@ class XnnpackCoverage:
     complete: bool
     builtin_ops: dict[str, int] = field(default_factory=dict)
 
+    runtime: str = ""  # the interpreter package and version that decided it: another runtime may take more
+
+    WHY = ("the XNNPACK delegate of {runtime} takes no kernel for them at this precision or with these parameters: "
+           "they run on TFLite's builtin kernels, and each hand-over between the partitions costs a copy")
+
+    def to_json(self) -> dict:
+        """report.json artifact_info.<tflite artifact>.xnnpack."""
+        out = {"partitions": self.partitions, "complete": self.complete, "builtin_ops": dict(self.builtin_ops),
+               "runtime": self.runtime}
+        if not self.complete:
+            out["why"] = self.WHY.format(runtime=self.runtime or "this TFLite runtime")
+        return out
+
     def __str__(self) -> str:
         if self.complete:
             return "all"
@@ -53,6 +66,8 @@ def _builtin_ops(ops: list[dict], graph_outputs: set[int]) -> dict[str, int]:
 
 def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
     """Load the model with the default delegates (XNNPACK, 1 thread) and report what XNNPACK runs."""
+    from importlib.metadata import version
+
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(tflite_path), num_threads=1)
@@ -62,4 +77,5 @@ def xnnpack_coverage(tflite_path: str | os.PathLike) -> XnnpackCoverage:
     outputs = {d["index"] for d in it.get_output_details()}
     complete = len(delegates) == 1 and {int(t) for t in delegates[0]["outputs"]} == outputs
     return XnnpackCoverage(partitions=len(delegates), complete=complete,
-                           builtin_ops={} if complete else _builtin_ops(ops, outputs))
+                           builtin_ops={} if complete else _builtin_ops(ops, outputs),
+                           runtime=f"ai-edge-litert {version('ai-edge-litert')}")
