@@ -326,8 +326,7 @@ def _hard_sigmoid_net(path: Path) -> None:
 def test_empirical_bias_correction_ignores_values_the_int8_tensor_cannot_hold(tmp_path):
     """A layer whose INT8 output range TensorFlow narrowed to a following clamp saturates there whatever its bias:
     that saturation is not a mean shift. Counting it (before the fix) moved the biases 16 steps and cost 11.6 dB
-    on this net (38.2 -> 26.6 dB held out; PP-OCRv4 det's binarized map IoU 0.76 -> 0.05); now the correction is
-    never worse than none here."""
+    on this net (38.2 -> 26.6 dB held out); now the correction is never worse than none here."""
     from edgeport.export.tflite import convert
     from edgeport.metrics import parity_metrics
     from edgeport.validation import run_artifact

@@ -11,8 +11,8 @@ corrected *after* the layers before it were corrected (the error it sees is the 
 - Fused ReLU/ReLU6: where the float output sits on a clamp bound, the pre-activation error is unknown, so only
   positions strictly inside the activation's range count toward the channel mean; likewise only positions inside
   the range the INT8 output tensor can represent (TensorFlow narrows it to a clamp that follows, e.g. the Minimum of
-  a hard-sigmoid written as ReLU + Minimum: measured on PP-OCRv4 det, counting that saturation as a mean shift moved
-  a layer's bias 16 steps and the detection map's binarized IoU fell from 0.76 to 0.05).
+  a hard-sigmoid written as ReLU + Minimum: counting that saturation as a mean shift moved the bias by the full
+  16-step bound; on a conv -> hard-sigmoid -> conv net, 38.2 dB without correction fell to 26.6 dB).
 - The correction is bounded by the channel's own quantization step times `max_steps` per pass and applied only
   where it lowers the squared error on the calibration samples, so it can never make a layer worse on them.
 - Only biases change; weights, scales and zero-points stay exactly as TensorFlow's quantizer chose them.
