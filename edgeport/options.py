@@ -242,6 +242,11 @@ class ValidateOptions(_Options):
 
     num_validation: int | None = field(default=None, metadata={"cli": _flag(
         "--num-validation", type=int, help="number of held-out samples")})
+    samples: str | None = field(default=None, metadata={"cli": _flag(
+        "--samples", metavar="SOURCE",
+        help="held-out data for validation and device parity: default, digits, a folder of images, or an .npy/.npz "
+             "(keyed by input name for several inputs); default: the calibration source when it is default or "
+             "digits, else the bundled photos. Never the calibration samples themselves")})
     layers: bool = True
 
 

@@ -64,6 +64,12 @@ def calibration_fingerprint(spec: str) -> dict:
                                              q.stat().st_mtime_ns) for q in files])}
 
 
+def _samples_key(samples: str | None) -> dict:
+    """The validation data's part of a step key: nothing for the default choice (keys of earlier runs stay valid),
+    else what `calibration_fingerprint` says of it (the files' sizes and mtimes for a folder or an array file)."""
+    return {} if samples is None else {"samples": calibration_fingerprint(samples)}
+
+
 @dataclass
 class StepResult:
     name: str
@@ -191,6 +197,20 @@ def preflight(*, source: SourceOptions, convert: ConvertOptions, bench: BenchOpt
     return src, parsed
 
 
+def check_validation_samples(samples: str | None) -> None:
+    """`--samples` names data that exists (a folder, an .npy/.npz, default, digits): checked before any work, so a
+    typo does not surface after the conversion."""
+    if samples is None:
+        return
+    from edgeport.calibration import parse_source
+
+    try:
+        parse_source(samples)
+    except CalibrationError:
+        raise CalibrationError(f"--samples {samples!r} is neither a folder, an .npy/.npz file nor one of default, "
+                               "digits", hint="pass the held-out data to validate on") from None
+
+
 def check_conversion_options(options: ConvertOptions) -> None:
     """The conversion checks that need neither the model nor torch / TensorFlow (each bad value fails in about a
     second, before the source is loaded): known precisions; for int8 a parsable --calibration, a positive
@@ -259,6 +279,7 @@ def run_pipeline(*, source: SourceOptions, out_dir: str | Path, convert: Convert
                          checkpoint=source.checkpoint if source.checkpoint is not None else default_checkpoint())
     if bench.runs < 1 or bench.warmup < 0:
         raise EdgeportError("--runs must be >= 1 and --warmup >= 0")
+    check_validation_samples(validate.samples)
     src, parsed_targets = preflight(source=source, convert=convert, bench=bench, out_dir=out_dir, console=console)
     out = prepare_out_dir(out_dir)
     plan = RunPlan(src, parsed_targets, convert, validate, bench, source.exporter, source.opset, source.trust)
@@ -326,12 +347,13 @@ def _validate_step(runner: Runner, plan: RunPlan, k_convert: str) -> None:
 
     out = runner.out
     do_layers = plan.validate.layers and "int8" in plan.convert.precisions
-    key = _hash({"up": k_convert, "n": plan.validate.num_validation, "layers": do_layers})
+    key = _hash({"up": k_convert, "n": plan.validate.num_validation, "layers": do_layers,
+                 **_samples_key(plan.validate.samples)})
 
     def validate() -> list[str]:
         with captured_native_output():
-            validate_dir(out, num=plan.validate.num_validation, layers=do_layers, trust=plan.trust, save=True,
-                         layers_plot=False)  # the report draws its own per-layer plot
+            validate_dir(out, num=plan.validate.num_validation, samples=plan.validate.samples, layers=do_layers,
+                         trust=plan.trust, save=True, layers_plot=False)  # the report draws its own per-layer plot
         return []
 
     runner.step("validate", key, validate,
@@ -347,10 +369,11 @@ def _bench_step(runner: Runner, plan: RunPlan, k_convert: str, target) -> None:
     settings = BenchSettings(threads=tuple(b.threads), runs=b.runs, warmup=b.warmup, min_seconds=b.min_seconds,
                              cooldown_s=b.cooldown, max_temp_c=b.max_temp)
     key = _hash({"up": k_convert, "target": target.url, "threads": b.threads, "runs": b.runs, "warmup": b.warmup,
-                 **({"min_seconds": b.min_seconds} if b.min_seconds else {})})
+                 **({"min_seconds": b.min_seconds} if b.min_seconds else {}), **_samples_key(plan.validate.samples)})
 
     def do_bench() -> list[str]:
-        held = held_out_samples(out, num=PARITY_SAMPLES, trust=plan.trust)  # validate's samples, every input
+        # validate's samples, every input: a device is checked on what validation checked
+        held = held_out_samples(out, num=PARITY_SAMPLES, samples=plan.validate.samples, trust=plan.trust)
         with captured_native_output():
             outcome = bench(out_dir=out, target=target, settings=settings, parity_inputs=held.arrays(),
                             options=TargetOptions(timeout_s=b.timeout, ssh_config=b.ssh_config))
@@ -398,4 +421,4 @@ def failed_checks(report: Report) -> list[str]:
 
 
 __all__ = ["DEFAULT_MODEL", "Runner", "RunPlan", "StepResult", "default_checkpoint", "failed_checks", "preflight",
-           "check_conversion_options", "preflight_conversion", "run_pipeline"]
+           "check_conversion_options", "check_validation_samples", "preflight_conversion", "run_pipeline"]

@@ -151,6 +151,7 @@ def test_readers_refuse_a_changed_artifact(exported, tmp_path):
     (["export", NAME, "--input-shape", "3,abc,16", "--out", "o"], "--input-shape: '3,abc,16'"),
     (["export", NAME, "--input-shape", "3,100000,100000", "--out", "o"], "more than edgeport handles"),
     (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
+    (["run", NAME, "--samples", "no_such_folder", "--out", "o"], "--samples 'no_such_folder' is neither a folder"),
     (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
     (["bench", "nowhere", "--pin", "abc"], "expected CPU ids like 0,1 or 4-7, or big"),
     (["bench", "nowhere", "--target", "ssh://pi@host", "--remote-dir", "/tmp/$(reboot)"], "expected an absolute"),
@@ -364,6 +365,33 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
     assert all(re.search(r"\d+\.\ds$", s) for s in stages)
     export = out[out.index("[1/5] export ..."):out.index("[2/5] convert ...")]
     assert "· torch -> ONNX (legacy exporter) + simplify" in export and "· verify ONNX Runtime vs torch" in export
+
+
+@pytest.mark.slow
+def test_run_validates_and_checks_device_parity_on_the_users_samples(tmp_path, capsys):
+    """`edgeport run --samples FILE`: validation compares every artifact on the user's held-out arrays (all of them,
+    recorded as the source in report.json) instead of the bundled photos; device parity takes its inputs from the
+    same set, so a changed file re-runs both the validate and the bench step (the data is part of their keys)."""
+    import numpy as np
+
+    from tiny_models import FACTORY, photo_calibration
+
+    (tmp_path / "tiny.py").write_text(FACTORY)
+    np.save(tmp_path / "held.npy", photo_calibration(40)[-24:])  # 24 arrays the user keeps for validation
+    args = ["run", f"{tmp_path / 'tiny.py'}:make", "--input-shape", "3,16,16", "--exporter", "legacy",
+            "--precision", "fp32,int8", "--num-calibration", "16", "--samples", str(tmp_path / "held.npy"),
+            "--runs", "2", "--warmup", "0", "--no-layers", "--out", str(tmp_path / "o")]
+    assert main(args) == 0, capsys.readouterr().out
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert {rep["parity"][a]["n_samples"] for a in rep["parity"]} == {24}
+    assert str(tmp_path / "held.npy") in json.dumps(rep)
+    np.save(tmp_path / "held.npy", photo_calibration(40)[-12:])
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\[3/5\] validate\s+done", out) and re.search(r"\[4/5\] bench:local\s+done", out), out
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert {rep["parity"][a]["n_samples"] for a in rep["parity"]} == {12}
 
 
 # ---- item 16: random weights are said, once, where they matter -----------------------------------------------------
