@@ -187,7 +187,7 @@ def ranking_lines(decision: Recommendation) -> list[str]:
 def cmd_compare(args, con) -> int:
     from rich.table import Table
 
-    from edgeport.run import preflight, run_pipeline
+    from edgeport.run import check_validation_samples, preflight, run_pipeline
 
     if len(set(args.models)) != len(args.models):
         raise EdgeportError("a model is listed twice")
@@ -196,6 +196,7 @@ def cmd_compare(args, con) -> int:
     check_out_dir(args.out)
     convert, bench = ConvertOptions.from_args(args), BenchOptions.from_args(args)
     validate = ValidateOptions.from_args(args, layers=False)
+    check_validation_samples(validate.samples)  # before the compare folder exists
     decision_opts = DecisionOptions.from_args(args)
     bar = AccuracyBar(min_agreement=decision_opts.min_agreement, min_accuracy=decision_opts.min_accuracy)
     sources = {name: SourceOptions.from_args(args, source=src, checkpoint=ckpts.get(name))

@@ -152,6 +152,7 @@ def test_readers_refuse_a_changed_artifact(exported, tmp_path):
     (["export", NAME, "--input-shape", "3,100000,100000", "--out", "o"], "more than edgeport handles"),
     (["run", "--threads", "0", "--out", "o"], "thread counts must be >= 1"),
     (["run", NAME, "--samples", "no_such_folder", "--out", "o"], "--samples 'no_such_folder' is neither a folder"),
+    (["compare", NAME, NAME.replace("x0_5", "x1_0"), "--samples", "nope.npz", "--out", "o"], "--samples 'nope.npz'"),
     (["bench", "nowhere", "--target", "ssh://-oProxyCommand=x@host"], "must not start with '-'"),
     (["bench", "nowhere", "--pin", "abc"], "expected CPU ids like 0,1 or 4-7, or big"),
     (["bench", "nowhere", "--target", "ssh://pi@host", "--remote-dir", "/tmp/$(reboot)"], "expected an absolute"),
