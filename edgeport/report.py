@@ -293,6 +293,7 @@ def float_op_lines(info: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {op} x{n} (TFLite {'+'.join(tfl) or '-'}): {why}")
     return lines
 
+
 def xnnpack_lines(info: Mapping[str, Any]) -> list[str]:
     """What the terminal says of a TFLite artifact that XNNPACK does not run whole (artifact_info.<a>.xnnpack, written
     by the conversion): one line each, naming the ops left to the builtin kernels and why; nothing when it does."""
