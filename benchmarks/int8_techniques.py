@@ -237,45 +237,39 @@ MODELS = {"efficientnet_lite0": _lite0_model, "ppocr_cls": _ppocr_cls_model,
 
 def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
     from edgeport.export.tflite import convert
-    from edgeport.metrics import parity_metrics
+    from edgeport.metrics import accuracy, parity_metrics
     from edgeport.validation import run_artifact
 
     work.mkdir(parents=True, exist_ok=True)
     cal, xv, ref, desc, labels, probes = MODELS[name](work)
     row = {"model": name, "data": desc, "num_calibration": len(cal), "num_validation": int(len(xv)), "rows": []}
     if labels is not None:
-        row["reference_accuracy"] = _accuracy(ref, labels)
+        row["reference_accuracy"] = accuracy(ref, labels)
     for method, bc, cle, rounding in techniques:
         t = time.perf_counter()
         res = convert(work / "model.onnx", out_dir=work / f"{method}_{bc}_{cle}_{rounding}", precisions=["int8"],
                       calibration=cal, calibration_method=method, bias_correction=bc,
                       bias_correction_samples=0 if bc == "none" else 8, equalize=cle, weight_rounding=rounding)
         seconds = time.perf_counter() - t
-        m = parity_metrics(ref, run_artifact(res.artifacts["int8"], xv))  # the one definition of each metric
+        y = run_artifact(res.artifacts["int8"], xv)
+        m = parity_metrics(ref, y)  # the one definition of each metric
         r = {"method": method, "bias_correction": bc, "equalize": cle, "weight_rounding": rounding,
              "top1_agreement": m["top1_agreement"], "sqnr_db": m["sqnr_db"], "convert_s": round(seconds, 1),
              "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
              "weight_rounding_s": round(res.timings.get("weight_rounding_s", 0.0), 1),
              "calibration": res.calibration}
-        y = run_artifact(res.artifacts["int8"], xv)
         if labels is not None:
-            r["accuracy"] = _accuracy(y, labels)
+            r["accuracy"] = accuracy(y, labels)
         for probe, (xp, refp, lp) in probes.items():
-            mp = parity_metrics(refp, run_artifact(res.artifacts["int8"], xp))
-            r.setdefault("probes", {})[probe] = {
-                "top1_agreement": mp["top1_agreement"], "sqnr_db": mp["sqnr_db"], "reference_accuracy":
-                _accuracy(refp, lp), "accuracy": _accuracy(run_artifact(res.artifacts["int8"], xp), lp)}
+            yp = run_artifact(res.artifacts["int8"], xp)
+            mp = parity_metrics(refp, yp)
+            r.setdefault("probes", {})[probe] = {"top1_agreement": mp["top1_agreement"], "sqnr_db": mp["sqnr_db"],
+                                                 "reference_accuracy": accuracy(refp, lp), "accuracy": accuracy(yp, lp)}
         row["rows"].append(r)
         log(f"{name} {method:>10} + {bc:<9} {'+ CLE' if cle else '     '} {rounding:<8} "
             f"top-1 {100 * r['top1_agreement']:5.1f} %  SQNR {r['sqnr_db']:5.1f} dB  "
             f"{seconds:5.1f} s" + (f"  auto chose {res.calibration['tflite_method']}" if method == "auto" else ""))
     return row
-
-
-def _accuracy(outputs, labels) -> float:
-    """Share of samples whose top class (the first output) is the label."""
-    y = np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
-    return float((y.reshape(len(y), -1).argmax(1) == np.asarray(labels)).mean())
 
 
 def markdown(rows: list[dict], cpu: str) -> str:

@@ -31,13 +31,15 @@ def test_detector_cuts_the_printed_lines_of_the_lower_page():
 
 
 def test_cls_held_out_set_is_readable_by_the_float_model_and_the_probe_is_not(tmp_path):
+    from edgeport.metrics import accuracy
+
     b = _bench()
     cal, xv, ref, desc, labels, probes = b._ppocr_cls_model(tmp_path)
     assert len(cal) >= 80 and len(xv) >= 150, (len(cal), len(xv))
     assert abs(labels.mean() - 0.5) < 0.01  # half turned 180 degrees
     assert xv.shape[1:] == (3, 48, 192) and np.isfinite(xv).all()
-    acc = b._accuracy(ref, labels)
+    acc = accuracy(ref, labels)
     assert acc >= 0.85, f"float direction accuracy {acc:.3f} on the held-out printed lines"
     xp, refp, lp = probes["text() handwriting"]
-    assert b._accuracy(refp, lp) <= 0.7  # the probe is out of the model's domain, hence not a target
+    assert accuracy(refp, lp) <= 0.7  # the probe is out of the model's domain, hence not a target
     assert "held-out printed lines" in desc
