@@ -42,6 +42,14 @@ Task-level checks, for outputs whose kind says what they are:
   aligned between the two models, so no NMS or assignment is needed); 1.0 when no anchor is above the threshold.
   `boxes_reference` / `boxes_output` count the anchors above the threshold in each.
 
+The float32 bound (`fp32_rel_bound`): a float32 artifact must stay within max_abs_rel <= the spec's tolerance, or
+within FP32_NOISE_FACTOR times the model's own float noise floor when that is larger. The noise floor is the
+max_abs_rel between two correct float32 evaluations of the same file (edgeport.runtime.float_noise_floor: ONNX
+Runtime with all graph optimisations and with none; TFLite's XNNPACK delegate and its builtin kernels), the
+largest over the exported ONNX and the artifact judged. A deep model with a steep output (a sigmoid map fed by
+logits of +-20) differs from itself by more than 1e-4 that way; a converter bug (a wrong padding, a misread axis)
+shows in both evaluations alike and moves the output by orders of magnitude more than the floor.
+
 `HIGHER_IS_BETTER` says which way each metric's threshold points; `passes(metric, value, threshold)` applies it.
 """
 from __future__ import annotations
@@ -50,6 +58,17 @@ import enum
 import math
 
 import numpy as np
+
+FP32_NOISE_FACTOR = 10.0
+
+
+def fp32_rel_bound(tolerance: float, noise_floor: float | None) -> float:
+    """The max_abs_rel bound of a float32 artifact: `tolerance` (the spec's), widened to FP32_NOISE_FACTOR times
+    `noise_floor` (the model's own float noise, see the module docstring) when that is larger."""
+    if noise_floor is None or not math.isfinite(noise_floor):
+        return tolerance
+    return max(tolerance, FP32_NOISE_FACTOR * noise_floor)
+
 
 # metric -> True when larger is better (thresholds are lower bounds), False for error metrics (upper bounds)
 HIGHER_IS_BETTER = {

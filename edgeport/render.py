@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeport.files import atomic_write_bytes, atomic_write_text
 from edgeport.recommend import missed_thresholds, recommend
-from edgeport.report import device_parity_entries, float_op_groups, load_report
+from edgeport.report import device_parity_entries, float_op_groups, load_report, noise_floor_rows
 
 TRANSPOSE_OPS = {"TRANSPOSE", "Transpose"}
 PLOTS = ("latency", "tradeoff", "layers", "ops")
@@ -398,6 +398,10 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
         tables.append((f"Accuracy on {acc.get('samples', {}).get('count', '?')} labelled held-out samples "
                        f"({acc.get('samples', {}).get('source', '?')})", ["model", "accuracy", "drop (points)"],
                        [[a, _pct(v.get("accuracy")), _fmt(v.get("drop_points"))] for a, v in acc["artifacts"].items()]))
+    noisy = noise_floor_rows(data.get("parity") or {})
+    if noisy:
+        tables.append(("Float noise floor (float32 bound widened to 10x two correct float32 runs' disagreement)",
+                       ["artifact", "max_abs_rel", "bound", "noise floor", "measured between"], noisy))
     lat = data.get("latency") or []
     if lat:
         tables.append(("Latency", *latency_rows(lat)))

@@ -10,7 +10,7 @@ from edgeport.metrics import passes
 from edgeport.options import (BenchOptions, ConvertOptions, SourceOptions, ValidateOptions,
                               add_source_argument)
 from edgeport.recommend import Recommendation, recommend
-from edgeport.report import float_op_lines, xnnpack_lines
+from edgeport.report import float_op_lines, noise_floor_lines, xnnpack_lines
 
 
 # Columns dropped, in this order, when the table does not fit the terminal (report.md/html keep them all).
@@ -80,6 +80,8 @@ def cmd_run(args, con) -> int:
     for line in float_op_lines(report.get("artifact_info", {}) or {}):
         con.print(plain(line))
     for line in xnnpack_lines(report.get("artifact_info", {}) or {}):
+        con.print(plain(line))
+    for line in noise_floor_lines(report.get("parity", {}) or {}):
         con.print(plain(line))
     failures = report.get("failures", {})
     for step, msg in failures.items():

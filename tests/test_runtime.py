@@ -84,14 +84,16 @@ def test_engines_agree_on_the_exported_model(exported):
     assert device_parity_metrics(device=got, reference=ref)["cosine_min"] > 0.98
 
 
-def test_onnxruntime_basic_agrees_with_onnxruntime(exported):
-    """`onnxruntime-basic` (ORT with only the basic graph optimizations) runs the same exported graphs: fp32 to
-    float rounding, and the QDQ INT8 model (which `onnxruntime` fuses into integer kernels and basic does not)
-    closely, with the same top-1 on every sample."""
+@pytest.mark.parametrize("engine", ["onnxruntime-basic", "onnxruntime-unoptimized"])
+def test_onnxruntime_basic_agrees_with_onnxruntime(exported, engine):
+    """`onnxruntime-basic` (ORT with only the basic graph optimizations) and `onnxruntime-unoptimized` (none: one
+    of the two evaluations of the float noise floor) run the same exported graphs: fp32 to float rounding, and the
+    QDQ INT8 model (which `onnxruntime` fuses into integer kernels and these do not) closely, with the same top-1
+    on every sample."""
     x = _samples(8, seed=11)
     for artifact in ("model.onnx", "model_int8.onnx"):
         full = open_engine("onnxruntime", exported / artifact)
-        basic = open_engine("onnxruntime-basic", exported / artifact)
+        basic = open_engine(engine, exported / artifact)
         assert basic.kind == "onnxruntime" and basic.runtime == full.runtime
         assert basic.input_specs() == full.input_specs() == [(basic.input_specs()[0][0], SHAPE_NCHW, "float32")]
         want = np.stack([run(full, [s[None]])[0] for s in x])
@@ -559,6 +561,7 @@ def test_benchmark_model_command_means_what_bench_says():
 ENGINE_TESTS = {  # registered engine -> the test in this file that checks its numbers
     "onnxruntime": "test_engines_agree_on_the_exported_model",
     "onnxruntime-basic": "test_onnxruntime_basic_agrees_with_onnxruntime",
+    "onnxruntime-unoptimized": "test_onnxruntime_basic_agrees_with_onnxruntime",
     "tflite": "test_engines_agree_on_the_exported_model",
     "tflite-builtin": "test_engines_agree_on_the_exported_model",
     "torch": "test_engines_agree_on_the_exported_model",

@@ -75,6 +75,28 @@ def test_thresholds_come_from_the_spec():
     assert not passes("sqnr_db", float("nan"), 0)
 
 
+def test_fp32_bound_is_widened_by_the_noise_floor_only():
+    """The float32 max_abs_rel bound is the spec's, or 10x the model's own float noise floor when that is larger;
+    an explicit --threshold stays as given; an error far above the floor (a converter bug) still fails."""
+    from edgeport.metrics import FP32_NOISE_FACTOR, fp32_rel_bound
+    from edgeport.validation.thresholds import judge
+
+    assert FP32_NOISE_FACTOR == 10
+    assert fp32_rel_bound(1e-4, None) == 1e-4 and fp32_rel_bound(1e-4, 1e-6) == 1e-4
+    assert fp32_rel_bound(1e-4, 8e-5) == pytest.approx(8e-4) and fp32_rel_bound(1e-4, float("nan")) == 1e-4
+    tol = Tolerances()
+    assert default_thresholds("fp32", tol, noise_floor=8e-5)["max_abs_rel"] == pytest.approx(8e-4)
+    assert default_thresholds("int8", tol, noise_floor=8e-5) == default_thresholds("int8", tol)
+    noisy = {"max_abs_rel": 2.6e-4, "cosine_mean": 1.0}
+    assert judge("tflite_fp32", noisy, tol=tol, overrides={}, random_init=False).failures  # no floor measured
+    assert not judge("tflite_fp32", noisy, tol=tol, overrides={}, random_init=False, noise_floor=8e-5).failures
+    bug = {"max_abs_rel": 5e-3, "cosine_mean": 1.0}
+    assert judge("tflite_fp32", bug, tol=tol, overrides={}, random_init=False, noise_floor=8e-5).failures
+    strict = {"tflite_fp32": {"max_abs_rel": 1e-4}}
+    v = judge("tflite_fp32", noisy, tol=tol, overrides=strict, random_init=False, noise_floor=8e-5)
+    assert [f[0] for f in v.failures] == ["max_abs_rel"] and v.thresholds["max_abs_rel"] == 1e-4
+
+
 def test_threshold_overrides():
     o = parse_threshold_overrides(["tflite_int8.top1_agreement=0.9", "cosine_mean=0.5", "onnx_int8.sqnr_db=20"])
     assert o == {"tflite_int8": {"top1_agreement": 0.9}, None: {"cosine_mean": 0.5}, "onnx_int8": {"sqnr_db": 20.0}}
@@ -127,6 +149,20 @@ def test_random_init_reference_is_the_exported_onnx(onnx_only_dir, tmp_path):
     res = validate_dir(out, num=4)
     assert res.parity == {} and any("cannot be rebuilt" in n for n in res.notes)
     assert json.loads((out / "report.json").read_text())["parity"]["onnx"] == before
+
+
+def test_float_noise_floor_of_an_ordinary_cnn_is_far_below_the_spec(onnx_only_dir):
+    """Two correct float32 evaluations of a small CNN (ONNX Runtime optimised vs unoptimised) agree to float
+    rounding: its floor leaves the spec's 1e-4 bound as it is. Only .onnx and .tflite files have a floor."""
+    from edgeport.errors import TargetError
+    from edgeport.runtime import float_noise_floor
+
+    x = np.random.default_rng(3).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    name = onnx.load(str(onnx_only_dir / "model.onnx")).graph.input[0].name
+    floor = float_noise_floor(onnx_only_dir / "model.onnx", {name: x})
+    assert len(floor) == 1 and 0 <= floor[0] < 1e-5, floor
+    with pytest.raises(TargetError, match="no float noise floor"):
+        float_noise_floor(onnx_only_dir / "report.json", {name: x})
 
 
 def test_validate_onnx_only_and_exit_code(onnx_only_dir, capsys):

@@ -1,7 +1,8 @@
 """Which parity thresholds apply to an artifact, and whether its metrics meet them.
 
 Per precision, from the model spec's `Tolerances` (every cosine threshold bounds `cosine_mean`, the mean over
-samples): fp32 (ONNX, TFLite fp32): max_abs_rel <= fp32_rel and cosine_mean >= fp32_cosine; fp16: cosine_mean >=
+samples): fp32 (ONNX, TFLite fp32): max_abs_rel <= fp32_rel (widened to 10x the model's own float noise floor when
+that is larger: edgeport.metrics.fp32_rel_bound) and cosine_mean >= fp32_cosine; fp16: cosine_mean >=
 fp16_cosine; int8 (TFLite int8/dynamic, ORT int8): cosine_mean >= int8_cosine, top1_agreement >= int8_top1, sqnr_db
 >= int8_sqnr_db (ORT int8 may have its own top-1 / SQNR bounds). User overrides: `[artifact.]metric=value`.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from edgeport.errors import EdgeportError
-from edgeport.metrics import HIGHER_IS_BETTER, passes
+from edgeport.metrics import HIGHER_IS_BETTER, fp32_rel_bound, passes
 from edgeport.report import ArtifactKind
 
 if TYPE_CHECKING:
@@ -27,9 +28,12 @@ ARTIFACT_ORDER = tuple(ARTIFACT_PRECISION)
 RENAMED_METRICS = {"cosine": "cosine_mean (the mean over samples; cosine_min is the worst sample)"}
 
 
-def default_thresholds(precision: str, tol: Tolerances, artifact: str | None = None) -> dict[str, float]:
+def default_thresholds(precision: str, tol: Tolerances, artifact: str | None = None, *,
+                       noise_floor: float | None = None) -> dict[str, float]:
+    """The spec's bounds for an artifact of `precision`; `noise_floor`: the output's float noise floor when it was
+    measured (fp32 only)."""
     if precision == "fp32":
-        return {"max_abs_rel": tol.fp32_rel, "cosine_mean": tol.fp32_cosine}
+        return {"max_abs_rel": fp32_rel_bound(tol.fp32_rel, noise_floor), "cosine_mean": tol.fp32_cosine}
     if precision == "fp16":
         return {"cosine_mean": tol.fp16_cosine}
     th = {"cosine_mean": tol.int8_cosine, "top1_agreement": tol.int8_top1, "sqnr_db": tol.int8_sqnr_db}
@@ -73,13 +77,13 @@ class Verdict:
 
 
 def judge(name: str, metrics: dict, *, tol: Tolerances, overrides: dict[str | None, dict[str, float]],
-          random_init: bool) -> Verdict:
+          random_init: bool, noise_floor: float | None = None) -> Verdict:
     """Thresholds of artifact `name`: the spec's for its precision (INT8 ones dropped for random-init weights:
     quantizing random weights says nothing about a trained model), then the explicit overrides, which always
     apply (`overrides`: {artifact or None for every artifact: {metric: threshold}}). A threshold on a metric the
-    artifact lacks is recorded, not checked."""
+    artifact lacks is recorded, not checked. `noise_floor`: the output's float noise floor, when measured."""
     precision = ARTIFACT_PRECISION[name]
-    th = default_thresholds(precision, tol, name)
+    th = default_thresholds(precision, tol, name, noise_floor=noise_floor)
     enforced = not (precision == "int8" and random_init)
     explicit = {**overrides.get(None, {}), **overrides.get(name, {})}
     if not enforced:

@@ -11,6 +11,7 @@ from edgeport.console import plain, random_weights_line
 from edgeport.errors import ParityError
 from edgeport.metrics import HIGHER_IS_BETTER
 from edgeport.recommend import refresh_recommendation
+from edgeport.report import noise_floor_lines
 
 from .thresholds import parse_threshold_overrides
 
@@ -111,6 +112,8 @@ def print_result(result, con) -> None:
         con.print(lt)
         if result.layers.get("plot"):
             con.print(f"SQNR along depth: {result.layers['plot']}")
+    for line in noise_floor_lines(result.parity):
+        con.print(plain(line))
     for n in result.notes:
         con.print(f"[yellow]note:[/yellow] {n}")
 

@@ -207,6 +207,7 @@ def artifact_engine_kind(path: str) -> str:
 RUNNER_ENGINES = {
     "onnxruntime": ("onnxruntime", {"graph_optimization": "all"}),
     "onnxruntime-basic": ("onnxruntime", {"graph_optimization": "basic"}),
+    "onnxruntime-unoptimized": ("onnxruntime", {"graph_optimization": "disable"}),
     "tflite": ("tflite", {"delegate": "xnnpack"}),
     "tflite-builtin": ("tflite", {"delegate": "none"}),
 }
