@@ -152,9 +152,9 @@ def _rendered_lines(phrases, sizes, seed: int) -> list[np.ndarray]:
     return crops
 
 
-def _detected_lines(gray: np.ndarray, *, min_row: int) -> list[np.ndarray]:
-    """The text-line boxes PP-OCR's detector (ch_PP-OCRv4_det in rapidocr-onnxruntime) finds in `gray` below
-    `min_row`, each whole and halved: PaddleOCR's det preprocessing (ImageNet mean/std, sides a multiple of 32),
+def _detected_lines(gray: np.ndarray, *, min_row: int, max_row: int | None = None) -> list[np.ndarray]:
+    """The text-line boxes PP-OCR's detector (ch_PP-OCRv4_det in rapidocr-onnxruntime) finds in `gray` starting at
+    or below `min_row` (and ending above `max_row` when given), each whole and halved: PaddleOCR's det preprocessing (ImageNet mean/std, sides a multiple of 32),
     probability map > 0.3, each connected region's box grown by its area * 1.5 / perimeter (DBNet's unclip)."""
     import importlib.util
 
@@ -178,7 +178,7 @@ def _detected_lines(gray: np.ndarray, *, min_row: int) -> list[np.ndarray]:
         grow = (y1 - y0) * (x1 - x0) * 1.5 / (2 * ((y1 - y0) + (x1 - x0)))
         top, bot = max(0, int((y0 - grow) * h / hh)), min(h, int(np.ceil((y1 + grow) * h / hh)))
         left, right = max(0, int((x0 - grow) * w / ww)), min(w, int(np.ceil((x1 + grow) * w / ww)))
-        if top < min_row:
+        if top < min_row or (max_row is not None and bot > max_row):
             continue
         line = gray[top:bot, left:right]
         mid = line.shape[1] // 2
@@ -231,7 +231,87 @@ def _ppocr_cls_model(work: Path):
                           f"{len(xv) - len(page_lines)} rendered in 8 fonts), half turned 180°"), labels, extra
 
 
-MODELS = {"efficientnet_lite0": _lite0_model, "ppocr_cls": _ppocr_cls_model,
+REC_WIDTH = 320  # PaddleOCR's rec_image_shape 3x48x320
+
+
+def _rec_input(gray: np.ndarray) -> np.ndarray:
+    """PaddleOCR's rec preprocessing of a gray uint8 crop -> (3, 48, REC_WIDTH) float32: height 48 keeping the aspect
+    ratio (width at most REC_WIDTH), (x/255 - 0.5)/0.5, zero padding on the right."""
+    from PIL import Image
+
+    h, w = gray.shape
+    new_w = int(min(REC_WIDTH, np.ceil(48 * w / h)))
+    img = np.asarray(Image.fromarray(gray).convert("RGB").resize((new_w, 48), Image.BILINEAR), np.float32)
+    out = np.zeros((3, 48, REC_WIDTH), np.float32)
+    out[:, :, :new_w] = (img.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
+    return out
+
+
+def _rec_alphabet(path: Path) -> list[str]:
+    """The recognizer's characters as PaddleOCR decodes them: "blank" (the CTC blank, index 0), the list stored in
+    the ONNX file's `character` metadata, then a space."""
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return ["blank", *meta["character"].splitlines(), " "]
+
+
+def ctc_strings(probs: np.ndarray, alphabet: list[str]) -> list[str]:
+    """PaddleOCR's CTC greedy decoding of (N, T, C) per-step class probabilities (edgeport.metrics.ctc_greedy: the
+    best class per step, repeats merged, the blank at 0 dropped) as text."""
+    from edgeport.metrics import ctc_greedy
+
+    return ["".join(alphabet[i] for i in seq) for seq in ctc_greedy(np.asarray(probs).argmax(axis=-1), blank=0)]
+
+
+def _ppocr_rec_model(work: Path):
+    """PaddleOCR's text recognizer (ch_PP-OCRv4_rec_infer.onnx, opset 12, dynamic width) at 3x48x320. Calibration:
+    the lines the detector finds in the upper part of `page()` and CALIB_WORDS rendered with PIL's default font;
+    held out: the lines it finds in the lower part, and 24 phrases of VALID_WORDS in matplotlib's 8 fonts with scan
+    noise (upright: the recognizer reads what the classifier has turned upright). Labels: the rendered phrases'
+    text (None for detected lines, whose text is not known here)."""
+    import importlib.util
+
+    import onnx
+    import skimage.data
+
+    from edgeport.export.checkpoint import resolve_source
+    from edgeport.export.onnx_export import simplify_onnx
+    from edgeport.validation import run_artifact
+
+    path = Path(importlib.util.find_spec("rapidocr_onnxruntime").origin).parent / "models" / \
+        "ch_PP-OCRv4_rec_infer.onnx"
+    src = resolve_source(str(path), input_shape=(1, 3, 48, REC_WIDTH))
+    model = simplify_onnx(src.onnx_model())
+    onnx.save(model, str(work / "model.onnx"))
+    page = skimage.data.page()
+    cal_lines = _detected_lines(page, min_row=0, max_row=95)
+    cal_crops = cal_lines + _rendered([w for w in CALIB_WORDS for _ in (22, 30, 38)], (22, 30, 38), seed=0)
+    phrases = [" ".join(VALID_WORDS[(3 * k + j) % len(VALID_WORDS)] for j in range(1 + k % 3)) for k in range(24)]
+    page_lines = _detected_lines(page, min_row=95)
+    rendered = _rendered_lines(phrases, (20, 28, 36, 48), seed=1)
+    labels = [None] * len(page_lines) + [p for p in phrases for _ in FONTS]
+    xc = np.stack([_rec_input(c) for c in cal_crops])
+    xv = np.stack([_rec_input(c) for c in page_lines + rendered])
+    name = model.graph.input[0].name
+    cal = [{name: x[None]} for x in xc]
+    ref = run_artifact(work / "model.onnx", xv)
+    return cal, xv, ref, (f"PaddleOCR text recognizer, {len(xc)} calibration crops ({len(cal_lines)} detected lines "
+                          f"of upper page() + rendered words), {len(xv)} held-out lines ({len(page_lines)} detected "
+                          f"in lower page(), {len(rendered)} rendered in 8 fonts)"), labels, {}
+
+
+def rec_figures(ref: np.ndarray, y: np.ndarray, labels: list, alphabet: list[str]) -> dict:
+    """The recognizer's task figures: strings identical to the float model's (the issue's metric), and exact reads
+    of the known texts by the artifact and by the float model."""
+    a, b = ctc_strings(ref, alphabet), ctc_strings(y, alphabet)
+    known = [k for k, t in enumerate(labels) if t is not None]
+    return {"strings_identical": float(np.mean([p == q for p, q in zip(a, b)])),
+            "accuracy": float(np.mean([b[k] == labels[k] for k in known])),
+            "reference_accuracy": float(np.mean([a[k] == labels[k] for k in known]))}
+
+
+MODELS = {"efficientnet_lite0": _lite0_model, "ppocr_cls": _ppocr_cls_model, "ppocr_rec": _ppocr_rec_model,
           "shufflenet_v2_cifar_x0_5": _digits_model}
 
 
@@ -243,7 +323,11 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     cal, xv, ref, desc, labels, probes = MODELS[name](work)
     row = {"model": name, "data": desc, "num_calibration": len(cal), "num_validation": int(len(xv)), "rows": []}
-    if labels is not None:
+    # the recognizer's agreement is strings identical to the float model's (CTC-decoded), its accuracy exact reads
+    alphabet = _rec_alphabet(work / "model.onnx") if name == "ppocr_rec" else None
+    if alphabet is not None:
+        row["reference_accuracy"] = rec_figures(ref, ref, labels, alphabet)["reference_accuracy"]
+    elif labels is not None:
         row["reference_accuracy"] = accuracy(ref, labels)
     for method, bc, cle, rounding in techniques:
         t = time.perf_counter()
@@ -258,7 +342,10 @@ def run_model(name: str, *, work: Path, techniques, log=print) -> dict:
              "bias_correction_s": round(res.timings.get("bias_correction_s", 0.0), 1),
              "weight_rounding_s": round(res.timings.get("weight_rounding_s", 0.0), 1),
              "calibration": res.calibration}
-        if labels is not None:
+        if alphabet is not None:
+            f = rec_figures(ref, y, labels, alphabet)
+            r.update(top1_agreement=f["strings_identical"], accuracy=f["accuracy"])
+        elif labels is not None:
             r["accuracy"] = accuracy(y, labels)
         for probe, (xp, refp, lp) in probes.items():
             yp = run_artifact(res.artifacts["int8"], xp)
@@ -335,6 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgeport_int8_techniques"))
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/calibration.md")
+    ap.add_argument("--techniques", type=int, nargs="+", metavar="K",
+                    help="run only these rows of TECHNIQUES (0-based; 0 is the converter's default); they replace the "
+                         "same rows of the saved results, as --rounding does")
     ap.add_argument("--rounding", choices=["nearest", "adaptive", "sequential"],
                     help="run only the techniques with this weight rounding; their rows replace the same rows of the "
                          "saved results (benchmarks/results/int8_techniques.json), the others are kept (so do the "
@@ -346,9 +436,11 @@ def main(argv: list[str] | None = None) -> int:
                       if feats.get(k))
     cpu = f"{feats.get('model_name', 'CPU')} ({feats.get('arch')}: {flags}; INT8 path {feats.get('int8_kernel_path')})"
     print(cpu, flush=True)
-    techniques = [x for x in TECHNIQUES if args.rounding in (None, x[3])]
+    techniques = [x for k, x in enumerate(TECHNIQUES) if args.rounding in (None, x[3])
+                  and (args.techniques is None or k in args.techniques)]
     rows = [run_model(m, work=args.work / m, techniques=techniques) for m in args.models]
-    if RESULTS.exists() and (args.rounding is not None or set(args.models) != set(MODELS)):
+    partial = args.rounding is not None or args.techniques is not None
+    if RESULTS.exists() and (partial or set(args.models) != set(MODELS)):
         rows = _merged(json.loads(RESULTS.read_text())["models"], rows)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"cpu": host.to_dict(), "models": rows}, indent=1, default=str) + "\n")

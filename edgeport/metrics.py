@@ -31,6 +31,11 @@ output's task-level check by it and the exporter names outputs by it):
   with several channels).
 - `detection`: 3-D (N, 4 + K, A) with K >= 1 and A > 4 + K (YOLOv5u/v8/11 raw predictions: box centre, size, one
   score per class, A anchors).
+- `sequence`: 3-D (N, T, C) whose last axis holds one probability distribution per step (every value in [0, 1],
+  each step summing to 1 within 1e-3; or log-probabilities whose exponentials do): a text recognizer's per-step
+  character probabilities (CTC). Needs the reference's values, so only validation (which has them) tells it apart
+  from `detection`, whose shape it can share ((N, 40, 6625) for PP-OCR's recognizer); by shape alone it is
+  `detection` or `other`.
 - `other`: anything else (a one-channel map, embeddings, box regressions).
 
 Task-level checks, for outputs whose kind says what they are:
@@ -41,6 +46,12 @@ Task-level checks, for outputs whose kind says what they are:
   agrees when it is above the threshold in both, with the same class and box IoU >= BOX_IOU_THRESHOLD (anchors are
   aligned between the two models, so no NMS or assignment is needed); 1.0 when no anchor is above the threshold.
   `boxes_reference` / `boxes_output` count the anchors above the threshold in each.
+- ctc_agreement (a sequence (S, T, C)): fraction of samples whose CTC greedy decoding is the same in both: the best
+  class per step, repeats merged, blanks dropped, with the blank taken as the class that is best most often over the
+  reference's steps (a CTC recognizer predicts its blank on most steps; PaddleOCR and torch's CTC put it at 0): the
+  decoded strings are identical exactly when this says so. sequence_agreement: fraction of samples whose argmax
+  is the same at every step (stricter: two sequences that differ only in where the blanks fall decode alike);
+  step_agreement: fraction of the S*T steps whose argmax agrees.
 
 The float32 bound (`fp32_rel_bound`): a float32 artifact must stay within max_abs_rel <= the spec's tolerance, or
 within FP32_NOISE_FACTOR times the model's own float noise floor when that is larger. The noise floor is the
@@ -74,6 +85,7 @@ def fp32_rel_bound(tolerance: float, noise_floor: float | None) -> float:
 HIGHER_IS_BETTER = {
     "cosine_mean": True, "cosine_min": True, "sqnr_db": True, "top1_agreement": True, "top5_overlap": True,
     "top1_decisive": True, "accuracy": True, "pixel_agreement": True, "box_agreement": True,
+    "ctc_agreement": True, "sequence_agreement": True, "step_agreement": True,
     "max_abs_err": False, "mean_abs_err": False, "max_abs_rel": False, "accuracy_drop": False,
 }
 
@@ -84,15 +96,29 @@ class OutputKind(str, enum.Enum):
     CLASSES = "classes"
     DENSE_MAP = "dense_map"
     DETECTION = "detection"
+    SEQUENCE = "sequence"
     OTHER = "other"
 
     def __str__(self) -> str:
         return self.value
 
 
-def output_kind(shape: tuple[int, ...]) -> OutputKind:
-    """The kind of an output of `shape` (reference layout, batch first); see the module docstring."""
+def _per_step_distributions(values: np.ndarray) -> bool:
+    """(S, T, C) values whose last axis is a probability distribution per step (or its logarithm)."""
+    v = np.asarray(values, np.float64)
+    if v.size == 0 or not np.isfinite(v).all():
+        return False
+    if v.min() >= 0 and v.max() <= 1 + 1e-6:
+        return bool(np.abs(v.sum(-1) - 1).max() <= 1e-3)
+    return bool(v.max() <= 1e-6 and np.abs(np.exp(v).sum(-1) - 1).max() <= 1e-3)
+
+
+def output_kind(shape: tuple[int, ...], values: np.ndarray | None = None) -> OutputKind:
+    """The kind of an output of `shape` (reference layout, batch first); `values`: the reference's output, which
+    tells a `sequence` from a `detection` of the same shape. See the module docstring."""
     shape = tuple(int(s) for s in shape)
+    if len(shape) == 3 and shape[2] > 1 and values is not None and _per_step_distributions(values):
+        return OutputKind.SEQUENCE
     if len(shape) == 2 and shape[1] > 1:
         return OutputKind.CLASSES
     if len(shape) == 4 and shape[1] > 1 and shape[2] * shape[3] > 1:
@@ -204,6 +230,30 @@ def pixel_agreement(reference: np.ndarray, output: np.ndarray) -> float:
     if r.shape != o.shape or r.ndim != 4:
         raise ValueError(f"pixel agreement needs two (S, C, H, W) maps of one shape, got {o.shape} and {r.shape}")
     return float(np.mean(r.argmax(1) == o.argmax(1)))
+
+
+def ctc_greedy(best: np.ndarray, *, blank: int) -> list[tuple[int, ...]]:
+    """(S, T) best class per step -> per sample the CTC greedy decoding: repeats merged, `blank` dropped."""
+    out = []
+    for row in np.asarray(best):
+        keep = np.ones(len(row), bool)
+        keep[1:] = row[1:] != row[:-1]
+        out.append(tuple(int(c) for c in row[keep & (row != blank)]))
+    return out
+
+
+def sequence_agreement(reference: np.ndarray, output: np.ndarray) -> dict:
+    """(S, T, C) per-step distributions -> {ctc_agreement, ctc_blank, sequence_agreement, step_agreement} (see the
+    module docstring)."""
+    r, o = np.asarray(reference), np.asarray(output)
+    if r.shape != o.shape or r.ndim != 3:
+        raise ValueError(f"sequence agreement needs two (S, T, C) outputs of one shape, got {o.shape} and {r.shape}")
+    rb, ob = r.argmax(-1), o.argmax(-1)
+    blank = int(np.bincount(rb.ravel()).argmax())
+    same = rb == ob
+    ctc = [a == b for a, b in zip(ctc_greedy(rb, blank=blank), ctc_greedy(ob, blank=blank))]
+    return {"ctc_agreement": float(np.mean(ctc)), "ctc_blank": blank,
+            "sequence_agreement": float(np.mean(same.all(axis=1))), "step_agreement": float(np.mean(same))}
 
 
 BOX_SCORE_THRESHOLD = 0.25

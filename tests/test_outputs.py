@@ -44,6 +44,41 @@ def test_output_kind_by_shape(shape, kind):
     assert output_kind(shape) is kind
 
 
+def test_sequence_outputs_are_told_from_detections_by_their_values():
+    """A text recognizer's (N, T, C) per-step probabilities (PP-OCR: (N, 40, 6625)) have a detection's shape; the
+    reference's values (one distribution per step, or its logarithm) make it a `sequence`, judged by whether every
+    step's best class agrees; YOLO-style predictions (pixel boxes, sigmoid scores) stay detections."""
+    from edgeport.metrics import sequence_agreement
+    from edgeport.validation.outputs import output_metrics, task_check
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4, 40, 97))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    assert output_kind(probs.shape) is OutputKind.DETECTION  # by shape alone
+    assert output_kind(probs.shape, probs) is OutputKind.SEQUENCE
+    assert output_kind(probs.shape, np.log(probs)) is OutputKind.SEQUENCE
+    yolo = np.concatenate([rng.uniform(0, 640, (4, 4, 400)), rng.uniform(0, 1, (4, 80, 400))], axis=1)
+    assert output_kind(yolo.shape, yolo) is OutputKind.DETECTION
+    assert output_kind(logits.shape, logits) is OutputKind.DETECTION and output_kind((4, 40, 1), probs[..., :1]) \
+        is OutputKind.OTHER
+    # CTC: class 5 is the blank (best on most steps); samples read "7 7 9", "7 9", "8", "" (blank everywhere)
+    steps = np.array([[5, 7, 5, 7, 9, 9, 5, 5], [7, 7, 5, 9, 5, 5, 5, 5], [5, 5, 8, 8, 5, 5, 5, 5], [5] * 8])
+    ref = np.log(np.full((4, 8, 12), 0.01))
+    np.put_along_axis(ref, steps[..., None], np.log(0.89), axis=-1)
+    moved = steps.copy()
+    moved[1] = [7, 5, 5, 5, 9, 9, 5, 5]  # same string "7 9", blanks elsewhere
+    moved[2, 3] = 5                       # still "8"
+    moved[3, 0] = 3                       # "3": a new character
+    out = np.log(np.full((4, 8, 12), 0.01))
+    np.put_along_axis(out, moved[..., None], np.log(0.89), axis=-1)
+    assert output_kind(ref.shape, ref) is OutputKind.SEQUENCE
+    got = sequence_agreement(ref, out)
+    assert got == {"ctc_agreement": 0.75, "ctc_blank": 5, "sequence_agreement": 0.25, "step_agreement": 26 / 32}, got
+    m = output_metrics(ref, out, name="softmax", reference_name="onnx")
+    assert m["kind"] == "sequence" and m["ctc_agreement"] == 0.75 and "box_agreement" not in m
+    assert task_check(m) == ("ctc", 0.75)
+
+
 def test_pixel_agreement_counts_positions():
     rng = np.random.default_rng(0)
     ref = rng.standard_normal((2, 3, 4, 4))

@@ -5,8 +5,10 @@
 
 Kinds (`OutputKind`, from the output's shape: edgeport.metrics.output_kind, which the exporter also names outputs
 by): `classes` gets top1_agreement and top5_overlap, `dense_map` per-pixel argmax agreement over the channel axis
-(`pixel_agreement`), `detection` anchor-aligned box agreement above a score threshold (`box_agreement`), `other`
-(a one-channel map, embeddings, box regressions) cosine, SQNR and errors only.
+(`pixel_agreement`), `detection` anchor-aligned box agreement above a score threshold (`box_agreement`),
+`sequence` (per-step class probabilities, e.g. a CTC text recognizer; told from a detection of the same shape by the
+reference's values) the share of samples whose CTC greedy decoding agrees (`ctc_agreement`: identical strings), with
+the same best class at every step (`sequence_agreement`) and of steps (`step_agreement`), `other` (a one-channel map, embeddings, box regressions) cosine, SQNR and errors only.
 
 Cosine, SQNR and the error metrics are computed for every output. The artifact's summary takes, for each metric, the
 worst value over the outputs that have it (so a threshold on the summary holds for every output) and names the
@@ -17,12 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from edgeport.metrics import (HIGHER_IS_BETTER, OutputKind, box_agreement, output_kind, parity_metrics,
-                              pixel_agreement)
+                              pixel_agreement, sequence_agreement)
 
 
 # the task-level metric each kind adds, and where its value comes from
 TASK_METRIC = {OutputKind.CLASSES: "top1_agreement", OutputKind.DENSE_MAP: "pixel_agreement",
-               OutputKind.DETECTION: "box_agreement"}
+               OutputKind.DETECTION: "box_agreement", OutputKind.SEQUENCE: "ctc_agreement"}
 
 
 def output_metrics(reference: np.ndarray, output: np.ndarray, *, name: str, reference_name: str) -> dict:
@@ -30,7 +32,7 @@ def output_metrics(reference: np.ndarray, output: np.ndarray, *, name: str, refe
     if reference.shape != output.shape:
         raise ValueError(f"output {name!r}: shape {tuple(output.shape)} differs from the reference's "
                          f"{tuple(reference.shape)}")
-    kind = output_kind(reference.shape)
+    kind = output_kind(reference.shape, reference)
     m = {"name": name, "shape": [int(s) for s in reference.shape[1:]], "kind": kind.value,
          **parity_metrics(reference, output, reference_name=reference_name, classes=kind is OutputKind.CLASSES)}
     m["_samples"], m["_reference"] = m.pop("n_samples"), m.pop("reference")
@@ -38,6 +40,8 @@ def output_metrics(reference: np.ndarray, output: np.ndarray, *, name: str, refe
         m["pixel_agreement"] = pixel_agreement(reference, output)
     elif kind is OutputKind.DETECTION:
         m.update(box_agreement(reference, output))
+    elif kind is OutputKind.SEQUENCE:
+        m.update(sequence_agreement(reference, output))
     return m
 
 
@@ -74,4 +78,5 @@ def task_check(entry: dict) -> tuple[str, float] | None:
     metric = TASK_METRIC.get(OutputKind(entry.get("kind", "other")))
     if metric is None or entry.get(metric) is None:
         return None
-    return {"top1_agreement": "top-1", "pixel_agreement": "pixel", "box_agreement": "boxes"}[metric], entry[metric]
+    return {"top1_agreement": "top-1", "pixel_agreement": "pixel", "box_agreement": "boxes",
+            "ctc_agreement": "ctc"}[metric], entry[metric]
