@@ -42,7 +42,7 @@ RESULTS = REPO / "benchmarks" / "results" / "int8_techniques.json"
 DOC = REPO / "docs" / "calibration.md"
 BEGIN, END = "<!-- int8_techniques:begin -->", "<!-- int8_techniques:end -->"
 
-# (range method, bias correction, cross-layer equalization, weight rounding); the first is the converter's default
+# (range method, bias correction, cross-layer equalization, weight rounding); DEFAULT is the converter's default
 TECHNIQUES = [("minmax", "empirical", False, "nearest"), ("minmax", "none", False, "nearest"),
               ("minmax", "analytic", False, "nearest"), ("percentile", "empirical", False, "nearest"),
               ("per-tensor", "empirical", False, "nearest"), ("per-tensor", "analytic", False, "nearest"),
@@ -51,6 +51,7 @@ TECHNIQUES = [("minmax", "empirical", False, "nearest"), ("minmax", "none", Fals
               ("minmax", "empirical", False, "adaptive"), ("percentile", "empirical", False, "adaptive"),
               ("minmax", "none", False, "adaptive"), ("minmax", "empirical", False, "sequential"),
               ("percentile", "empirical", False, "sequential"), ("minmax", "none", False, "sequential")]
+DEFAULT = ("per-tensor", "empirical", False, "nearest")  # edgeport.options.DEFAULT_CALIBRATION_METHOD + defaults
 CALIB_WORDS = ("edge", "quantize", "model", "tensor", "phone", "convert", "layer", "kernel", "ARM", "latency",
                "photo", "camera", "Invoice 2024", "TOTAL 18.40", "receipt", "street", "open", "Monday")
 VALID_WORDS = ("hello world", "shuffle", "network", "Pixel", "batch", "integer", "bias", "scale", "north",
@@ -366,6 +367,8 @@ def markdown(rows: list[dict], cpu: str) -> str:
         best = max(r["rows"], key=lambda x: (round(x["sqnr_db"], 1), x["top1_agreement"]))
         for x in r["rows"]:
             method = x["method"] + (f" → {x['calibration']['tflite_method']}" if x["method"] == "auto" else "")
+            if (x["method"], x["bias_correction"], x["equalize"], x.get("weight_rounding", "nearest")) == DEFAULT:
+                method += " (default)"
             cle = f"{x['calibration']['equalization']['pairs']} pairs" if x["equalize"] else "-"
             cells = [r["model"], method, x["bias_correction"], cle, x.get("weight_rounding", "nearest"),
                      f"{100 * x['top1_agreement']:.1f}", f"{x['sqnr_db']:.1f}",
@@ -381,9 +384,13 @@ def markdown(rows: list[dict], cpu: str) -> str:
             lines += ["", f"Probe, {r['model']} on {probe} (not a target: the float model's own accuracy there is "
                           f"{100 * got[0]['reference_accuracy']:.1f} %): top-1 agreement {100 * min(agree):.1f}–"
                           f"{100 * max(agree):.1f} % over the {len(got)} techniques."]
-    lines += ["", "Data: " + "; ".join(f"{r['model']}: {r['data']}" for r in rows) + ".",
-              f"Machine: {cpu} (shared by several jobs: conversion times are indicative). **Bold**: the best output "
-              "SQNR per checkpoint."]
+    lines += ["", "Data: " + "; ".join(f"{r['model']}: {r['data']}" for r in rows) + "."]
+    if any(r["model"] == "ppocr_rec" for r in rows):
+        lines += ["ppocr_rec: *top-1 agreement* is the share of held-out lines whose CTC-decoded text is identical to "
+                  "the float model's, *output SQNR* over the per-step character probabilities, *task accuracy* the "
+                  "share of the rendered lines read exactly right."]
+    lines += [f"Machine: {cpu} (shared by several jobs: conversion times are indicative). **Bold**: the best output "
+               "SQNR per checkpoint."]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,8 @@ TensorFlow's converter only records min/max. For the percentile option, the conv
 range of each named tensor over the calibration samples is collected (ranges.RangeCollector). Writing the ranges
 back into the flatbuffer and quantizing are the converter's.
 
-Samples follow the protocol (NCHW float32); they are transposed to NHWC when the TFLite input is NHWC.
+Samples follow the protocol ({input name: (1, ...)}, images NCHW float32); each input is matched to the model's by
+name and transposed to NHWC when the TFLite input is NHWC (edgeport.runtime.layout.artifact_feed).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from edgeport.runtime.engines import open_engine, run
-from edgeport.runtime.layout import to_artifact_layout
+from edgeport.runtime.layout import artifact_feed
 
 from .range_select import HistogramCollector, RangeChoice
 from .ranges import DEFAULT_PERCENTILE, RangeCollector
@@ -23,14 +24,16 @@ from .samples import CalibrationMethod
 
 
 def _taps(calibrated, calibration, tensors):
-    """(float samples, builtin-kernel engine keeping every tensor, its interpreter, {name: tensor index} of the
-    wanted tensors the model has, input shape): what both range passes read the calibrated model with."""
+    """(samples: every model input of each calibration sample, as the calibrated model takes them, builtin-kernel
+    engine keeping every tensor, its interpreter, {name: tensor index} of the wanted tensors the model has): what
+    both range passes read the calibrated model with. Inputs are matched by name (artifact_feed), so a model with
+    several inputs (a second tensor, int64 ids) gets each of them."""
     names = set(tensors)
-    samples = [np.asarray(next(iter(s.values())), dtype=np.float32) for s in calibration]
     engine = open_engine("tflite-builtin", calibrated, threads=1, preserve_all_tensors=True)
+    samples = [artifact_feed(engine, dict(s), artifact="calibrated model") for s in calibration]
     interp = engine.interpreter
     idx = {d["name"]: d["index"] for d in interp.get_tensor_details() if d["name"] in names}
-    return samples, engine, interp, idx, engine.input_specs()[0][1]
+    return samples, engine, interp, idx
 
 
 def tflite_activation_ranges(
@@ -43,12 +46,10 @@ def tflite_activation_ranges(
 ) -> dict[str, tuple[float, float]]:
     """{tensor name: (lo, hi)} over the calibration samples for each of `tensors` (TFLite tensor names) the model
     has. The model runs on the builtin kernels (a delegate would hide the intermediate tensors), one thread."""
-    samples, engine, interp, idx, shape = _taps(calibrated, calibration, tensors)
+    samples, engine, interp, idx = _taps(calibrated, calibration, tensors)
     col = RangeCollector(method=method, percentile=percentile, num_samples=len(samples))
-    for x in samples:
-        if x.ndim == 4:
-            x = to_artifact_layout(x, artifact_shape=shape, nchw_shape=x.shape, artifact="calibrated model")
-        run(engine, [x])
+    for feed in samples:
+        run(engine, feed)
         for name, i in idx.items():
             col.update(name, interp.get_tensor(i))
     return col.ranges()
@@ -63,12 +64,10 @@ def tflite_range_choices(
     """({tensor name: RangeChoice}, {tensor name: per-channel mean}) over the calibration samples for each of
     `tensors` the calibrated float model has: one float pass, every 4th sample held out for the range choice
     (range_select.py). Channel means (last axis, NHWC) are over all samples."""
-    samples, engine, interp, idx, shape = _taps(calibrated, calibration, tensors)
+    samples, engine, interp, idx = _taps(calibrated, calibration, tensors)
     col = HistogramCollector(num_samples=len(samples))
-    for k, x in enumerate(samples):
-        if x.ndim == 4:
-            x = to_artifact_layout(x, artifact_shape=shape, nchw_shape=x.shape, artifact="calibrated model")
-        run(engine, [x])
+    for k, feed in enumerate(samples):
+        run(engine, feed)
         for name, i in idx.items():
             col.update(name, interp.get_tensor(i), sample_index=k)
     return col.select(), col.channel_means()

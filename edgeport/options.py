@@ -19,6 +19,15 @@ IO_DTYPES = ("int8", "uint8", "float")
 INPUT_LAYOUTS = ("nhwc", "nchw")
 OUTPUT_LAYOUTS = ("nchw", "nhwc")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "per-tensor", "auto")
+# The range method when none is given: per-tensor (each activation tensor's range chosen by the quantization error it
+# causes on a calibration hold-out: docs/calibration.md, "Which range method is the default"), min/max where the INT8
+# model keeps float or uint8 I/O (only TensorFlow's min/max path writes those).
+DEFAULT_CALIBRATION_METHOD = "per-tensor"
+
+
+def default_calibration_method(io_dtype: str) -> str:
+    """The range method used when none is given, for INT8 model I/O `io_dtype` (see DEFAULT_CALIBRATION_METHOD)."""
+    return DEFAULT_CALIBRATION_METHOD if str(getattr(io_dtype, "value", io_dtype)) == "int8" else "minmax"
 BIAS_CORRECTIONS = ("empirical", "analytic", "none")
 WEIGHT_ROUNDINGS = ("nearest", "adaptive", "sequential")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
@@ -197,11 +206,12 @@ class ConvertOptions(_Options):
         "--calibration", help="calibration data: default | digits | folder | .npy/.npz")})
     num_calibration: int | None = field(default=None, metadata={"cli": _flag(
         "--num-calibration", type=int, help="number of calibration samples (default: the source's own count)")})
-    calibration_method: str = field(default="minmax", metadata={"cli": _flag(
+    calibration_method: str | None = field(default=None, metadata={"cli": _flag(
         "--calibration-method", choices=CALIBRATION_METHODS,
         help="activation ranges: minmax, percentile (outlier clipping), entropy (ORT INT8 only), per-tensor (each "
-             "tensor's best of min/max, percentiles, MSE clipping on a calibration hold-out; TFLite), auto (the "
-             "method with the least hold-out output error; TFLite)")})
+             "tensor's best of min/max, percentiles, MSE clipping on a calibration hold-out; TFLite; ORT INT8 keeps "
+             "min/max), auto (the method with the least hold-out output error; TFLite) (default: per-tensor; minmax "
+             "with --io float or uint8)")})
     bias_correction: str = field(default="empirical", metadata={"cli": _flag(
         "--bias-correction", choices=BIAS_CORRECTIONS,
         help="INT8 bias correction. TFLite: empirical (per layer, one INT8 inference per layer and sample), "
@@ -234,6 +244,8 @@ class ConvertOptions(_Options):
 
     def __post_init__(self):
         object.__setattr__(self, "precisions", tuple(p for p in self.precisions if p and p != "onnx"))
+        if self.calibration_method is None:
+            object.__setattr__(self, "calibration_method", default_calibration_method(self.io_dtype))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from edgeport.calibration.samples import (check_int8_io, ort_calibration_method,
 from edgeport.errors import CalibrationError, ExportError
 from edgeport.export.equalization import equalize_model
 from edgeport.files import atomic_write_bytes
-from edgeport.options import check_int8_refinement
+from edgeport.options import check_int8_refinement, default_calibration_method
 
 from .act_scale_fold import fold_hard_activation_scales
 from .auto_calibration import choose_calibration_method
@@ -317,6 +317,8 @@ def _checked_options(precisions, *, io_dtype, input_layout, calibration_method, 
         raise ExportError("no precision requested", hint=f"choose from {[p.value for p in Precision]}")
     io_dtype = IODtype(io_dtype)
     input_layout = InputLayout(input_layout)
+    if calibration_method is None:
+        calibration_method = default_calibration_method(io_dtype.value)
     calibration_method = str(getattr(calibration_method, "value", calibration_method))
     if Precision.INT8 in precs:
         check_int8_io(calibration_method=calibration_method, io_dtype=io_dtype)
@@ -444,7 +446,7 @@ def convert(
     io_dtype: IODtype | str = IODtype.INT8,
     input_layout: InputLayout | str = InputLayout.NHWC,
     max_calibration_samples: int | None = None,
-    calibration_method: str = "minmax",
+    calibration_method: str | None = None,
     bias_correction_samples: int = 8,
     bias_correction: BiasCorrection | str = BiasCorrection.EMPIRICAL,
     weight_rounding: WeightRounding | str = WeightRounding.NEAREST,
@@ -462,8 +464,10 @@ def convert(
     source model's layout, one TRANSPOSE each; nhwc; default: the input layout), named as the ONNX
     model names them, with a `serving_default` signature over the ONNX names (signature.py).
     `calibration` (needed for int8): an iterable with len() of {input_name: float32 NCHW array (batch 1)}.
-    `calibration_method`: minmax (TensorFlow's recorded ranges) or percentile (edgeport.calibration's outlier-
-    clipped ranges written over them before quantization). `bias_correction_samples`: INT8 biases are corrected
+    `calibration_method`: minmax (TensorFlow's recorded ranges), percentile (edgeport.calibration's outlier-
+    clipped ranges written over them before quantization), per-tensor (each activation tensor's best candidate on a
+    calibration hold-out: calibration/range_select.py) or auto; None: edgeport.options.default_calibration_method
+    (per-tensor; minmax for float / uint8 I/O). `bias_correction_samples`: INT8 biases are corrected
     layer by layer for the mean shift that quantization causes, measured against the fp32 model on that many
     calibration samples (bias_correction.py; 0 turns it off); `bias_correction` chooses how (BiasCorrection:
     analytic from float statistics, empirical per layer, none). `weight_rounding`: nearest (TensorFlow's), adaptive
