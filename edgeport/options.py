@@ -21,7 +21,8 @@ OUTPUT_LAYOUTS = ("nchw", "nhwc")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "per-tensor", "auto")
 # The range method when none is given: per-tensor (each activation tensor's range chosen by the quantization error it
 # causes on a calibration hold-out: docs/calibration.md, "Which range method is the default"), min/max where the INT8
-# model keeps float or uint8 I/O (only TensorFlow's min/max path writes those).
+# model keeps float or uint8 I/O (only TensorFlow's min/max path writes those). ONNX Runtime's INT8 model then uses
+# percentile ranges (edgeport.calibration.samples.ort_calibration_method).
 DEFAULT_CALIBRATION_METHOD = "per-tensor"
 
 
@@ -209,8 +210,8 @@ class ConvertOptions(_Options):
     calibration_method: str | None = field(default=None, metadata={"cli": _flag(
         "--calibration-method", choices=CALIBRATION_METHODS,
         help="activation ranges: minmax, percentile (outlier clipping), entropy (ORT INT8 only), per-tensor (each "
-             "tensor's best of min/max, percentiles, MSE clipping on a calibration hold-out; TFLite; ORT INT8 keeps "
-             "min/max), auto (the method with the least hold-out output error; TFLite) (default: per-tensor; minmax "
+             "tensor's best of min/max, percentiles, MSE clipping on a calibration hold-out; TFLite; ORT INT8 uses "
+             "percentile), auto (the method with the least hold-out output error; TFLite) (default: per-tensor; minmax "
              "with --io float or uint8)")})
     bias_correction: str = field(default="empirical", metadata={"cli": _flag(
         "--bias-correction", choices=BIAS_CORRECTIONS,

@@ -362,7 +362,7 @@ def test_run_shows_the_stages_of_its_convert_step(tmp_path, capsys):
         "calibration samples (16)", "shuffle pass + NHWC lowering", "tflite fp32",
         "tflite int8 (calibration: 16 samples, per-tensor)", "int8 bias correction (empirical, 8 samples)",
         "write + tensor maps",
-        "onnx int8 (ORT, minmax)"]
+        "onnx int8 (ORT, percentile)"]
     assert all(re.search(r"\d+\.\ds$", s) for s in stages)
     export = out[out.index("[1/5] export ..."):out.index("[2/5] convert ...")]
     assert "· torch -> ONNX (legacy exporter) + simplify" in export and "· verify ONNX Runtime vs torch" in export
