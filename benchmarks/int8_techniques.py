@@ -94,16 +94,22 @@ def _lite0_model(work: Path):
             None, {})
 
 
-def _cls_input(gray: np.ndarray) -> np.ndarray:
-    """PaddleOCR's cls preprocessing of a gray uint8 crop -> (3, 48, 192) float32."""
+def _paddle_input(gray: np.ndarray, width: int) -> np.ndarray:
+    """PaddleOCR's cls / rec preprocessing of a gray uint8 crop -> (3, 48, width) float32: height 48 keeping the
+    aspect ratio (width at most `width`), (x/255 - 0.5)/0.5, zero padding on the right."""
     from PIL import Image
 
     h, w = gray.shape
-    new_w = int(min(192, np.ceil(48 * w / h)))
+    new_w = int(min(width, np.ceil(48 * w / h)))
     img = np.asarray(Image.fromarray(gray).convert("RGB").resize((new_w, 48), Image.BILINEAR), np.float32)
-    out = np.zeros((3, 48, 192), np.float32)
+    out = np.zeros((3, 48, width), np.float32)
     out[:, :, :new_w] = (img.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
     return out
+
+
+def _cls_input(gray: np.ndarray) -> np.ndarray:
+    """The direction classifier's input, (3, 48, 192)."""
+    return _paddle_input(gray, 192)
 
 
 def _rendered(words, sizes, seed: int) -> list[np.ndarray]:
@@ -236,16 +242,8 @@ REC_WIDTH = 320  # PaddleOCR's rec_image_shape 3x48x320
 
 
 def _rec_input(gray: np.ndarray) -> np.ndarray:
-    """PaddleOCR's rec preprocessing of a gray uint8 crop -> (3, 48, REC_WIDTH) float32: height 48 keeping the aspect
-    ratio (width at most REC_WIDTH), (x/255 - 0.5)/0.5, zero padding on the right."""
-    from PIL import Image
-
-    h, w = gray.shape
-    new_w = int(min(REC_WIDTH, np.ceil(48 * w / h)))
-    img = np.asarray(Image.fromarray(gray).convert("RGB").resize((new_w, 48), Image.BILINEAR), np.float32)
-    out = np.zeros((3, 48, REC_WIDTH), np.float32)
-    out[:, :, :new_w] = (img.transpose(2, 0, 1) / 255.0 - 0.5) / 0.5
-    return out
+    """The recognizer's input, (3, 48, REC_WIDTH)."""
+    return _paddle_input(gray, REC_WIDTH)
 
 
 def _rec_alphabet(path: Path) -> list[str]:
