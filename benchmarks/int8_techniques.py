@@ -161,8 +161,9 @@ def _rendered_lines(phrases, sizes, seed: int) -> list[np.ndarray]:
 
 def _detected_lines(gray: np.ndarray, *, min_row: int, max_row: int | None = None) -> list[np.ndarray]:
     """The text-line boxes PP-OCR's detector (ch_PP-OCRv4_det in rapidocr-onnxruntime) finds in `gray` starting at
-    or below `min_row` (and ending above `max_row` when given), each whole and halved: PaddleOCR's det preprocessing (ImageNet mean/std, sides a multiple of 32),
-    probability map > 0.3, each connected region's box grown by its area * 1.5 / perimeter (DBNet's unclip)."""
+    or below `min_row` (and ending above `max_row` when given), each whole and halved: PaddleOCR's det preprocessing
+    (ImageNet mean/std, sides a multiple of 32), probability map > 0.3, each connected region's box grown by its
+    area * 1.5 / perimeter (DBNet's unclip)."""
     import importlib.util
 
     from PIL import Image

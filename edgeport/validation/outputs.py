@@ -8,7 +8,8 @@ by): `classes` gets top1_agreement and top5_overlap, `dense_map` per-pixel argma
 (`pixel_agreement`), `detection` anchor-aligned box agreement above a score threshold (`box_agreement`),
 `sequence` (per-step class probabilities, e.g. a CTC text recognizer; told from a detection of the same shape by the
 reference's values) the share of samples whose CTC greedy decoding agrees (`ctc_agreement`: identical strings), with
-the same best class at every step (`sequence_agreement`) and of steps (`step_agreement`), `other` (a one-channel map, embeddings, box regressions) cosine, SQNR and errors only.
+the same best class at every step (`sequence_agreement`) and of steps (`step_agreement`), `other` (a one-channel
+map, embeddings, box regressions) cosine, SQNR and errors only.
 
 Cosine, SQNR and the error metrics are computed for every output. The artifact's summary takes, for each metric, the
 worst value over the outputs that have it (so a threshold on the summary holds for every output) and names the
