@@ -19,16 +19,6 @@ IO_DTYPES = ("int8", "uint8", "float")
 INPUT_LAYOUTS = ("nhwc", "nchw")
 OUTPUT_LAYOUTS = ("nchw", "nhwc")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy", "per-tensor", "auto")
-# The range method when none is given: per-tensor (each activation tensor's range chosen by the quantization error it
-# causes on a calibration hold-out: docs/calibration.md, "Which range method is the default"), min/max where the INT8
-# model keeps float or uint8 I/O (only TensorFlow's min/max path writes those). ONNX Runtime's INT8 model then uses
-# percentile ranges (edgeport.calibration.samples.ort_calibration_method).
-DEFAULT_CALIBRATION_METHOD = "per-tensor"
-
-
-def default_calibration_method(io_dtype: str) -> str:
-    """The range method used when none is given, for INT8 model I/O `io_dtype` (see DEFAULT_CALIBRATION_METHOD)."""
-    return DEFAULT_CALIBRATION_METHOD if str(getattr(io_dtype, "value", io_dtype)) == "int8" else "minmax"
 BIAS_CORRECTIONS = ("empirical", "analytic", "none")
 WEIGHT_ROUNDINGS = ("nearest", "adaptive", "sequential")
 SHUFFLE_PIECE_FORMS = ("slices", "convs")
@@ -42,6 +32,17 @@ PREPROCESS_PRESETS = {
     "zero-one": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # x / 255
     "none": ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255)),  # raw 0-255 pixel values
 }
+
+# The range method when none is given: per-tensor (each activation tensor's range chosen by the quantization error it
+# causes on a calibration hold-out: docs/calibration.md, "Which range method is the default"), min/max where the INT8
+# model keeps float or uint8 I/O (only TensorFlow's min/max path writes those). ONNX Runtime's INT8 model then uses
+# percentile ranges (edgeport.calibration.samples.ort_calibration_method).
+DEFAULT_CALIBRATION_METHOD = "per-tensor"
+
+
+def default_calibration_method(io_dtype: str) -> str:
+    """The range method used when none is given, for INT8 model I/O `io_dtype` (see DEFAULT_CALIBRATION_METHOD)."""
+    return DEFAULT_CALIBRATION_METHOD if str(getattr(io_dtype, "value", io_dtype)) == "int8" else "minmax"
 
 
 def check_int8_refinement(*, weight_rounding: str, bias_correction: str) -> None:

@@ -400,8 +400,8 @@ def _tables(data: dict, out: Path | None) -> list[tuple[str, list[str], list[lis
                        [[a, _pct(v.get("accuracy")), _fmt(v.get("drop_points"))] for a, v in acc["artifacts"].items()]))
     noisy = noise_floor_rows(data.get("parity") or {})
     if noisy:
-        tables.append(("Float noise floor (float32 bound widened to 10x two correct float32 runs' disagreement)",
-                       ["artifact", "max_abs_rel", "bound", "noise floor", "measured between"], noisy))
+        tables.append(("Float noise floor (float32 bound widened to a multiple of two correct float32 runs' gap)",
+                       ["artifact", "max_abs_rel", "bound", "noise floor", "factor", "measured between"], noisy))
     lat = data.get("latency") or []
     if lat:
         tables.append(("Latency", *latency_rows(lat)))

@@ -313,21 +313,22 @@ def xnnpack_lines(info: Mapping[str, Any]) -> list[str]:
 
 def noise_floor_rows(parity: Mapping[str, Any]) -> list[list[str]]:
     """One row per float32 artifact whose max_abs_rel bound was widened by the model's float noise floor
-    (parity.<a>.noise_floor, written by validation): artifact, max_abs_rel, the bound, the floor, where measured."""
+    (parity.<a>.noise_floor, written by validation): artifact, max_abs_rel, the bound, the floor, the factor the
+    floor was multiplied by, where it was measured."""
     rows = []
     for art, p in (parity or {}).items():
         if (nf := (p or {}).get("noise_floor")) and p.get("max_abs_rel") is not None:
             where = "; ".join(f"{k}: {' vs '.join(v['engines'])} differ by {max(v['per_output']):.2g}"
                               for k, v in nf.get("files", {}).items())
             rows.append([art, f"{p['max_abs_rel']:.2g}", f"{(p.get('thresholds') or {}).get('max_abs_rel', 0):.2g}",
-                         f"{nf['max_abs_rel']:.2g}", where])
+                         f"{nf['max_abs_rel']:.2g}", f"{nf['factor']:g}x", where])
     return rows
 
 
 def noise_floor_lines(parity: Mapping[str, Any]) -> list[str]:
     """What the terminal says of each row of `noise_floor_rows`: one line per artifact."""
-    return [f"{art}: max_abs_rel {value} is above the spec's float bound; held to 10x this model's own float noise "
-            f"floor instead ({bound}; {where})" for art, value, bound, _, where in noise_floor_rows(parity)]
+    return [f"{art}: max_abs_rel {value} is above the spec's float bound; held to {factor} this model's own float "
+            f"noise floor instead ({bound}; {where})" for art, value, bound, _, factor, where in noise_floor_rows(parity)]
 
 
 # ---- the schema -------------------------------------------------------------------------------------------------

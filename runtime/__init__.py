@@ -12,6 +12,7 @@ from edgeport.runtime.targets import TARGETS, TargetKind, TargetOptions, parse_t
 
 __all__ = [
     "BenchOutcome", "BenchSettings", "bench", "ENGINES", "Engine", "EngineKind", "default_engine", "open_engine",
-    "run", "run_batches", "NOISE_FLOOR_ENGINES", "float_noise_floor", "feature_maps_to_nchw", "to_artifact_layout", "LATENCY_FIELDS", "latency_table",
+    "run", "run_batches", "NOISE_FLOOR_ENGINES", "float_noise_floor", "feature_maps_to_nchw", "to_artifact_layout",
+    "LATENCY_FIELDS", "latency_table",
     "TARGETS", "TargetKind", "TargetOptions", "parse_target",
 ]
